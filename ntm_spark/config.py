@@ -1,0 +1,340 @@
+"""Typed, layered configuration.
+
+Each stage has one YAML file of committed defaults, ``conf/base/<stage>.yaml``.
+``conf/local/<stage>.yaml`` (git-ignored) is laid over it, then ``--set
+key=value`` overrides from the command line. The merged mapping is checked
+against the stage's dataclass: unknown keys, wrong types and out-of-range
+values raise :class:`ConfigError` naming the key, the value and the fix.
+
+Example:
+    >>> cfg = load_config("preprocess", overrides=["vocab_size=500"])
+    >>> cfg.vocab_size
+    500
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from ntm_spark.paths import conf_dir
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass
+class SparkConfig:
+    """How every job builds its Spark session (``conf/base/spark.yaml``)."""
+
+    master: Optional[str] = "local[2]"
+    app_name: str = "ntm-spark"
+    #: ``local`` adds the Maven-resolved jars under ``.ntm/jars/spark``;
+    #: ``packages`` sets ``spark.jars.packages`` coordinates (for clusters).
+    kafka_connector: Literal["local", "packages", "none"] = "local"
+    #: Extra ``spark.*`` settings, e.g. ``{"spark.sql.shuffle.partitions": "8"}``.
+    conf: dict = field(default_factory=dict)
+    log_level: str = "WARN"
+
+    def validate(self) -> None:
+        """Check values that the types alone cannot."""
+        _check(bool(self.app_name), "spark.app_name", self.app_name, "set a non-empty application name")
+
+
+@dataclass
+class ServicesConfig:
+    """The local Kafka broker and MLflow server (``conf/base/services.yaml``)."""
+
+    host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    mlflow_server: bool = False
+    mlflow_port: int = 5000
+    start_timeout_s: float = 60.0
+
+    def validate(self) -> None:
+        """Check ports and the bind address."""
+        for name in ("kafka_port", "kafka_controller_port", "mlflow_port"):
+            port = getattr(self, name)
+            _check(0 < port < 65536, f"services.{name}", port, "use a TCP port between 1 and 65535")
+        _check(
+            self.kafka_port != self.kafka_controller_port,
+            "services.kafka_controller_port",
+            self.kafka_controller_port,
+            "use a port different from kafka_port",
+        )
+        _check(self.start_timeout_s > 0, "services.start_timeout_s", self.start_timeout_s, "use a positive number")
+
+
+@dataclass
+class MlflowConfig:
+    """Tracking and registry settings (``conf/base/mlflow.yaml``)."""
+
+    #: ``None`` means ``$MLFLOW_TRACKING_URI`` or the SQLite file under ``.ntm/``.
+    tracking_uri: Optional[str] = None
+    experiment: str = "ntm-20newsgroups"
+    registered_model_name: str = "ntm-20newsgroups"
+    gate_metric: str = "npmi"
+    gate_guard_metric: str = "val_loss"
+    #: A challenger may be at most this much worse on the guard metric (relative).
+    gate_guard_tolerance: float = 0.05
+
+
+@dataclass
+class PreprocessConfig:
+    """The preprocessing job (``conf/base/preprocess.yaml``)."""
+
+    input_path: Optional[str] = None
+    input_format: Literal["20newsgroups", "text", "csv", "jsonl", "parquet"] = "20newsgroups"
+    text_col: str = "text"
+    id_col: str = "id"
+    label_col: Optional[str] = None
+    output_path: str = ".ntm/data/20newsgroups"
+    overwrite: bool = False
+    clean: Optional[bool] = None
+    stop_words: Union[str, list] = "english"
+    vocab_size: int = 2000
+    min_df: float = 2.0
+    max_df: float = 0.95
+    threshold: int = 25
+    split: list = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    keep_official_split: bool = False
+    seed: int = 42
+    num_train_shards: int = 8
+    num_eval_shards: int = 2
+    row_group_size: int = 1024
+    max_doc_bytes: int = 20_000_000
+    sample_fraction: float = 1.0
+
+    def validate(self) -> None:
+        """Check ranges."""
+        _check(2 <= self.vocab_size <= 10_000_000, "preprocess.vocab_size", self.vocab_size, "use an integer >= 2")
+        _check(self.min_df >= 0, "preprocess.min_df", self.min_df, "use a count >= 1 or a fraction in [0, 1)")
+        _check(0 < self.max_df <= 1 or self.max_df > 1, "preprocess.max_df", self.max_df, "use a fraction in (0, 1] or a count")
+        _check(self.threshold >= 0, "preprocess.threshold", self.threshold, "use an integer >= 0")
+        _check(
+            len(self.split) == 3 and all(0 <= float(s) <= 1 for s in self.split) and abs(sum(self.split) - 1) < 1e-6,
+            "preprocess.split",
+            self.split,
+            "give three fractions [train, validation, test] that sum to 1",
+        )
+        _check(self.num_train_shards >= 1, "preprocess.num_train_shards", self.num_train_shards, "use an integer >= 1")
+        _check(self.num_eval_shards >= 1, "preprocess.num_eval_shards", self.num_eval_shards, "use an integer >= 1")
+        _check(self.row_group_size >= 1, "preprocess.row_group_size", self.row_group_size, "use an integer >= 1")
+        _check(0 < self.sample_fraction <= 1, "preprocess.sample_fraction", self.sample_fraction, "use a fraction in (0, 1]")
+
+
+STAGES: dict[str, type] = {
+    "spark": SparkConfig,
+    "services": ServicesConfig,
+    "mlflow": MlflowConfig,
+    "preprocess": PreprocessConfig,
+}
+
+
+def register_stage(name: str, cls: type) -> type:
+    """Register a stage's config dataclass so :func:`load_config` can find it."""
+    STAGES[name] = cls
+    return cls
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _check(ok: bool, key: str, value: Any, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config value {key}={value!r}: {fix}.")
+
+
+def parse_overrides(overrides: Optional[list[str]]) -> dict:
+    """Turn ``["a=1", "b.c=[1, 2]"]`` into a nested mapping, values parsed as YAML."""
+    out: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"invalid override {item!r}: write it as key=value, e.g. vocab_size=2000.")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"invalid override {item!r}: the key before '=' is empty.")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "conf":
+            merged[key] = _merge(merged[key], value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot parse config file {path}: {err}. Fix the YAML syntax.") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of key: value, got {type(data).__name__}.")
+    return data
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"invalid config value {key}={value!r}: expected {_type_name(tp)}.")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"invalid config value {key}={value!r}: choose one of {list(args)}.")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"invalid config value {key}={value!r}: expected true or false.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"invalid config value {key}={value!r}: expected an integer.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"invalid config value {key}={value!r}: expected a number.")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"invalid config value {key}={value!r}: expected a string.")
+    if tp is list or origin is list:
+        if isinstance(value, (list, tuple)):
+            if args:
+                return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+            return list(value)
+        raise ConfigError(f"invalid config value {key}={value!r}: expected a list.")
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"invalid config value {key}={value!r}: expected a mapping.")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, dict):
+            return from_dict(tp, value, prefix=f"{key}.")
+        raise ConfigError(f"invalid config value {key}={value!r}: expected a mapping.")
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    names = []
+    for a in args:
+        if typing.get_origin(a) is Literal:
+            names.append(f"one of {list(typing.get_args(a))}")
+        else:
+            names.append(getattr(a, "__name__", str(a)))
+    return " or ".join(names) + (" or null" if type(None) in typing.get_args(tp) else "")
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build and validate dataclass ``cls`` from a plain mapping.
+
+    Raises:
+        ConfigError: for an unknown key, a wrong type or an out-of-range value.
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!r} for {cls.__name__}: "
+            f"valid keys are {sorted(names)}. Check the spelling."
+        )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], prefix + f.name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required config key {prefix}{f.name!r} for {cls.__name__}: set it.")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def load_config(
+    stage: str,
+    overrides: Optional[list[str]] = None,
+    config_file: Optional[str] = None,
+    conf_root: Optional[Path] = None,
+) -> Any:
+    """Load a stage's config: base YAML, then local YAML, then an optional file, then overrides.
+
+    Args:
+        stage: A name in :data:`STAGES`, e.g. ``"preprocess"``.
+        overrides: ``key=value`` strings (values parsed as YAML); dotted keys reach nested mappings.
+        config_file: An extra YAML file laid over the base and local layers.
+        conf_root: The config root; defaults to :func:`ntm_spark.paths.conf_dir`.
+
+    Returns:
+        The validated dataclass instance for the stage.
+    """
+    if stage not in STAGES:
+        raise ConfigError(f"unknown config stage {stage!r}: choose one of {sorted(STAGES)}.")
+    root = Path(conf_root) if conf_root else conf_dir()
+    data = _read_yaml(root / "base" / f"{stage}.yaml")
+    data = _merge(data, _read_yaml(root / "local" / f"{stage}.yaml"))
+    if config_file:
+        path = Path(config_file)
+        if not path.exists():
+            raise ConfigError(f"config file {str(path)!r} does not exist: check the --config path.")
+        data = _merge(data, _read_yaml(path))
+    data = _merge(data, parse_overrides(overrides))
+    return from_dict(STAGES[stage], data, prefix=f"{stage}.")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Return a plain, YAML-serializable mapping of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Any, path: Path) -> Path:
+    """Write the resolved config next to a run's outputs, so every run records what it used."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path
