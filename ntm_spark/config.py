@@ -280,7 +280,7 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r} for {cls.__name__}: "
+            f"unknown config key {prefix + unknown[0]!r} for {cls.__name__}: "
             f"valid keys are {sorted(names)}. Check the spelling."
         )
     kwargs = {}
@@ -288,7 +288,7 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
         if f.name in data:
             kwargs[f.name] = _coerce(data[f.name], hints[f.name], prefix + f.name)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"missing required config key {prefix}{f.name!r} for {cls.__name__}: set it.")
+            raise ConfigError(f"missing required config key {prefix + f.name!r} for {cls.__name__}: set it.")
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if callable(validate):

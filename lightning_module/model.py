@@ -1,0 +1,339 @@
+"""The neural topic model as a plain ``nn.Module`` and its pure loss function.
+
+The seed formula (SageMaker NTM, after Miao et al.'s NVDM):
+
+* encoder MLP ``pi = f_X(x)``;
+* ``mu = l1(pi)``, ``log sigma = l2(pi)``;
+* ``h = mu + sigma * eps`` with ``eps ~ N(0, I)``;
+* ``z = g(h)``, ``g`` configurable, softmax by default;
+* decoder ``y = softmax(W z + b)``;
+* loss ``= -sum(x * log y) + KL(N(mu, sigma^2) || prior)``.
+
+Options known to improve coherence (ProdLDA, Srivastava & Sutton 2017): a Laplace
+approximation of a Dirichlet prior instead of ``N(0, I)``, batch norm on the
+encoder's ``mu``/``log sigma`` and on the decoder logits, dropout, and KL warm-up
+(the warm-up lives in the Lightning system; the loss takes a ``kl_weight``).
+
+:data:`PRESETS` bundles them: ``sagemaker`` reproduces the seed exactly and
+``default`` is the one chosen by measured topic quality (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "softplus")
+TOPIC_ACTIVATIONS = ("softmax", "sigmoid", "tanh", "identity")
+PRIORS = ("normal", "dirichlet")
+
+#: Model and optimization settings per preset. ``None`` config values take these.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The seed architecture and SageMaker NTM's documented defaults, exactly.
+    "sagemaker": {
+        "encoder_layers_activation": "sigmoid",
+        "batch_norm": False,
+        "topic_activation": "softmax",
+        "prior": "normal",
+        "dirichlet_alpha": 1.0,
+        "decoder_batch_norm": False,
+        "dropout": 0.0,
+        "kl_warmup_epochs": 0,
+        "optimizer": "adadelta",
+        "learning_rate": 0.001,
+    },
+    # ProdLDA-style: Laplace-Dirichlet prior, BN on mu/log sigma and decoder logits,
+    # dropout and a short KL warm-up; picked by NPMI on 20 Newsgroups (BENCHMARKS.md).
+    "default": {
+        "encoder_layers_activation": "softplus",
+        "batch_norm": True,
+        "topic_activation": "softmax",
+        "prior": "dirichlet",
+        "dirichlet_alpha": 0.02,
+        "decoder_batch_norm": True,
+        "dropout": 0.2,
+        "kl_warmup_epochs": 5,
+        "optimizer": "adam",
+        "learning_rate": 0.002,
+    },
+}
+
+
+class NTMLoss(NamedTuple):
+    """Batch-mean loss terms; ``loss = recon + kl_weight * kl``."""
+
+    loss: Tensor
+    recon: Tensor
+    kl: Tensor
+
+
+def resolve_encoder_layers(encoder_layers: Union[str, Sequence[int]], num_topics: int) -> list[int]:
+    """Return the encoder's hidden widths: ``"auto"`` means ``[3K, 2K]`` as in SageMaker NTM.
+
+    Raises:
+        ValueError: for a string other than ``"auto"``, an empty list or a width < 1.
+    """
+    if isinstance(encoder_layers, str):
+        if encoder_layers != "auto":
+            raise ValueError(f"encoder_layers={encoder_layers!r}: use 'auto' or a list of widths such as [100, 50].")
+        return [3 * num_topics, 2 * num_topics]
+    layers = [int(w) for w in encoder_layers]
+    if not layers or any(w < 1 for w in layers):
+        raise ValueError(f"encoder_layers={list(encoder_layers)!r}: give at least one width, each >= 1, or 'auto'.")
+    return layers
+
+
+def _activation(name: str) -> nn.Module:
+    return {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}[name]()
+
+
+def laplace_dirichlet_prior(alpha: Tensor) -> tuple[Tensor, Tensor]:
+    """Return the mean and variance of the Laplace approximation of ``Dirichlet(alpha)`` in softmax basis.
+
+    Args:
+        alpha: Concentration per topic, shape ``(K,)``.
+
+    Returns:
+        ``(mu0, var0)``, each shape ``(K,)``.
+    """
+    k = alpha.numel()
+    log_alpha = alpha.log()
+    mu0 = log_alpha - log_alpha.mean()
+    var0 = (1.0 / alpha) * (1.0 - 2.0 / k) + (1.0 / alpha).sum() / k**2
+    return mu0, var0
+
+
+def ntm_loss_per_doc(
+    x: Tensor,
+    log_y: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    prior_mu: Optional[Tensor] = None,
+    prior_var: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-document ``(recon, kl)``, each shape ``(B,)``; arguments as in :func:`ntm_loss`."""
+    recon = -(x * log_y).sum(dim=1)  # (B,)
+    var = logvar.exp()  # (B, K)
+    if prior_mu is None:
+        kl = 0.5 * (var + mu.pow(2) - 1.0 - logvar).sum(dim=1)  # (B,)
+    else:
+        kl = 0.5 * (var / prior_var + (mu - prior_mu).pow(2) / prior_var - 1.0 + prior_var.log() - logvar).sum(dim=1)
+    return recon, kl
+
+
+def ntm_loss(
+    x: Tensor,
+    log_y: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    prior_mu: Optional[Tensor] = None,
+    prior_var: Optional[Tensor] = None,
+    kl_weight: float = 1.0,
+    weight: Optional[Tensor] = None,
+) -> NTMLoss:
+    """The negative ELBO, with its reconstruction and KL terms kept apart.
+
+    Args:
+        x: Word counts, shape ``(B, V)``.
+        log_y: Log word probabilities from the decoder, shape ``(B, V)``.
+        mu: Posterior mean, shape ``(B, K)``.
+        logvar: Posterior log variance ``2 log sigma``, shape ``(B, K)``.
+        prior_mu: Prior mean, shape ``(K,)``; ``None`` means 0 (standard normal prior).
+        prior_var: Prior variance, shape ``(K,)``; ``None`` means 1.
+        kl_weight: Multiplies the KL term in ``loss`` (KL warm-up); ``recon``/``kl`` are unweighted.
+        weight: Per-document weights, shape ``(B,)`` (0 for padding rows); ``None`` means all 1.
+
+    Returns:
+        :class:`NTMLoss` of weighted means over the batch of per-document sums.
+    """
+    recon, kl = ntm_loss_per_doc(x, log_y, mu, logvar, prior_mu, prior_var)  # (B,), (B,)
+    if weight is None:
+        recon_m, kl_m = recon.mean(), kl.mean()
+    else:
+        denom = weight.sum().clamp_min(1e-12)
+        recon_m, kl_m = (recon * weight).sum() / denom, (kl * weight).sum() / denom
+    return NTMLoss(recon_m + kl_weight * kl_m, recon_m, kl_m)
+
+
+class NTMModel(nn.Module):
+    """Variational neural topic model (SageMaker NTM / NVDM / ProdLDA family).
+
+    Args:
+        vocab_size: Vocabulary size V (SageMaker's ``feature_dim``).
+        num_topics: Number of topics K, 2-1000.
+        encoder_layers: Hidden widths, or ``"auto"`` for ``[3K, 2K]``.
+        encoder_layers_activation: ``sigmoid``, ``tanh``, ``relu`` or ``softplus``.
+        batch_norm: Batch norm after each encoder layer and on ``mu``/``log sigma`` (SageMaker's ``batch_norm``).
+        topic_activation: ``g`` in ``z = g(h)``: ``softmax`` (default), ``sigmoid``, ``tanh`` or ``identity``.
+        prior: ``normal`` (``N(0, I)``, the seed) or ``dirichlet`` (Laplace approximation).
+        dirichlet_alpha: Concentration of the Dirichlet prior (all topics alike).
+        decoder_batch_norm: Batch norm (no affine) on the decoder logits, as in ProdLDA.
+        dropout: Dropout on the encoder output and on ``z`` during training.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_topics: int,
+        encoder_layers: Union[str, Sequence[int]] = "auto",
+        encoder_layers_activation: str = "sigmoid",
+        batch_norm: bool = False,
+        topic_activation: str = "softmax",
+        prior: str = "normal",
+        dirichlet_alpha: float = 1.0,
+        decoder_batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_model_args(vocab_size, num_topics, encoder_layers_activation, topic_activation, prior, dirichlet_alpha, dropout)
+        layers = resolve_encoder_layers(encoder_layers, num_topics)
+        self.config: dict[str, Any] = {
+            "vocab_size": int(vocab_size),
+            "num_topics": int(num_topics),
+            "encoder_layers": layers,
+            "encoder_layers_activation": encoder_layers_activation,
+            "batch_norm": bool(batch_norm),
+            "topic_activation": topic_activation,
+            "prior": prior,
+            "dirichlet_alpha": float(dirichlet_alpha),
+            "decoder_batch_norm": bool(decoder_batch_norm),
+            "dropout": float(dropout),
+        }
+        self.vocab_size = int(vocab_size)
+        self.num_topics = int(num_topics)
+        self.topic_activation = topic_activation
+
+        blocks: list[nn.Module] = []
+        width = vocab_size
+        for hidden in layers:
+            blocks.append(nn.Linear(width, hidden))
+            if batch_norm:
+                blocks.append(nn.BatchNorm1d(hidden))
+            blocks.append(_activation(encoder_layers_activation))
+            width = hidden
+        self.encoder = nn.Sequential(*blocks)
+        self.encoder_dropout = nn.Dropout(dropout)
+        self.mu = nn.Linear(width, num_topics)  # l1
+        self.log_sigma = nn.Linear(width, num_topics)  # l2
+        # BN on mu/log sigma (ProdLDA) keeps the posterior from collapsing early.
+        self.mu_bn = nn.BatchNorm1d(num_topics, affine=False) if batch_norm else nn.Identity()
+        self.log_sigma_bn = nn.BatchNorm1d(num_topics, affine=False) if batch_norm else nn.Identity()
+        self.topic_dropout = nn.Dropout(dropout)
+        self.decoder = nn.Linear(num_topics, vocab_size)  # W, b
+        self.decoder_bn = nn.BatchNorm1d(vocab_size, affine=False) if decoder_batch_norm else nn.Identity()
+
+        # Prior as buffers: they follow the module to its device and into the state_dict.
+        if prior == "dirichlet":
+            mu0, var0 = laplace_dirichlet_prior(torch.full((num_topics,), float(dirichlet_alpha)))
+        else:
+            mu0, var0 = torch.zeros(num_topics), torch.ones(num_topics)
+        self.register_buffer("prior_mu", mu0)
+        self.register_buffer("prior_var", var0)
+        self.use_prior_buffers = prior != "normal"
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "NTMModel":
+        """Rebuild a model from :attr:`config` (``hparams.json`` of a model folder)."""
+        return cls(**config)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(mu, logvar)`` for word counts ``x`` of shape ``(B, V)``; each is ``(B, K)``."""
+        pi = self.encoder_dropout(self.encoder(x))  # (B, H)
+        mu = self.mu_bn(self.mu(pi))  # (B, K)
+        logvar = 2.0 * self.log_sigma_bn(self.log_sigma(pi))  # (B, K), log sigma^2
+        return mu, logvar
+
+    def topic_map(self, h: Tensor) -> Tensor:
+        """Apply ``g`` to the latent ``h`` of shape ``(B, K)``."""
+        if self.topic_activation == "softmax":
+            return F.softmax(h, dim=1)
+        if self.topic_activation == "sigmoid":
+            return torch.sigmoid(h)
+        if self.topic_activation == "tanh":
+            return torch.tanh(h)
+        return h
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        """Return the decoder logits ``(B, V)`` for topic vectors ``z`` of shape ``(B, K)``."""
+        return self.decoder_bn(self.decoder(z))
+
+    def forward(self, x: Tensor, sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """Encode, sample and decode.
+
+        Args:
+            x: Word counts, shape ``(B, V)``.
+            sample: Draw ``h = mu + sigma * eps``; ``False`` uses ``h = mu``.
+
+        Returns:
+            ``(log_y, mu, logvar)``: log word probabilities ``(B, V)`` and the posterior ``(B, K)`` x2.
+        """
+        mu, logvar = self.encode(x)
+        h = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu  # (B, K)
+        z = self.topic_dropout(self.topic_map(h))  # (B, K)
+        log_y = F.log_softmax(self.decode_logits(z), dim=1)  # (B, V)
+        return log_y, mu, logvar
+
+    def loss(self, x: Tensor, sample: bool = True, kl_weight: float = 1.0, weight: Optional[Tensor] = None) -> NTMLoss:
+        """Run :meth:`forward` and :func:`ntm_loss` with this model's prior."""
+        log_y, mu, logvar = self(x, sample=sample)
+        prior_mu, prior_var = (self.prior_mu, self.prior_var) if self.use_prior_buffers else (None, None)
+        return ntm_loss(x, log_y, mu, logvar, prior_mu, prior_var, kl_weight=kl_weight, weight=weight)
+
+    @torch.no_grad()
+    def infer_topics(self, x_dense: Tensor) -> Tensor:
+        """Deterministic document-topic weights: ``softmax(mu)``, no sampling, no dropout.
+
+        Uses the current mode's batch-norm statistics; call ``eval()`` first (as
+        :func:`~lightning_module.model_folder.load_model_folder` does).
+
+        Args:
+            x_dense: Word counts, shape ``(B, V)``.
+
+        Returns:
+            Topic weights, shape ``(B, K)``; each row sums to 1.
+        """
+        mu, _ = self.encode(x_dense)
+        return F.softmax(mu, dim=1)  # (B, K)
+
+    @torch.no_grad()
+    def topic_word(self) -> Tensor:
+        """Each topic's word distribution: the decoder applied to a pure topic, shape ``(K, V)``, rows sum to 1.
+
+        With decoder batch norm this uses its running statistics (as in ``eval()``).
+        """
+        eye = torch.eye(self.num_topics, dtype=self.decoder.weight.dtype, device=self.decoder.weight.device)
+        logits = self.decoder(eye)  # (K, V)
+        if isinstance(self.decoder_bn, nn.BatchNorm1d):
+            bn = self.decoder_bn
+            logits = (logits - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
+        return F.softmax(logits, dim=1)
+
+
+def check_model_args(
+    vocab_size: int,
+    num_topics: int,
+    encoder_layers_activation: str,
+    topic_activation: str,
+    prior: str,
+    dirichlet_alpha: float,
+    dropout: float,
+) -> None:
+    """Validate the model's arguments; raise ``ValueError`` naming the argument and the fix."""
+    if not isinstance(vocab_size, int) or vocab_size < 2:
+        raise ValueError(f"vocab_size (feature_dim)={vocab_size!r}: the vocabulary needs at least 2 words.")
+    if not isinstance(num_topics, int) or not 2 <= num_topics <= 1000:
+        raise ValueError(f"num_topics={num_topics!r}: use an integer between 2 and 1000.")
+    if encoder_layers_activation not in ACTIVATIONS:
+        raise ValueError(f"encoder_layers_activation={encoder_layers_activation!r}: choose one of {list(ACTIVATIONS)}.")
+    if topic_activation not in TOPIC_ACTIVATIONS:
+        raise ValueError(f"topic_activation={topic_activation!r}: choose one of {list(TOPIC_ACTIVATIONS)}.")
+    if prior not in PRIORS:
+        raise ValueError(f"prior={prior!r}: choose one of {list(PRIORS)}.")
+    if not dirichlet_alpha > 0 or math.isinf(dirichlet_alpha):
+        raise ValueError(f"dirichlet_alpha={dirichlet_alpha!r}: use a positive number such as 0.02 or 1.0.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout!r}: use a probability in [0, 1).")

@@ -1,0 +1,525 @@
+"""``ntm services up|down|status|reset``: a real local Kafka broker (KRaft) and MLflow server.
+
+The broker runs from the Maven-resolved jars (``make jars``) with storage
+formatted under ``.ntm/services/kafka``; the MLflow server uses the same
+SQLite store as the embedded default tracking URI, so the UI shows every run.
+Both bind to loopback only. ``down`` stops only the processes ``up`` started,
+by the PIDs it recorded.
+
+Usage:
+    ntm services up [--mlflow] [--kafka-port 9092] [--mlflow-port 5000]
+    ntm services status
+    ntm services down
+    ntm services reset [--yes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ntm_spark.config import ServicesConfig, load_config
+from ntm_spark.paths import jars_dir, state_dir
+
+log = logging.getLogger(__name__)
+
+MIN_JAVA = 17
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started, checked or stopped; the message says how to fix it."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def services_dir() -> Path:
+    """Return the folder holding the services' state, logs and PID files."""
+    return state_dir() / "services"
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Return whether something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port on ``host`` that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def java_version(java: str = "java") -> int:
+    """Return the major version of ``java``.
+
+    Raises:
+        ServiceError: when Java is missing or older than 17.
+    """
+    exe = shutil.which(java) or (Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else None)
+    if not exe:
+        raise ServiceError("Java was not found on PATH: install Java 17+ (apt-get install openjdk-17-jre-headless) or set JAVA_HOME.")
+    out = subprocess.run([str(exe), "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        raise ServiceError(f"cannot read the Java version from {exe!s} -version: {out.stderr.strip()!r}.")
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8" style
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise ServiceError(f"Java {major} at {exe} is too old: the Kafka 4 broker needs Java {MIN_JAVA}+; install it or set JAVA_HOME.")
+    return major
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0): treat it as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@dataclass
+class ManagedProcess:
+    """A background process ``up`` started, recorded in ``<dir>/pid`` with a marker in its command line."""
+
+    name: str
+    workdir: Path
+    marker: str
+
+    @property
+    def pid_file(self) -> Path:
+        """The PID file."""
+        return self.workdir / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        """The process's combined stdout/stderr log."""
+        return self.workdir / f"{self.name}.log"
+
+    def pid(self) -> Optional[int]:
+        """Return the recorded PID if that process is alive and is ours, else ``None``."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _pid_alive(pid) and self.marker in _cmdline(pid):
+            return pid
+        return None
+
+    def start(self, cmd: list[str], env: Optional[dict] = None) -> int:
+        """Start ``cmd`` detached in its own session, logging to :attr:`log_file`."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        logf.close()
+        self.pid_file.write_text(str(proc.pid))
+        self._proc = proc
+        return proc.pid
+
+    def exited(self) -> Optional[int]:
+        """Return the exit code if the process started by :meth:`start` already ended."""
+        proc = getattr(self, "_proc", None)
+        return proc.poll() if proc is not None else None
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the recorded process group (SIGTERM, then SIGKILL); return whether one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            self._reap(pid)
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.5)
+        self._reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _reap(self, pid: Optional[int] = None) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None:
+            proc.poll()
+        if pid is not None:
+            # The process may be our child even when another ManagedProcess started it.
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Return the last lines of the log, for error messages."""
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+LOG4J2 = """Configuration:
+  status: warn
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+      - name: kafka.server.BrokerServer
+        level: INFO
+"""
+
+
+class KafkaBroker:
+    """A single-node KRaft broker+controller on loopback, from the project's jars."""
+
+    def __init__(self, cfg: ServicesConfig, workdir: Optional[Path] = None):
+        self.cfg = cfg
+        self.workdir = Path(workdir or services_dir() / "kafka")
+        self.proc = ManagedProcess("kafka", self.workdir, marker=str(self.workdir / "server.properties"))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` clients connect to."""
+        return f"{self.cfg.host}:{self.cfg.kafka_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        """The broker's log (data) directory."""
+        return self.workdir / "data"
+
+    def classpath(self) -> str:
+        """Return the broker classpath, or raise naming the command that resolves the jars."""
+        folder = jars_dir() / "kafka"
+        if not list(folder.glob("kafka_2.13-*.jar")):
+            raise ServiceError(f"the Kafka broker jars are missing from {folder}: resolve them with `make jars`.")
+        return str(folder / "*")
+
+    def write_properties(self) -> Path:
+        """Write ``server.properties`` for a KRaft combined broker/controller on loopback."""
+        c = self.cfg
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"{c.host}:{c.kafka_controller_port}",
+            "listeners": f"PLAINTEXT://{c.host}:{c.kafka_port},CONTROLLER://{c.host}:{c.kafka_controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{c.host}:{c.kafka_port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "2",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "delete.topic.enable": "true",
+        }
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.workdir / "log4j2.yaml").write_text(LOG4J2)
+        return path
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        return [
+            "java",
+            f"-Xmx{self.cfg.kafka_heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.yaml'}",
+            "-cp",
+            self.classpath(),
+            main,
+            *args,
+        ]
+
+    def format_storage(self, props: Path) -> None:
+        """Format KRaft storage once (a new cluster id); skipped when already formatted."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        out = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise ServiceError(
+                f"formatting Kafka storage in {self.data_dir} failed: {(out.stdout + out.stderr).strip()[-800:]}. "
+                "If the storage is corrupted, wipe it with `ntm services reset`."
+            )
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """Return whether the broker answers a metadata request."""
+        if not port_in_use(self.cfg.host, self.cfg.kafka_port):
+            return False
+        try:
+            from kafka import KafkaAdminClient
+
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=int(timeout * 1000))
+            try:
+                admin.list_topics()
+            finally:
+                admin.close()
+            return True
+        except Exception:  # noqa: BLE001 - any client error means "not healthy yet"
+            return False
+
+    def up(self) -> str:
+        """Start the broker if it is not running, wait until it answers, and return its address."""
+        if self.proc.pid() is not None:
+            if not self.healthy():
+                self._wait_healthy()
+            return self.bootstrap_servers
+        java_version()
+        for name in ("kafka_port", "kafka_controller_port"):
+            port = getattr(self.cfg, name)
+            if port_in_use(self.cfg.host, port):
+                raise ServiceError(
+                    f"port {self.cfg.host}:{port} ({name}) is already in use by another process: stop it, "
+                    f"or choose another port (ntm services up --{name.replace('_', '-')} N, or services.{name} in conf/local/services.yaml)."
+                )
+        props = self.write_properties()
+        self.format_storage(props)
+        self.proc.start(self._java("kafka.Kafka", str(props)))
+        self._wait_healthy()
+        return self.bootstrap_servers
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.cfg.start_timeout_s
+        while time.monotonic() < deadline:
+            code = self.proc.exited()
+            if code is not None or (self.proc.pid() is None and not self.proc.pid_file.exists()):
+                tail = self.proc.log_tail()
+                hint = (
+                    " The broker storage looks corrupted or from another cluster: wipe it with `ntm services reset`."
+                    if re.search(r"meta\.properties|InconsistentClusterId|corrupt|Invalid cluster|directory id", tail, re.I)
+                    else ""
+                )
+                self.proc.pid_file.unlink(missing_ok=True)
+                raise ServiceError(f"the Kafka broker exited (code {code}) while starting.{hint} Log {self.proc.log_file}:\n{tail}")
+            if self.healthy():
+                return
+            time.sleep(0.5)
+        tail = self.proc.log_tail()
+        self.proc.stop()
+        raise ServiceError(f"the Kafka broker did not answer within {self.cfg.start_timeout_s}s; log {self.proc.log_file}:\n{tail}")
+
+    def down(self) -> bool:
+        """Stop the broker ``up`` started; return whether one was running."""
+        return self.proc.stop()
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def default_tracking_uri() -> str:
+    """Return the embedded default MLflow store: a SQLite file under the state folder."""
+    return f"sqlite:///{state_dir() / 'mlflow.db'}"
+
+
+def default_artifact_root() -> str:
+    """Return the local artifact root shared by the embedded store and the server."""
+    return (state_dir() / "mlartifacts").as_uri()
+
+
+class MlflowServer:
+    """``mlflow server`` on loopback over the project's SQLite store and artifact root."""
+
+    def __init__(self, cfg: ServicesConfig, workdir: Optional[Path] = None):
+        self.cfg = cfg
+        self.workdir = Path(workdir or services_dir() / "mlflow")
+        self.proc = ManagedProcess("mlflow", self.workdir, marker="mlflow")
+
+    @property
+    def url(self) -> str:
+        """The server's base URL (the tracking URI clients use)."""
+        return f"http://{self.cfg.host}:{self.cfg.mlflow_port}"
+
+    def healthy(self) -> bool:
+        """Return whether ``GET /health`` answers OK."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:  # noqa: S310 - loopback
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def up(self) -> str:
+        """Start the server if it is not running, wait for ``/health``, and return its URL."""
+        if self.proc.pid() is not None:
+            self._wait_healthy()
+            return self.url
+        if port_in_use(self.cfg.host, self.cfg.mlflow_port):
+            raise ServiceError(
+                f"port {self.cfg.host}:{self.cfg.mlflow_port} (mlflow_port) is already in use: stop that process or "
+                "choose another port (ntm services up --mlflow-port N, or services.mlflow_port in conf/local/services.yaml)."
+            )
+        state_dir().mkdir(parents=True, exist_ok=True)
+        mlflow_exe = Path(sys.executable).with_name("mlflow")
+        cmd = [
+            str(mlflow_exe) if mlflow_exe.exists() else "mlflow",
+            "server",
+            "--host",
+            self.cfg.host,
+            "--port",
+            str(self.cfg.mlflow_port),
+            "--backend-store-uri",
+            default_tracking_uri(),
+            "--default-artifact-root",
+            default_artifact_root(),
+            "--no-serve-artifacts",
+            "--workers",
+            "1",
+        ]
+        self.proc.start(cmd, env={"MLFLOW_TRACKING_URI": default_tracking_uri()})
+        self._wait_healthy()
+        return self.url
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + max(self.cfg.start_timeout_s, 90)
+        while time.monotonic() < deadline:
+            code = self.proc.exited()
+            if code is not None:
+                raise ServiceError(f"mlflow server exited (code {code}) while starting; log {self.proc.log_file}:\n{self.proc.log_tail()}")
+            if self.healthy():
+                return
+            time.sleep(0.5)
+        tail = self.proc.log_tail()
+        self.proc.stop()
+        raise ServiceError(f"mlflow server did not answer /health within the timeout; log {self.proc.log_file}:\n{tail}")
+
+    def down(self) -> bool:
+        """Stop the server ``up`` started; return whether one was running."""
+        return self.proc.stop()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def services_status(cfg: ServicesConfig) -> dict:
+    """Return a JSON-able health report of both services."""
+    kafka, mlf = KafkaBroker(cfg), MlflowServer(cfg)
+    kpid, mpid = kafka.proc.pid(), mlf.proc.pid()
+    return {
+        "kafka": {"pid": kpid, "bootstrap_servers": kafka.bootstrap_servers, "healthy": bool(kpid) and kafka.healthy()},
+        "mlflow_server": {"pid": mpid, "url": mlf.url, "healthy": bool(mpid) and mlf.healthy()},
+        "tracking_uri_default": default_tracking_uri(),
+        "state_dir": str(state_dir()),
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run ``ntm services up|down|status|reset``."""
+    parser = argparse.ArgumentParser(prog="ntm services", description="Local Kafka broker (KRaft) and MLflow server on 127.0.0.1.")
+    parser.add_argument("action", choices=["up", "down", "status", "reset"])
+    parser.add_argument("--mlflow", action="store_true", help="also start `mlflow server` (up)")
+    parser.add_argument("--no-kafka", action="store_true", help="do not start the broker (up)")
+    parser.add_argument("--kafka-port", type=int, default=None)
+    parser.add_argument("--kafka-controller-port", type=int, default=None)
+    parser.add_argument("--mlflow-port", type=int, default=None)
+    parser.add_argument("--yes", action="store_true", help="reset without asking")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    for flag in ("kafka_port", "kafka_controller_port", "mlflow_port"):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{flag}={getattr(args, flag)}")
+    cfg = load_config("services", overrides=overrides)
+    kafka, mlf = KafkaBroker(cfg), MlflowServer(cfg)
+    try:
+        if args.action == "up":
+            if not args.no_kafka:
+                print(f"kafka: {kafka.up()} (KRaft, log {kafka.proc.log_file})")
+            if args.mlflow or cfg.mlflow_server:
+                print(f"mlflow: {mlf.up()} (UI and tracking URI; store {default_tracking_uri()})")
+            else:
+                print(f"mlflow: embedded store {default_tracking_uri()} (start the UI with `ntm services up --mlflow`)")
+        elif args.action == "down":
+            stopped = [name for name, svc in (("kafka", kafka), ("mlflow", mlf)) if svc.down()]
+            print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        elif args.action == "status":
+            report = services_status(cfg)
+            print(json.dumps(report, indent=2))
+            return 0 if (report["kafka"]["healthy"] or report["mlflow_server"]["healthy"]) else 3
+        else:
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    print("ntm services reset: refusing to wipe state without --yes (stdin is not a terminal).", file=sys.stderr)
+                    return 2
+                answer = input(f"Wipe {services_dir()} (Kafka data, logs) and stop services? [y/N] ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    print("aborted")
+                    return 1
+            kafka.down()
+            mlf.down()
+            shutil.rmtree(services_dir(), ignore_errors=True)
+            print(f"wiped {services_dir()}")
+    except ServiceError as err:
+        print(f"ntm services {args.action}: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,74 @@
+import pytest
+
+from ntm_spark.config import ConfigError, PreprocessConfig, from_dict, load_config, parse_overrides
+
+
+def test_base_config_loads_with_defaults():
+    cfg = load_config("preprocess")
+    assert isinstance(cfg, PreprocessConfig)
+    assert cfg.vocab_size == 2000
+    assert cfg.split == [0.8, 0.1, 0.1]
+
+
+def test_overrides_are_parsed_as_yaml_and_win():
+    cfg = load_config("preprocess", overrides=["vocab_size=500", "split=[0.7, 0.2, 0.1]", "stop_words=[foo, bar]"])
+    assert cfg.vocab_size == 500
+    assert cfg.split == [0.7, 0.2, 0.1]
+    assert cfg.stop_words == ["foo", "bar"]
+
+
+
+def test_local_layer_and_config_file(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "local").mkdir()
+    (tmp_path / "base" / "preprocess.yaml").write_text("vocab_size: 100\nmin_df: 1\n")
+    (tmp_path / "local" / "preprocess.yaml").write_text("vocab_size: 200\n")
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("min_df: 3\n")
+    cfg = load_config("preprocess", conf_root=tmp_path, config_file=str(extra), overrides=["threshold=5"])
+    assert (cfg.vocab_size, cfg.min_df, cfg.threshold) == (200, 3.0, 5)
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="unknown config key 'preprocess.vocab_sise'"):
+        load_config("preprocess", overrides=["vocab_sise=10"])
+
+
+def test_wrong_type_is_named_with_value():
+    with pytest.raises(ConfigError, match=r"preprocess.vocab_size='many'.*integer"):
+        load_config("preprocess", overrides=["vocab_size=many"])
+    with pytest.raises(ConfigError, match="true or false"):
+        load_config("preprocess", overrides=["overwrite=maybe"])
+
+
+def test_out_of_range_is_named_with_fix():
+    with pytest.raises(ConfigError, match=r"preprocess.split=\[0.5, 0.1, 0.1\].*sum to 1"):
+        load_config("preprocess", overrides=["split=[0.5, 0.1, 0.1]"])
+    with pytest.raises(ConfigError, match="services.kafka_port=70000"):
+        load_config("services", overrides=["kafka_port=70000"])
+
+
+def test_literal_choices_listed():
+    with pytest.raises(ConfigError, match="choose one of"):
+        load_config("preprocess", overrides=["input_format=xml"])
+
+
+def test_bad_override_syntax_and_unknown_stage():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["vocab_size"])
+    with pytest.raises(ConfigError, match="unknown config stage"):
+        load_config("nope")
+
+
+def test_missing_config_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("preprocess", config_file=str(tmp_path / "missing.yaml"))
+
+
+def test_from_dict_builds_plain_dataclass():
+    cfg = from_dict(PreprocessConfig, {"vocab_size": 10})
+    assert cfg.vocab_size == 10 and cfg.min_df == 2.0
+
+
+def test_dotted_override_reaches_nested_mapping():
+    assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}

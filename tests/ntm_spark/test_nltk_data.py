@@ -1,0 +1,63 @@
+import pytest
+
+from ntm_spark import nltk_data
+from ntm_spark.nltk_data import LEXNAMES, NltkDataError, find_wordnet, install_wordnet
+
+needs_debian_wordnet = pytest.mark.skipif(
+    not (nltk_data.DEBIAN_WORDNET_DIR / "index.sense").exists(),
+    reason="Debian's wordnet-base and wordnet-sense-index are not installed (run `make nltk-data`)",
+)
+
+
+@needs_debian_wordnet
+def test_install_copies_files_and_writes_lexnames(tmp_path):
+    root = install_wordnet(dest_root=tmp_path)
+    wn = root / "corpora" / "wordnet"
+    assert (wn / "index.noun").is_file() and not (wn / "index.noun").is_symlink()
+    lines = (wn / "lexnames").read_text().splitlines()
+    assert len(lines) == len(LEXNAMES) == 45
+    assert lines[3] == "03\tnoun.Tops\t1" and lines[44] == "44\tadj.ppl\t3"
+
+
+@needs_debian_wordnet
+def test_lemmatizer_loads_from_installed_copy(tmp_path, monkeypatch):
+    root = install_wordnet(dest_root=tmp_path)
+    monkeypatch.setenv("NLTK_DATA", str(root))
+    assert find_wordnet() == root
+    lem = nltk_data.load_wordnet_lemmatizer()
+    assert lem.lemmatize("parliaments") == "parliament"
+    assert lem.lemmatize("cars") == "car"
+
+
+def test_missing_debian_files_name_the_package(tmp_path):
+    (tmp_path / "src").mkdir()
+    with pytest.raises(NltkDataError, match="apt-get install wordnet-base"):
+        install_wordnet(src=tmp_path / "src", dest_root=tmp_path / "dest")
+
+
+def test_nothing_found_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("NLTK_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))
+    with pytest.raises(NltkDataError, match="make nltk-data"):
+        find_wordnet(download=False)
+    assert nltk_data.nltk_data_env() == {}
+
+
+def test_nltk_data_env_comes_first(tmp_path, monkeypatch):
+    fake = tmp_path / "mine"
+    (fake / "corpora" / "wordnet").mkdir(parents=True)
+    (fake / "corpora" / "wordnet" / "index.noun").write_text("")
+    monkeypatch.setenv("NLTK_DATA", str(fake))
+    assert find_wordnet() == fake
+    assert nltk_data.nltk_data_env()["NLTK_DATA"].split(":")[0] == str(fake)
+
+
+@needs_debian_wordnet
+def test_archive_for_cluster(tmp_path, monkeypatch):
+    import tarfile
+
+    root = install_wordnet(dest_root=tmp_path / "data")
+    monkeypatch.setenv("NLTK_DATA", str(root))
+    out = nltk_data.make_archive(tmp_path / "nltk_data.tar.gz")
+    with tarfile.open(out) as tar:
+        assert "corpora/wordnet/lexnames" in tar.getnames()

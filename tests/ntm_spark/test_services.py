@@ -1,0 +1,99 @@
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from ntm_spark import services
+from ntm_spark.config import load_config
+from ntm_spark.services import KafkaBroker, ServiceError, free_port, java_version
+
+
+def _ours(marker: str) -> list[str]:
+    """Live (non-zombie) processes whose command line mentions ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmd and state != "Z":
+            found.append(f"{proc.name} {cmd}")
+    return found
+
+
+def test_java_is_new_enough():
+    assert java_version() >= 17
+
+
+def test_java_missing_is_reported(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(ServiceError, match="Java was not found"):
+        java_version()
+
+
+def test_port_in_use_is_named(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg = load_config("services", overrides=[f"kafka_port={port}", f"kafka_controller_port={free_port()}"])
+        with pytest.raises(ServiceError, match=rf"127.0.0.1:{port} \(kafka_port\) is already in use"):
+            KafkaBroker(cfg, workdir=tmp_path / "k").up()
+
+
+def test_missing_jars_say_make_jars(tmp_path, monkeypatch):
+    monkeypatch.setenv("NTM_JARS_DIR", str(tmp_path))
+    cfg = load_config("services")
+    with pytest.raises(ServiceError, match="make jars"):
+        KafkaBroker(cfg, workdir=tmp_path / "k").classpath()
+
+
+def test_reset_refuses_without_yes_when_not_interactive(tmp_path, monkeypatch):
+    monkeypatch.setenv("NTM_HOME", str(tmp_path))
+    monkeypatch.setattr("sys.stdin", open(os.devnull))
+    assert services.main(["reset"]) == 2
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_up_status_down_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    from ntm_spark.paths import jars_dir
+
+    monkeypatch.setenv("NTM_JARS_DIR", str(jars_dir()))
+    monkeypatch.setenv("NTM_HOME", str(tmp_path))
+    ports = [f"--kafka-port={free_port()}", f"--kafka-controller-port={free_port()}", f"--mlflow-port={free_port()}"]
+    try:
+        assert services.main(["up", "--mlflow", *ports]) == 0
+        assert services.main(["up", "--mlflow", *ports]) == 0  # idempotent
+        out = capsys.readouterr().out
+        assert "kafka: 127.0.0.1:" in out and "mlflow: http://127.0.0.1:" in out
+        assert services.main(["status", *ports]) == 0
+        assert '"healthy": true' in capsys.readouterr().out
+        assert _ours(str(tmp_path))  # the broker runs with our marker
+    finally:
+        assert services.main(["down", *ports]) == 0
+    assert "stopped: kafka, mlflow" in capsys.readouterr().out
+    assert _ours(str(tmp_path)) == []
+    assert services.main(["status", *ports]) == 3
+    assert services.main(["reset", "--yes", *ports]) == 0
+    assert not (tmp_path / "services").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+def test_corrupted_storage_suggests_reset(tmp_path, monkeypatch):
+    cfg = load_config("services", overrides=[f"kafka_port={free_port()}", f"kafka_controller_port={free_port()}", "start_timeout_s=40"])
+    broker = KafkaBroker(cfg, workdir=tmp_path / "k")
+    broker.data_dir.mkdir(parents=True)
+    (broker.data_dir / "meta.properties").write_text("version=1\ncluster.id=broken\nnode.id=7\n")
+    try:
+        with pytest.raises(ServiceError, match="ntm services reset"):
+            broker.up()
+    finally:
+        broker.down()

@@ -1,0 +1,55 @@
+import pytest
+
+from ntm_spark.config import ConfigError
+from ntm_spark.session import (
+    MissingJarsError,
+    add_spark_args,
+    connector_packages,
+    is_local_master,
+    local_connector_jars,
+    spark_config_from_args,
+)
+
+
+def test_local_connector_jars_resolved():
+    names = [j.name for j in local_connector_jars()]
+    assert any(n.startswith("spark-sql-kafka-0-10_2.13-4.2.0") for n in names)
+    assert any(n.startswith("kafka-clients") for n in names)
+    assert any(n.startswith("commons-pool2") for n in names)
+
+
+def test_missing_jars_say_which_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("NTM_JARS_DIR", str(tmp_path))
+    with pytest.raises(MissingJarsError, match="make jars"):
+        local_connector_jars()
+
+
+def test_packages_match_pyspark_version():
+    import pyspark
+
+    assert connector_packages().startswith(f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}")
+
+
+def test_cli_flags_override_spark_config():
+    import argparse
+
+    parser = add_spark_args(argparse.ArgumentParser())
+    args = parser.parse_args(["--master", "local[1]", "--spark-conf", "spark.sql.shuffle.partitions=3"])
+    cfg = spark_config_from_args(args)
+    assert cfg.master == "local[1]"
+    assert cfg.conf["spark.sql.shuffle.partitions"] == "3"
+    with pytest.raises(ConfigError, match="--spark-conf"):
+        spark_config_from_args(parser.parse_args(["--spark-conf", "nokey"]))
+
+
+def test_is_local_master():
+    assert is_local_master("local[2]") and is_local_master(None)
+    assert not is_local_master("yarn")
+
+
+@pytest.mark.spark
+def test_session_has_connector_and_loopback(spark):
+    conf = spark.sparkContext.getConf()
+    assert "spark-sql-kafka-0-10" in conf.get("spark.jars")
+    assert conf.get("spark.driver.host") == "127.0.0.1"
+    assert spark.range(10).count() == 10
