@@ -1,0 +1,99 @@
+# ntm-spark: the README's two commands are `make demo` and `make test`.
+# Every target installs what is missing first, from the project's own files.
+
+SHELL        := /bin/bash
+PYTHON       ?= python3
+VENV         ?= .venv
+PY           := $(VENV)/bin/python
+PIP          := $(PY) -m pip
+NTM          := $(VENV)/bin/ntm
+STATE        := .ntm
+JARS_STAMP   := $(STATE)/jars/.resolved
+WORDNET      := $(STATE)/nltk_data/corpora/wordnet/lexnames
+PETASTORM_PY := .venv-petastorm/bin/python
+PYTEST_ARGS  ?=
+export SPARK_LOCAL_IP := 127.0.0.1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup install system-deps jars nltk-data petastorm-env test test-fast demo demo-full lint bench clean distclean
+
+help:
+	@echo "make demo   - install what is missing, then run every stage end to end (quick mode)"
+	@echo "make test   - install what is missing, then run the test suite"
+	@echo "make setup  - only install: Python deps, JVM jars, WordNet data, Petastorm env"
+	@echo "make lint   - ruff + hadolint"
+	@echo "make bench  - the benchmarks in bench/ (long)"
+
+setup: install jars nltk-data petastorm-env
+
+# --- system packages: Java 17+, Maven, WordNet (Debian). Installed only when missing.
+system-deps:
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
+	command -v mvn  >/dev/null || missing="$$missing maven"; \
+	[ -f /usr/share/wordnet/index.noun ]  || missing="$$missing wordnet-base"; \
+	[ -f /usr/share/wordnet/index.sense ] || missing="$$missing wordnet-sense-index"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+# --- Python: a venv with the pinned lock (torch, pyspark, lightning, mlflow, nltk, kafka-python ...)
+$(VENV)/.installed: conf/requirements.lock setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24" wheel
+	$(PIP) install -q -r conf/requirements.lock
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# --- JVM jars through Maven: Kafka broker + Spark's Kafka connector into .ntm/jars
+$(JARS_STAMP): conf/jvm/pom.xml
+	@$(MAKE) --no-print-directory system-deps
+	mvn -q -B -f conf/jvm/pom.xml package -Djars.dir=$(CURDIR)/$(STATE)/jars
+	touch $@
+
+jars: $(JARS_STAMP)
+
+# --- NLTK WordNet offline: Debian's files copied into .ntm/nltk_data
+$(WORDNET): | $(VENV)/.installed
+	@$(MAKE) --no-print-directory system-deps
+	$(NTM) data wordnet
+
+nltk-data: $(WORDNET)
+
+# --- Petastorm's own environment (pyarrow 14, numpy 1.26): see conf/petastorm-requirements.txt
+.venv-petastorm/.installed: conf/petastorm-requirements.txt scripts/petastorm_env.sh
+	bash scripts/petastorm_env.sh .venv-petastorm
+	touch $@
+
+petastorm-env: .venv-petastorm/.installed
+
+# --- the two commands
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: install jars nltk-data
+	$(NTM) demo --quick
+
+demo-full: install jars nltk-data
+	$(NTM) demo
+
+lint: install
+	$(VENV)/bin/ruff check ntm_spark lightning_module jobs
+	$(VENV)/bin/hadolint docker/*.Dockerfile
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf .pytest_cache build dist *.egg-info spark-warehouse metastore_db derby.log
+
+distclean: clean
+	-$(NTM) services down
+	rm -rf $(VENV) .venv-petastorm $(STATE)

@@ -1,0 +1,647 @@
+"""Streaming the bag-of-words Parquet into training: the Arrow-native loader and ``BowDataModule``.
+
+The preprocessing job writes ``<data_dir>/{train,validation,test}/*.parquet`` with
+the columns of :mod:`ntm_spark.schema`, plus ``vocab.txt`` and ``manifest.json``.
+
+How an epoch is laid out (:func:`plan_epoch`):
+
+1. Every row group of the split is a unit of I/O. Only Parquet footers are read up
+   front; the corpus is never loaded whole (except with ``resident=True``).
+2. For training, the row-group order is shuffled with ``(seed, epoch)``, the same on
+   every rank. ``sub_sample`` keeps the first ``round(N * sub_sample)`` rows of that
+   order, so each epoch sees a different random subset of row groups.
+3. The resulting sequence of N rows is cut into ``world_size`` contiguous segments of
+   ``ceil(N / W)`` rows. A rank reads only the row groups overlapping its segment (a
+   row group at a boundary is read by two ranks, each keeping its slice).
+4. Every rank therefore yields ``ceil(ceil(N / W) / batch_size)`` batches, so DDP never
+   waits on a rank that ran out. Ranks whose segment is short get *padding rows*:
+   empty documents with ``weight`` 0, which add nothing to the loss or the metrics.
+   Every document is seen exactly once per epoch across ranks.
+5. With ``drop_last=True`` each rank instead takes ``floor(floor(N / W) / B) * B`` rows,
+   no padding, and the tail of the shuffled order (at most ``W * B + W - 1`` rows,
+   different each epoch) is left out.
+6. Within a rank, DataLoader workers take contiguous ranges of whole batches; each
+   worker shuffles rows within a buffer of ``shuffle_buffer`` rows.
+
+Batches are CSR (``indptr``, ``indices``, ``values``, ``weight``) built straight from
+the Parquet list offsets, and are densified on the device (:func:`densify_batch`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from lightning_module._compat import pl
+from ntm_spark.schema import ID_COL, INDICES_COL, MANIFEST_FILE, SPLITS, VALUES_COL, VOCAB_FILE
+
+log = logging.getLogger(__name__)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The preprocessing output is missing or incomplete."""
+
+
+# --------------------------------------------------------------------------- files
+
+
+def split_files(data_dir: str | os.PathLike, split: str) -> list[Path]:
+    """Return the sorted Parquet files of one split, or ``[]`` when the split folder is absent."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}.")
+    folder = Path(data_dir) / split
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_")))
+
+
+def read_vocab(data_dir: str | os.PathLike) -> list[str]:
+    """Read ``vocab.txt`` (one word per line, in index order).
+
+    Raises:
+        DataNotFoundError: when the file is missing, naming the job that writes it.
+    """
+    path = Path(data_dir) / VOCAB_FILE
+    if not path.exists():
+        raise DataNotFoundError(
+            f"vocabulary {str(path)!r} not found: run `ntm preprocess` first or set data_dir to its output_path."
+        )
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def read_manifest(data_dir: str | os.PathLike) -> Optional[dict]:
+    """Return ``manifest.json`` of the data folder, or ``None`` if it has none."""
+    path = Path(data_dir) / MANIFEST_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group: the unit of I/O and of shuffling."""
+
+    path: str
+    index: int
+    num_rows: int
+
+
+def list_row_groups(files: Sequence[str | os.PathLike]) -> list[RowGroup]:
+    """Read the footers of ``files`` and list their non-empty row groups in file order."""
+    groups = []
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        for i in range(meta.num_row_groups):
+            n = meta.row_group(i).num_rows
+            if n > 0:
+                groups.append(RowGroup(str(f), i, n))
+    return groups
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Rows ``[start, stop)`` of row group ``group`` (an index into the group list)."""
+
+    group: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """What one rank reads in one epoch."""
+
+    segments: tuple[Segment, ...]
+    num_real: int
+    num_rows: int  # real + padding
+    num_batches: int
+    batch_size: int
+
+
+def epoch_row_count(total_rows: int, sub_sample: float) -> int:
+    """Rows used per epoch: ``round(total * sub_sample)``, at least 1 when there are any."""
+    if total_rows == 0:
+        return 0
+    return max(1, min(total_rows, int(round(total_rows * sub_sample))))
+
+
+def plan_epoch(
+    group_rows: Sequence[int],
+    rank: int,
+    world_size: int,
+    batch_size: int,
+    epoch: int = 0,
+    seed: int = 0,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    sub_sample: float = 1.0,
+) -> RankPlan:
+    """Plan one rank's share of one epoch (see the module docstring).
+
+    Args:
+        group_rows: Row count of each row group, in file order.
+        rank: This rank, ``0 <= rank < world_size``.
+        world_size: Number of ranks.
+        batch_size: Per-rank batch size.
+        epoch: Epoch number (seeds the row-group shuffle).
+        seed: Base seed.
+        shuffle: Shuffle the row-group order.
+        drop_last: Drop the trailing rows that do not fill a batch on every rank.
+        sub_sample: Fraction of rows used this epoch.
+
+    Returns:
+        The :class:`RankPlan`; every rank gets the same ``num_batches``.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank!r} must be in [0, world_size={world_size!r}).")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: use an integer >= 1.")
+    order = np.arange(len(group_rows))
+    if shuffle:
+        order = np.random.default_rng([seed, epoch]).permutation(len(group_rows))
+    n_total = epoch_row_count(int(sum(group_rows)), sub_sample)
+    if drop_last:
+        per_rank = (n_total // world_size) // batch_size * batch_size
+        start, stop, num_rows = rank * per_rank, (rank + 1) * per_rank, per_rank
+    else:
+        per_rank = math.ceil(n_total / world_size) if n_total else 0
+        start, stop, num_rows = min(rank * per_rank, n_total), min((rank + 1) * per_rank, n_total), per_rank
+    segments = []
+    pos = 0
+    for g in order:
+        n = int(group_rows[g])
+        lo, hi = max(start, pos), min(stop, pos + n)
+        if lo < hi:
+            segments.append(Segment(int(g), lo - pos, hi - pos))
+        pos += n
+        if pos >= stop:
+            break
+    return RankPlan(tuple(segments), stop - start, num_rows, math.ceil(num_rows / batch_size), batch_size)
+
+
+# --------------------------------------------------------------------------- CSR helpers
+
+
+@dataclass
+class Csr:
+    """A block of documents as CSR numpy arrays (and optionally their ids)."""
+
+    indptr: np.ndarray  # (n+1,) int64
+    indices: np.ndarray  # (nnz,) int32
+    values: np.ndarray  # (nnz,) float32
+    ids: Optional[np.ndarray] = None  # (n,) object
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    @staticmethod
+    def empty(n: int = 0, with_ids: bool = False) -> "Csr":
+        """Return ``n`` empty documents."""
+        return Csr(
+            np.zeros(n + 1, np.int64),
+            np.zeros(0, np.int32),
+            np.zeros(0, np.float32),
+            np.array([None] * n, dtype=object) if with_ids else None,
+        )
+
+    def take(self, rows: np.ndarray) -> "Csr":
+        """Gather ``rows`` (any order) into a new block, vectorized."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lens = self.indptr[rows + 1] - self.indptr[rows]
+        indptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        pos = np.repeat(self.indptr[rows] - indptr[:-1], lens) + np.arange(indptr[-1])
+        return Csr(indptr, self.indices[pos], self.values[pos], None if self.ids is None else self.ids[rows])
+
+    @staticmethod
+    def concat(blocks: Sequence["Csr"]) -> "Csr":
+        """Concatenate blocks row-wise."""
+        blocks = [b for b in blocks if len(b)] or list(blocks[:1])
+        if not blocks:
+            return Csr.empty()
+        offs = np.cumsum([0] + [b.indptr[-1] for b in blocks[:-1]])
+        indptr = np.concatenate([blocks[0].indptr[:1]] + [b.indptr[1:] + o for b, o in zip(blocks, offs)])
+        ids = None if blocks[0].ids is None else np.concatenate([b.ids for b in blocks])
+        return Csr(
+            indptr.astype(np.int64),
+            np.concatenate([b.indices for b in blocks]),
+            np.concatenate([b.values for b in blocks]),
+            ids,
+        )
+
+
+def table_to_csr(table: pa.Table, with_ids: bool = False) -> Csr:
+    """Build CSR arrays straight from the Parquet list offsets of a table (no per-row Python)."""
+    idx = table.column(INDICES_COL).combine_chunks()
+    val = table.column(VALUES_COL).combine_chunks()
+    if isinstance(idx, pa.ChunkedArray):  # pyarrow < 15 returns a ChunkedArray for 0 chunks
+        idx = idx.chunk(0) if idx.num_chunks else pa.array([], type=pa.list_(pa.int32()))
+        val = val.chunk(0) if val.num_chunks else pa.array([], type=pa.list_(pa.float32()))
+    offsets = np.asarray(idx.offsets, dtype=np.int64)
+    indptr = offsets - offsets[0]
+    indices = np.asarray(idx.flatten(), dtype=np.int32)
+    values = np.asarray(val.flatten(), dtype=np.float32)
+    voffs = np.asarray(val.offsets, dtype=np.int64)
+    if len(indices) != len(values) or not np.array_equal(indptr, voffs - voffs[0]):
+        raise ValueError(f"columns {INDICES_COL!r} and {VALUES_COL!r} have different list lengths: the Parquet is corrupt.")
+    ids = np.asarray(table.column(ID_COL).to_pylist(), dtype=object) if with_ids else None
+    return Csr(indptr, indices, values, ids)
+
+
+def csr_to_batch(block: Csr, num_real: Optional[int] = None) -> dict[str, Any]:
+    """Turn a CSR block into a batch of tensors; rows at or after ``num_real`` get weight 0."""
+    n = len(block)
+    weight = np.ones(n, np.float32)
+    if num_real is not None:
+        weight[num_real:] = 0.0
+    batch: dict[str, Any] = {
+        "indptr": torch.from_numpy(block.indptr),
+        "indices": torch.from_numpy(block.indices),
+        "values": torch.from_numpy(block.values),
+        "weight": torch.from_numpy(weight),
+    }
+    if block.ids is not None:
+        batch["ids"] = [str(i) if i is not None else None for i in block.ids]
+    return batch
+
+
+def densify_batch(batch: dict[str, Any], vocab_size: int) -> Tensor:
+    """Return the batch's dense count matrix ``(B, V)`` on the batch's device.
+
+    Accepts a batch with a dense ``"x"`` or the CSR keys that the loaders yield.
+    """
+    if "x" in batch:
+        return batch["x"]
+    indptr, indices, values = batch["indptr"], batch["indices"], batch["values"]
+    b = indptr.numel() - 1
+    counts = indptr[1:] - indptr[:-1]  # (B,)
+    rows = torch.repeat_interleave(torch.arange(b, device=indptr.device), counts)  # (nnz,)
+    x = torch.zeros(b, vocab_size, dtype=values.dtype, device=values.device)  # (B, V)
+    x[rows, indices.long()] = values
+    return x
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ParquetBowDataset(IterableDataset):
+    """An epoch of CSR batches for one rank, streamed from Parquet row groups.
+
+    Yields whole batches (use ``DataLoader(batch_size=None)``). ``len()`` is the number
+    of batches this rank yields per epoch, the same on every rank.
+
+    Args:
+        files: The split's Parquet files.
+        batch_size: Per-rank batch size.
+        rank: This rank; ``None`` asks ``torch.distributed`` (or 0).
+        world_size: Number of ranks; ``None`` asks ``torch.distributed`` (or 1).
+        shuffle: Shuffle row groups (seeded by ``(seed, epoch)``) and rows in a buffer.
+        seed: Base seed.
+        drop_last: See the module docstring.
+        sub_sample: Fraction of rows per epoch.
+        shuffle_buffer: Rows a worker shuffles together.
+        with_ids: Add each batch's document ids (a list of str) as ``"ids"``.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike],
+        batch_size: int,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        sub_sample: float = 1.0,
+        shuffle_buffer: int = 4096,
+        with_ids: bool = False,
+    ) -> None:
+        super().__init__()
+        if not files:
+            raise DataNotFoundError("no Parquet files given: check data_dir and that preprocessing wrote the split.")
+        if not 0 < sub_sample <= 1:
+            raise ValueError(f"sub_sample={sub_sample!r}: use a fraction in (0, 1].")
+        self.groups = list_row_groups(files)
+        self.batch_size = int(batch_size)
+        if rank is None or world_size is None:
+            rank, world_size = _dist_rank_world()
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
+        self.sub_sample, self.shuffle_buffer, self.with_ids = float(sub_sample), int(shuffle_buffer), with_ids
+        self.epoch = 0
+        self._iterations = 0  # per process: persistent workers never see set_epoch
+        self._files: dict[str, pq.ParquetFile] = {}
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in the split."""
+        return sum(g.num_rows for g in self.groups)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that the next iteration plans (also resets the per-worker counter)."""
+        self.epoch = int(epoch)
+        self._iterations = 0
+
+    def plan(self, epoch: Optional[int] = None) -> RankPlan:
+        """Return this rank's :class:`RankPlan` for ``epoch`` (default: the current one)."""
+        return plan_epoch(
+            [g.num_rows for g in self.groups],
+            self.rank,
+            self.world_size,
+            self.batch_size,
+            epoch=self.epoch if epoch is None else epoch,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            sub_sample=self.sub_sample,
+        )
+
+    def __len__(self) -> int:
+        return self.plan(0).num_batches
+
+    def _read(self, seg: Segment) -> Csr:
+        g = self.groups[seg.group]
+        pf = self._files.get(g.path)
+        if pf is None:
+            pf = self._files[g.path] = pq.ParquetFile(g.path)
+        cols = [INDICES_COL, VALUES_COL] + ([ID_COL] if self.with_ids else [])
+        table = pf.read_row_group(g.index, columns=cols)
+        if seg.start or seg.stop < g.num_rows:
+            table = table.slice(seg.start, seg.stop - seg.start)
+        return table_to_csr(table, self.with_ids)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch = self.epoch + self._iterations
+        self._iterations += 1
+        plan = self.plan(epoch)
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        # This worker's contiguous range of whole batches, then of row positions.
+        b0 = plan.num_batches * worker // num_workers
+        b1 = plan.num_batches * (worker + 1) // num_workers
+        p0, p1 = b0 * plan.batch_size, min(b1 * plan.batch_size, plan.num_rows)
+        real0, real1 = min(p0, plan.num_real), min(p1, plan.num_real)
+        rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
+        yield from self._iter_range(plan, real0, real1, p1 - p0, rng)
+
+    def _iter_range(self, plan: RankPlan, real0: int, real1: int, n_rows: int, rng) -> Iterator[dict[str, Any]]:
+        bs = plan.batch_size
+        buffer: list[Csr] = []
+        buffered = 0
+        emitted = 0
+        pos = 0
+        for seg in plan.segments:
+            n = seg.stop - seg.start
+            lo, hi = max(real0, pos), min(real1, pos + n)
+            pos += n
+            if lo >= hi:
+                if pos >= real1:
+                    break
+                continue
+            offset = seg.start + lo - (pos - n)
+            block = self._read(Segment(seg.group, offset, offset + hi - lo))
+            buffer.append(block)
+            buffered += len(block)
+            done = pos >= real1
+            if buffered >= max(self.shuffle_buffer, bs):
+                merged = Csr.concat(buffer)
+                if self.shuffle:
+                    merged = merged.take(rng.permutation(len(merged)))
+                full = len(merged) // bs * bs
+                for i in range(0, full, bs):
+                    yield csr_to_batch(merged.take(np.arange(i, i + bs)))
+                    emitted += bs
+                rest = merged.take(np.arange(full, len(merged)))
+                buffer, buffered = [rest], len(rest)
+            if done:
+                break
+        merged = Csr.concat(buffer) if buffer else Csr.empty(0, self.with_ids)
+        if self.shuffle and len(merged):
+            merged = merged.take(rng.permutation(len(merged)))
+        n_real_left = len(merged)
+        n_pad = n_rows - emitted - n_real_left
+        if n_pad > 0:
+            merged = Csr.concat([merged, Csr.empty(n_pad, self.with_ids)]) if n_real_left else Csr.empty(n_pad, self.with_ids)
+        for i in range(0, len(merged), bs):
+            rows = np.arange(i, min(i + bs, len(merged)))
+            yield csr_to_batch(merged.take(rows), num_real=max(0, min(bs, n_real_left - i)))
+
+
+class ResidentBowDataset(IterableDataset):
+    """Index batches into a rank's shard held whole in memory (``resident=True``).
+
+    The shard (the rank's segment of the unshuffled split) is read once; each epoch
+    shuffles row indices within it. Batches are ``{"rows", "weight"}``;
+    :meth:`BowDataModule.on_after_batch_transfer` gathers the rows on the device.
+    """
+
+    def __init__(self, num_rows: int, num_real: int, batch_size: int, shuffle: bool, seed: int, rank: int) -> None:
+        super().__init__()
+        self.num_rows, self.num_real, self.batch_size = num_rows, num_real, batch_size
+        self.shuffle, self.seed, self.rank, self.epoch = shuffle, seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the next shuffle."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_rows / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        order = np.arange(self.num_real)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, self.rank]).permutation(self.num_real)
+        self.epoch += 1
+        rows = torch.zeros(self.num_rows, dtype=torch.long)
+        rows[: self.num_real] = torch.from_numpy(order)
+        weight = torch.zeros(self.num_rows)
+        weight[: self.num_real] = 1.0
+        for i in range(0, self.num_rows, self.batch_size):
+            yield {"rows": rows[i : i + self.batch_size], "weight": weight[i : i + self.batch_size]}
+
+
+# --------------------------------------------------------------------------- data module
+
+
+class BowDataModule(pl.LightningDataModule):
+    """Train/validation/test loaders over the preprocessing output.
+
+    Args:
+        data_dir: The preprocessing output folder.
+        batch_size: Per-rank batch size (the system divides SageMaker's per-node
+            ``mini_batch_size`` by the devices per node before passing it here).
+        reader: ``arrow`` (default) or ``petastorm`` (needs the separate environment).
+        num_workers: DataLoader workers per rank (persistent, pinned memory on GPU).
+        seed: Base seed of the per-epoch shuffles.
+        drop_last: Drop trailing rows of the training split (see :mod:`lightning_module.data`).
+        sub_sample: Fraction of the training split used per epoch.
+        shuffle_buffer: Rows shuffled together within a worker.
+        resident: Read each rank's shard once and iterate on the device (corpus must fit).
+        eval_batch_size: Batch size for validation/test; default ``batch_size``.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 256,
+        reader: str = "arrow",
+        num_workers: int = 0,
+        seed: int = 0,
+        drop_last: bool = False,
+        sub_sample: float = 1.0,
+        shuffle_buffer: int = 4096,
+        resident: bool = False,
+        eval_batch_size: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        if reader not in ("arrow", "petastorm"):
+            raise ValueError(f"reader={reader!r}: choose 'arrow' or 'petastorm'.")
+        self.data_dir = str(data_dir)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.reader, self.num_workers, self.seed = reader, int(num_workers), int(seed)
+        self.drop_last, self.sub_sample, self.shuffle_buffer = drop_last, float(sub_sample), int(shuffle_buffer)
+        self.resident = resident
+        self.vocab = read_vocab(self.data_dir)
+        self.manifest = read_manifest(self.data_dir)
+        if not split_files(self.data_dir, "train"):
+            raise DataNotFoundError(
+                f"no training Parquet under {str(Path(self.data_dir) / 'train')!r}: run `ntm preprocess` "
+                "or set data_dir to its output_path."
+            )
+        self._resident: dict[str, tuple[Csr, dict]] = {}
+        self._device_cache: dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        """Vocabulary size (SageMaker's ``feature_dim``)."""
+        return len(self.vocab)
+
+    def has_split(self, split: str) -> bool:
+        """Whether the split has any Parquet file."""
+        return bool(split_files(self.data_dir, split))
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        return _dist_rank_world()
+
+    def _current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.current_epoch if trainer is not None else 0
+
+    def dataset(self, split: str, with_ids: bool = False) -> IterableDataset:
+        """Build the dataset of one split for this rank."""
+        rank, world = self._rank_world()
+        train = split == "train"
+        bs = self.batch_size if train else self.eval_batch_size
+        files = split_files(self.data_dir, split)
+        if self.reader == "petastorm":
+            from lightning_module.petastorm_backend import PetastormBowDataset
+
+            return PetastormBowDataset(
+                str(Path(self.data_dir) / split), bs, rank, world, vocab_size=self.vocab_size, with_ids=with_ids
+            )
+        if self.resident:
+            return self._resident_dataset(split, files, bs, rank, world, train)
+        ds = ParquetBowDataset(
+            files,
+            bs,
+            rank,
+            world,
+            shuffle=train,
+            seed=self.seed,
+            drop_last=self.drop_last and train,
+            sub_sample=self.sub_sample if train else 1.0,
+            shuffle_buffer=self.shuffle_buffer,
+            with_ids=with_ids,
+        )
+        ds.set_epoch(self._current_epoch() if train else 0)
+        return ds
+
+    def _resident_dataset(self, split, files, bs, rank, world, train) -> ResidentBowDataset:
+        if split not in self._resident:
+            reader = ParquetBowDataset(files, bs, rank, world, shuffle=False)
+            plan = reader.plan(0)
+            block = Csr.concat([reader._read(s) for s in plan.segments]) if plan.segments else Csr.empty()
+            self._resident[split] = (block, {"num_rows": plan.num_rows, "num_real": plan.num_real})
+        block, info = self._resident[split]
+        ds = ResidentBowDataset(info["num_rows"], info["num_real"], bs, train, self.seed, rank)
+        ds.set_epoch(self._current_epoch() if train else 0)
+        return ds
+
+    def _loader(self, split: str) -> DataLoader:
+        ds = self.dataset(split)
+        workers = 0 if (self.resident or self.reader == "petastorm") else self.num_workers
+        trainer = getattr(self, "trainer", None)
+        pin = bool(trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
+        return DataLoader(
+            ds,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, sharded training batches."""
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches (every document once across ranks), or ``[]`` without that split."""
+        return self._loader("validation") if self.has_split("validation") else []
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches, or ``[]`` without that split."""
+        return self._loader("test") if self.has_split("test") else []
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Resident mode: gather the batch's rows from the shard cached on the device."""
+        if not self.resident or "rows" not in batch:
+            return batch
+        trainer = self.trainer
+        split = {"train": "train", "validate": "validation", "sanity_check": "validation", "test": "test"}.get(
+            trainer.state.stage.value if trainer.state.stage else "train", "train"
+        )
+        return self.gather_resident(split, batch)
+
+    def gather_resident(self, split: str, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Build a CSR batch on ``batch``'s device from a resident shard."""
+        rows = batch["rows"]
+        key = (split, str(rows.device))
+        if key not in self._device_cache:
+            block, _ = self._resident[split]
+            self._device_cache[key] = (
+                torch.from_numpy(block.indptr).to(rows.device),
+                torch.from_numpy(block.indices).to(rows.device),
+                torch.from_numpy(block.values).to(rows.device),
+            )
+        indptr, indices, values = self._device_cache[key]
+        lens = indptr[rows + 1] - indptr[rows]  # (B,)
+        new_indptr = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
+        torch.cumsum(lens, 0, out=new_indptr[1:])
+        total = int(new_indptr[-1])
+        pos = torch.repeat_interleave(indptr[rows] - new_indptr[:-1], lens, output_size=total)
+        pos = pos + torch.arange(total, device=rows.device)
+        return {"indptr": new_indptr, "indices": indices[pos], "values": values[pos], "weight": batch["weight"]}
