@@ -15,7 +15,7 @@ PYTEST_ARGS  ?=
 export SPARK_LOCAL_IP := 127.0.0.1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup install system-deps jars nltk-data petastorm-env test test-fast demo demo-full lint bench clean distclean
+.PHONY: help setup install system-deps test-system-deps jars nltk-data petastorm-env test test-fast demo demo-full lint bench clean distclean
 
 help:
 	@echo "make demo   - install what is missing, then run every stage end to end (quick mode)"
@@ -38,6 +38,12 @@ system-deps:
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
+
+# --- tests also screenshot the HTML report in headless Chromium (Debian's package)
+test-system-deps:
+	@command -v chromium >/dev/null || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
 # --- Python: a venv with the pinned lock (torch, pyspark, lightning, mlflow, nltk, kafka-python ...)
 $(VENV)/.installed: conf/requirements.lock setup.py
@@ -72,10 +78,10 @@ nltk-data: $(WORDNET)
 petastorm-env: .venv-petastorm/.installed
 
 # --- the two commands
-test: setup
+test: setup test-system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup test-system-deps
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: install jars nltk-data
