@@ -479,6 +479,38 @@ class ResidentBowDataset(IterableDataset):
             yield {"rows": rows[i : i + self.batch_size], "weight": weight[i : i + self.batch_size]}
 
 
+class PetastormBowDataset(IterableDataset):
+    """``reader: petastorm``: batches from :func:`lightning_module.petastorm_backend.iter_petastorm_batches`.
+
+    Needs an environment where petastorm imports (pyarrow<=14, numpy<2) besides torch.
+    Shards are whole row groups (``cur_shard=rank``); short shards get empty
+    zero-weight batches so every rank has the same count. No shuffling.
+    """
+
+    def __init__(self, split_dir: str, batch_size: int, rank: int, world_size: int, vocab_size: int, with_ids: bool = False) -> None:
+        super().__init__()
+        from lightning_module.petastorm_backend import _import_petastorm, shard_row_counts
+
+        _import_petastorm()  # fail now, with the install hint, rather than inside a worker
+        self.split_dir, self.batch_size, self.rank, self.world_size = split_dir, batch_size, rank, world_size
+        self.vocab_size, self.with_ids = vocab_size, with_ids
+        self._num_batches = max(math.ceil(c / batch_size) for c in shard_row_counts(split_dir, world_size))
+
+    def __len__(self) -> int:
+        return self._num_batches
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from lightning_module.petastorm_backend import iter_petastorm_batches
+
+        for b in iter_petastorm_batches(
+            self.split_dir, self.batch_size, self.rank, self.world_size, vocab_size=self.vocab_size, pool="dummy", with_ids=self.with_ids
+        ):
+            out: dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(b[k])) for k in ("indptr", "indices", "values", "weight")}
+            if self.with_ids:
+                out["ids"] = b["ids"]
+            yield out
+
+
 # --------------------------------------------------------------------------- data module
 
 
@@ -557,11 +589,7 @@ class BowDataModule(pl.LightningDataModule):
         bs = self.batch_size if train else self.eval_batch_size
         files = split_files(self.data_dir, split)
         if self.reader == "petastorm":
-            from lightning_module.petastorm_backend import PetastormBowDataset
-
-            return PetastormBowDataset(
-                str(Path(self.data_dir) / split), bs, rank, world, vocab_size=self.vocab_size, with_ids=with_ids
-            )
+            return PetastormBowDataset(str(Path(self.data_dir) / split), bs, rank, world, self.vocab_size, with_ids)
         if self.resident:
             return self._resident_dataset(split, files, bs, rank, world, train)
         ds = ParquetBowDataset(

@@ -104,3 +104,53 @@ def write_synthetic_corpus(
     (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     np.save(path / "true_topic_word.npy", topic_word)
     return path
+
+
+def synthetic_csr_fast(
+    n_docs: int, vocab_size: int, num_topics: int = 20, doc_len: int = 60, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorized LDA-like corpus for large sizes (1M docs in seconds): each document mixes two topics.
+
+    Returns:
+        CSR ``(indptr (D+1,), indices (nnz,) int32 ascending per row, values (nnz,) float32)``.
+    """
+    rng = np.random.default_rng(seed)
+    topic_word = rng.dirichlet(np.full(vocab_size, 0.05), size=num_topics)  # (K, V)
+    cdf = np.cumsum(topic_word, axis=1)
+    cdf /= cdf[:, -1:]
+    cdf_all = (cdf + np.arange(num_topics)[:, None]).ravel()  # monotone across topics
+    lengths = rng.poisson(doc_len, size=n_docs).clip(5, None)
+    pair = rng.integers(0, num_topics, size=(n_docs, 2))
+    mix = rng.random(n_docs)
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    topic = np.where(rng.random(doc.size) < mix[doc], pair[doc, 0], pair[doc, 1])
+    word = np.searchsorted(cdf_all, rng.random(doc.size) + topic) - topic * vocab_size
+    word = np.clip(word, 0, vocab_size - 1)
+    keys, counts = np.unique(doc * vocab_size + word, return_counts=True)
+    rows = keys // vocab_size
+    indptr = np.zeros(n_docs + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_docs), out=indptr[1:])
+    return indptr, (keys % vocab_size).astype(np.int32), counts.astype(np.float32)
+
+
+def write_csr_split(folder: str | Path, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray,
+                    rows_per_file: int = 200_000, row_group_size: int = 1024, prefix: str = "doc") -> None:
+    """Write a CSR block as bag-of-words Parquet files (the preprocessing schema)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(indptr) - 1
+    for f, start in enumerate(range(0, n, rows_per_file)):
+        stop = min(start + rows_per_file, n)
+        offs = (indptr[start : stop + 1] - indptr[start]).astype(np.int32)
+        lo, hi = indptr[start], indptr[stop]
+        table = pa.table(
+            {
+                "id": pa.array([f"{prefix}-{i:08d}" for i in range(start, stop)], pa.string()),
+                "label": pa.nulls(stop - start, pa.string()),
+                "n_words": pa.array(np.add.reduceat(values[lo:hi], offs[:-1]).astype(np.int32) if hi > lo else np.zeros(stop - start, np.int32)),
+                "indices": pa.ListArray.from_arrays(pa.array(offs), pa.array(indices[lo:hi], pa.int32())),
+                "values": pa.ListArray.from_arrays(pa.array(offs), pa.array(values[lo:hi], pa.float32())),
+            },
+            schema=bow_arrow_schema(),
+        )
+        pq.write_table(table, folder / f"part-{f:05d}.parquet", row_group_size=row_group_size)

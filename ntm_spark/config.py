@@ -116,9 +116,11 @@ class PreprocessConfig:
     row_group_size: int = 1024
     max_doc_bytes: int = 20_000_000
     sample_fraction: float = 1.0
+    #: Where a 20 Newsgroups archive is unpacked once (null -> <state>/cache); shared storage on a cluster.
+    cache_path: Optional[str] = None
 
     def validate(self) -> None:
-        """Check ranges."""
+        """Check ranges and combinations."""
         _check(2 <= self.vocab_size <= 10_000_000, "preprocess.vocab_size", self.vocab_size, "use an integer >= 2")
         _check(self.min_df >= 0, "preprocess.min_df", self.min_df, "use a count >= 1 or a fraction in [0, 1)")
         _check(0 < self.max_df <= 1 or self.max_df > 1, "preprocess.max_df", self.max_df, "use a fraction in (0, 1] or a count")
@@ -133,6 +135,222 @@ class PreprocessConfig:
         _check(self.num_eval_shards >= 1, "preprocess.num_eval_shards", self.num_eval_shards, "use an integer >= 1")
         _check(self.row_group_size >= 1, "preprocess.row_group_size", self.row_group_size, "use an integer >= 1")
         _check(0 < self.sample_fraction <= 1, "preprocess.sample_fraction", self.sample_fraction, "use a fraction in (0, 1]")
+        _check(self.max_doc_bytes >= 1, "preprocess.max_doc_bytes", self.max_doc_bytes, "use an integer >= 1")
+        _check(
+            not self.keep_official_split or self.input_format == "20newsgroups",
+            "preprocess.keep_official_split",
+            self.keep_official_split,
+            "it needs input_format=20newsgroups (other corpora have no official split); set it to false",
+        )
+        _check(
+            not isinstance(self.stop_words, str) or self.stop_words.lower() in ("english", "none"),
+            "preprocess.stop_words",
+            self.stop_words,
+            "use 'english', 'none' or a list of words",
+        )
+
+
+@dataclass
+class TrainConfig:
+    """NTM training (``conf/base/train.yaml``); SageMaker NTM's hyperparameter names and defaults.
+
+    Model and optimizer fields left ``null`` take the value of ``preset``
+    (``lightning_module.model.PRESETS``): ``sagemaker`` is the seed architecture with
+    SageMaker's defaults (sigmoid, no batch norm, adadelta, learning_rate 0.001);
+    ``default`` is the ProdLDA-style setting chosen by measured topic quality.
+    """
+
+    data_dir: str = ".ntm/data/20newsgroups"
+    output_dir: str = ".ntm/models/ntm"
+    preset: Literal["default", "sagemaker"] = "default"
+    # SageMaker NTM hyperparameters.
+    feature_dim: Optional[int] = None  # null -> vocabulary size from vocab.txt
+    num_topics: int = 20
+    encoder_layers: Union[str, list] = "auto"  # "auto" = [3K, 2K]
+    encoder_layers_activation: Optional[Literal["sigmoid", "tanh", "relu", "softplus"]] = None
+    batch_norm: Optional[bool] = None
+    optimizer: Optional[Literal["adadelta", "sgd", "adam", "rmsprop", "adagrad"]] = None
+    learning_rate: Optional[float] = None
+    mini_batch_size: int = 256  # global per node, divided across that node's devices
+    epochs: int = 50
+    num_patience_epochs: int = 3
+    tolerance: float = 0.001  # relative improvement of the monitored loss
+    clip_gradient: Optional[float] = None
+    rescale_gradient: float = 1.0
+    weight_decay: float = 0.0
+    sub_sample: float = 1.0
+    # Model options beyond SageMaker's (null -> preset).
+    topic_activation: Optional[Literal["softmax", "sigmoid", "tanh", "identity"]] = None
+    prior: Optional[Literal["normal", "dirichlet"]] = None
+    dirichlet_alpha: Optional[float] = None
+    decoder_batch_norm: Optional[bool] = None
+    dropout: Optional[float] = None
+    kl_warmup_epochs: Optional[int] = None
+    sample_latent: bool = True
+    # Data loading.
+    reader: Literal["arrow", "petastorm"] = "arrow"
+    num_workers: int = 2
+    shuffle_buffer: int = 4096
+    drop_last: bool = False
+    resident: bool = False  # read each rank's shard once and iterate on the device
+    # Hardware and distribution.
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: Union[int, str] = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto -> ddp when devices * num_nodes > 1
+    precision: str = "32-true"
+    threads_per_process: Optional[int] = None  # null -> cores // local ranks
+    # Runs.
+    seed: int = 42
+    deterministic: bool = False
+    checkpoint: bool = True
+    resume: Optional[str] = None  # a checkpoint path, or "last"
+    progress_bar: Optional[bool] = None  # null -> only when stderr is a terminal
+    log_every_n_steps: int = 50
+    top_n_words: int = 10
+
+    def validate(self) -> None:
+        """Check ranges; SageMaker's limits where it has them."""
+        _check(2 <= self.num_topics <= 1000, "train.num_topics", self.num_topics, "use an integer between 2 and 1000")
+        _check(self.feature_dim is None or self.feature_dim >= 2, "train.feature_dim", self.feature_dim, "leave it null (vocabulary size) or use >= 2")
+        _check(
+            self.encoder_layers == "auto"
+            or (isinstance(self.encoder_layers, list) and self.encoder_layers and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.encoder_layers)),
+            "train.encoder_layers",
+            self.encoder_layers,
+            "use 'auto' ([3K, 2K]) or a list of positive integers such as [100, 50]",
+        )
+        _check(self.learning_rate is None or 1e-6 <= self.learning_rate <= 1.0, "train.learning_rate", self.learning_rate, "use a number in [1e-6, 1]")
+        _check(self.mini_batch_size >= 1, "train.mini_batch_size", self.mini_batch_size, "use an integer between 1 and 10000")
+        _check(self.mini_batch_size <= 10000, "train.mini_batch_size", self.mini_batch_size, "use an integer between 1 and 10000")
+        _check(1 <= self.epochs <= 100, "train.epochs", self.epochs, "use an integer between 1 and 100")
+        _check(1 <= self.num_patience_epochs <= 100, "train.num_patience_epochs", self.num_patience_epochs, "use an integer between 1 and 100")
+        _check(1e-6 <= self.tolerance <= 0.1, "train.tolerance", self.tolerance, "use a number in [1e-6, 0.1]")
+        _check(self.clip_gradient is None or self.clip_gradient >= 1e-3, "train.clip_gradient", self.clip_gradient, "use null (no clipping) or a number >= 1e-3")
+        _check(1e-3 <= self.rescale_gradient <= 1.0, "train.rescale_gradient", self.rescale_gradient, "use a number in [1e-3, 1]")
+        _check(0 <= self.weight_decay <= 1.0, "train.weight_decay", self.weight_decay, "use a number in [0, 1]")
+        _check(0 < self.sub_sample <= 1, "train.sub_sample", self.sub_sample, "use a fraction in (0, 1]")
+        _check(self.dirichlet_alpha is None or self.dirichlet_alpha > 0, "train.dirichlet_alpha", self.dirichlet_alpha, "use a positive number")
+        _check(self.dropout is None or 0 <= self.dropout < 1, "train.dropout", self.dropout, "use a probability in [0, 1)")
+        _check(self.kl_warmup_epochs is None or self.kl_warmup_epochs >= 0, "train.kl_warmup_epochs", self.kl_warmup_epochs, "use an integer >= 0")
+        _check(self.num_workers >= 0, "train.num_workers", self.num_workers, "use an integer >= 0")
+        _check(self.shuffle_buffer >= 1, "train.shuffle_buffer", self.shuffle_buffer, "use an integer >= 1")
+        _check(
+            self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1) or (isinstance(self.devices, str) and self.devices.lstrip("-").isdigit()),
+            "train.devices",
+            self.devices,
+            "use 'auto', a positive integer, or -1 for all devices",
+        )
+        _check(self.num_nodes >= 1, "train.num_nodes", self.num_nodes, "use an integer >= 1")
+        _check(self.threads_per_process is None or self.threads_per_process >= 1, "train.threads_per_process", self.threads_per_process, "use null or an integer >= 1")
+        _check(1 <= self.top_n_words <= 100, "train.top_n_words", self.top_n_words, "use an integer between 1 and 100")
+
+
+@dataclass
+class ExploreConfig:
+    """The topic exploration report (``conf/base/explore.yaml``)."""
+
+    #: A model folder, ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or a run id.
+    model: Optional[str] = None
+    data_dir: str = ".ntm/data/20newsgroups"
+    split: Literal["train", "validation", "test"] = "test"
+    output_dir: Optional[str] = None  # null -> .ntm/reports/<model name>
+    sample_docs: int = 10
+    max_docs: int = 20000  # documents scored for prevalence and the heatmap; 0 = the whole split
+    top_n: int = 10
+    cloud_words: int = 60
+    cloud_columns: int = 5
+    batch_size: int = 1024
+    seed: int = 0
+    log_to_mlflow: bool = True  # log the report to the model's run when it came from MLflow
+
+    def validate(self) -> None:
+        """Check ranges."""
+        _check(self.sample_docs >= 1, "explore.sample_docs", self.sample_docs, "use an integer >= 1")
+        _check(self.max_docs >= 0, "explore.max_docs", self.max_docs, "use an integer >= 0 (0 scores the whole split)")
+        _check(1 <= self.top_n <= 100, "explore.top_n", self.top_n, "use an integer between 1 and 100")
+        _check(self.cloud_words >= 1, "explore.cloud_words", self.cloud_words, "use an integer >= 1")
+        _check(self.cloud_columns >= 1, "explore.cloud_columns", self.cloud_columns, "use an integer >= 1")
+        _check(self.batch_size >= 1, "explore.batch_size", self.batch_size, "use an integer >= 1")
+
+
+@dataclass
+class StreamConfig:
+    """The Kafka streaming scorer, ``jobs/stream_score.py`` (``conf/base/stream.yaml``)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: Comma-separated input topics; or set ``input_pattern`` (a Java regex) instead.
+    input_topics: Optional[str] = "documents"
+    input_pattern: Optional[str] = None
+    output_topic: str = "topic-mixtures"
+    dead_letter_topic: str = "topic-mixtures-dead-letters"
+    starting_offsets: str = "latest"
+    max_offsets_per_trigger: Optional[int] = None
+    #: ``kafka.*`` client settings passed to the source and both sinks (``kafka.`` prefix optional).
+    kafka_options: dict = field(default_factory=dict)
+    trigger: Literal["processing_time", "available_now", "real_time"] = "processing_time"
+    processing_time: str = "500 milliseconds"
+    real_time_batch_duration: str = "5 minutes"
+    #: Real-time mode rejects Python operators; true bypasses Spark's allowlist check (see docs/streaming.md).
+    real_time_allow_python: bool = False
+    checkpoint_location: str = ".ntm/checkpoints/stream"
+    model_uri: str = "models:/ntm-20newsgroups@champion"
+    model_kind: Literal["ntm", "lda"] = "ntm"
+    model_refresh_interval_s: float = 30.0
+    tracking_uri: Optional[str] = None
+    max_message_bytes: int = 1_000_000
+    top_k: int = 3
+    top_words: int = 5
+    passthrough_fields: list = field(default_factory=list)
+    scoring_udf: Literal["map_in_pandas", "pandas_udf"] = "map_in_pandas"
+    arrow_batch_size: int = 1000
+    parquet_path: Optional[str] = None
+    status_file: str = ".ntm/stream/status.json"
+
+    def validate(self) -> None:
+        """Check ranges and that exactly one input selector is set."""
+        _check(
+            bool(self.input_topics) != bool(self.input_pattern),
+            "stream.input_topics",
+            self.input_topics,
+            f"set exactly one of input_topics or input_pattern (input_pattern={self.input_pattern!r})",
+        )
+        _check(bool(self.checkpoint_location), "stream.checkpoint_location", self.checkpoint_location, "set a folder path")
+        _check(
+            self.max_offsets_per_trigger is None or self.max_offsets_per_trigger >= 1,
+            "stream.max_offsets_per_trigger",
+            self.max_offsets_per_trigger,
+            "use null or an integer >= 1",
+        )
+        _check(self.model_refresh_interval_s > 0, "stream.model_refresh_interval_s", self.model_refresh_interval_s, "use a positive number of seconds")
+        _check(self.max_message_bytes >= 1, "stream.max_message_bytes", self.max_message_bytes, "use an integer >= 1")
+        _check(self.top_k >= 1, "stream.top_k", self.top_k, "use an integer >= 1")
+        _check(self.top_words >= 0, "stream.top_words", self.top_words, "use an integer >= 0")
+        _check(self.arrow_batch_size >= 1, "stream.arrow_batch_size", self.arrow_batch_size, "use an integer >= 1")
+        _check(self.output_topic != self.dead_letter_topic, "stream.dead_letter_topic", self.dead_letter_topic, "use a topic other than output_topic")
+
+
+@dataclass
+class BackfillConfig:
+    """The resumable corpus backfill, ``jobs/backfill.py`` (``conf/base/backfill.yaml``)."""
+
+    input_path: Optional[str] = None
+    #: A preprocessing reader format, or ``bow`` for an already preprocessed bag-of-words Parquet.
+    input_format: Literal["20newsgroups", "text", "csv", "jsonl", "parquet", "bow"] = "20newsgroups"
+    text_col: str = "text"
+    id_col: str = "id"
+    output_path: str = ".ntm/backfill"
+    model_uri: str = "models:/ntm-20newsgroups@champion"
+    tracking_uri: Optional[str] = None
+    num_partitions: int = 8
+    max_text_bytes: int = 1_000_000
+    arrow_batch_size: int = 1000
+
+    def validate(self) -> None:
+        """Check ranges."""
+        _check(1 <= self.num_partitions <= 10_000, "backfill.num_partitions", self.num_partitions, "use an integer between 1 and 10000")
+        _check(bool(self.output_path), "backfill.output_path", self.output_path, "set a folder path")
+        _check(self.arrow_batch_size >= 1, "backfill.arrow_batch_size", self.arrow_batch_size, "use an integer >= 1")
 
 
 STAGES: dict[str, type] = {
@@ -140,6 +358,10 @@ STAGES: dict[str, type] = {
     "services": ServicesConfig,
     "mlflow": MlflowConfig,
     "preprocess": PreprocessConfig,
+    "train": TrainConfig,
+    "explore": ExploreConfig,
+    "stream": StreamConfig,
+    "backfill": BackfillConfig,
 }
 
 

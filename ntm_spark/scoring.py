@@ -32,6 +32,13 @@ BAD_LENGTH = "bad_length"
 NEGATIVE_COUNT = "negative_count"
 NAN_COUNT = "nan_count"
 BAD_INDEX = "bad_index"
+# Whole-request codes (raised as ScoringInputError by input adapters such as the MLflow pyfunc).
+UNKNOWN_COLUMN = "unknown_column"
+MISSING_COLUMN = "missing_column"
+MIXED_INPUT = "mixed_input"
+
+#: The model folder's token -> lemma table (see :func:`read_lemma_table`).
+LEMMAS_FILE = "lemmas.json"
 
 
 class ScoringInputError(ValueError):
@@ -78,6 +85,39 @@ def text_rules_from_manifest(manifest: dict) -> dict:
         clean = fmt in (None, "20newsgroups")
     stop_words = rules.get("stop_words", params.get("stop_words", "english"))
     return {"clean": bool(clean), "stop_words": stop_words}
+
+
+class VocabularyLemmaNormalizer(TextNormalizer):
+    """A :class:`TextNormalizer` whose lemma table is *closed over the vocabulary*: it never needs WordNet.
+
+    The table holds every surface token whose WordNet lemma is a vocabulary word
+    (and every vocabulary word itself). Any other token's lemma is outside the
+    vocabulary, so it is dropped when counting whatever its lemma is; keeping the
+    token unchanged therefore gives exactly the bag-of-words WordNet would, with no
+    NLTK data on the machine.
+    """
+
+    def _lemmatize_uncached(self, token: str) -> str:
+        return self.lemma_table.get(token, token)
+
+
+def read_lemma_table(path: Union[str, Path], vocab: Optional[Vocabulary] = None) -> tuple[dict, bool]:
+    """Read a model folder's ``lemmas.json``: ``(token -> lemma, closed_over_vocab)``.
+
+    Two layouts are accepted: a plain ``{token: lemma}`` mapping (WordNet stays the
+    fallback for other tokens), or ``{"lemmas": {...}, "closed_over_vocab": true,
+    "vocab_sha256": ...}`` as written by :func:`ntm_spark.pyfunc_model.write_lemma_table`.
+    A closed table only counts as closed for the vocabulary whose sha256 it names.
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and isinstance(data.get("lemmas"), dict):
+        closed = bool(data.get("closed_over_vocab"))
+        if closed and vocab is not None and data.get("vocab_sha256") not in (None, vocab.sha256):
+            closed = False
+        return dict(data["lemmas"]), closed
+    if not isinstance(data, dict):
+        raise ValueError(f"lemma table {str(path)!r} must hold a JSON object of token -> lemma, got {type(data).__name__}.")
+    return dict(data), False
 
 
 class TopicScorer:
@@ -132,10 +172,15 @@ class TopicScorer:
         if (path / "manifest.json").exists():
             manifest = json.loads((path / "manifest.json").read_text())
         rules = text_rules_from_manifest(manifest)
-        lemma_table = None
-        if (path / "lemmas.json").exists():
-            lemma_table = json.loads((path / "lemmas.json").read_text())
-        normalizer = get_normalizer(clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table)
+        lemma_table, closed = None, False
+        if (path / LEMMAS_FILE).exists():
+            lemma_table, closed = read_lemma_table(path / LEMMAS_FILE, vocab)
+        if closed:
+            normalizer: TextNormalizer = VocabularyLemmaNormalizer(
+                clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table
+            )
+        else:
+            normalizer = get_normalizer(clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table)
         topic_words = None
         if (path / "topic_word.npy").exists():
             tw = np.load(path / "topic_word.npy")

@@ -31,6 +31,8 @@ __all__ = [
     "top_words",
     "cooccurrence_counts",
     "npmi_from_counts",
+    "npmi_from_pair_counts",
+    "topic_pairs",
     "npmi_per_topic",
     "npmi_coherence",
     "topic_uniqueness",
@@ -119,20 +121,35 @@ def npmi_from_counts(
     missing = sorted({int(w) for w in top_ids.ravel()} - set(pos))
     if missing:
         raise ValueError(f"word_ids does not cover top word {missing[0]!r}: count every word of top_ids.")
-    k, n = top_ids.shape
     idx = np.vectorize(pos.__getitem__, otypes=[np.int64])(top_ids)  # (K, n)
-    iu, ju = np.triu_indices(n, k=1)
-    a, b = idx[:, iu], idx[:, ju]  # (K, pairs)
-    p_ij = co[a, b] / n_docs
-    p_i = df[a] / n_docs
-    p_j = df[b] / n_docs
+    a, b = topic_pairs(top_ids.shape[1])
+    return npmi_from_pair_counts(co[idx[:, a], idx[:, b]], df[idx[:, a]], df[idx[:, b]], n_docs)
+
+
+def topic_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the column indices ``(i, j)`` of the ``n (n - 1) / 2`` word pairs ``i < j`` of a topic."""
+    return np.triu_indices(n, k=1)
+
+
+def npmi_from_pair_counts(co_ij: np.ndarray, df_i: np.ndarray, df_j: np.ndarray, n_docs: float) -> np.ndarray:
+    """Return each topic's NPMI from the counts of its word pairs.
+
+    Args:
+        co_ij: Documents containing both words of each pair, shape ``(K, P)``.
+        df_i: Documents containing the first word of each pair, shape ``(K, P)``.
+        df_j: Documents containing the second word, shape ``(K, P)``.
+        n_docs: Number of reference documents.
+
+    Returns:
+        Mean NPMI over each topic's pairs, shape ``(K,)``.
+    """
+    co_ij, df_i, df_j = (np.asarray(a, dtype=np.float64) for a in (co_ij, df_i, df_j))
+    p_ij, p_i, p_j = co_ij / n_docs, df_i / n_docs, df_j / n_docs
     with np.errstate(divide="ignore", invalid="ignore"):
-        pmi = np.log(p_ij) - np.log(p_i) - np.log(p_j)
-        npmi = pmi / -np.log(p_ij)
-    npmi = np.where(p_ij <= 0, -1.0, npmi)
-    # P(wi, wj) == 1: both words are in every document; PMI is 0 and NPMI is taken as 1.
-    npmi = np.where(p_ij >= 1, 1.0, npmi)
-    return npmi.mean(axis=1) if npmi.shape[1] else np.zeros(k)
+        npmi = (np.log(p_ij) - np.log(p_i) - np.log(p_j)) / -np.log(p_ij)
+    npmi = np.where(p_ij <= 0, -1.0, npmi)  # never together: the conventional -1
+    npmi = np.where(p_ij >= 1, 1.0, npmi)  # together in every document
+    return npmi.mean(axis=1) if npmi.shape[1] else np.zeros(len(npmi))
 
 
 def npmi_per_topic(top_ids: np.ndarray, reference_docs: Iterable[np.ndarray]) -> np.ndarray:

@@ -85,3 +85,175 @@ def kafka_bootstrap(tmp_path_factory):
         yield broker.bootstrap_servers
     finally:
         broker.down()
+
+
+# --------------------------------------------------------------------------- training (issue 4)
+
+
+@pytest.fixture(scope="session")
+def bow_corpus(tmp_path_factory) -> Path:
+    """A small synthetic bag-of-words corpus in the preprocessing output format (uneven files and row groups)."""
+    from lightning_module.synthetic import write_synthetic_corpus
+
+    return write_synthetic_corpus(
+        tmp_path_factory.mktemp("bow") / "corpus",
+        n_docs=(403, 61, 59),
+        vocab_size=120,
+        num_topics=6,
+        doc_len=50,
+        row_group_size=37,
+        files_per_split=2,
+        seed=7,
+    )
+
+
+@pytest.fixture()
+def loopback_ddp(monkeypatch):
+    """Confine DDP rendezvous to loopback on a free port, and keep each rank to one thread."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return port
+
+# lightning_module/ became a package after the editable install was made (its finder maps only
+# jobs and ntm_spark until `pip install -e .` is rerun): import it from the checkout. Subprocesses
+# started by the training tests inherit PYTHONPATH.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in os.sys.path:
+    os.sys.path.insert(0, _ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
+
+
+# --------------------------------------------------------------------------- MLflow (issue 5)
+
+#: A tiny English vocabulary, so lemma tables and raw-text scoring work on real words.
+TINY_VOCAB = [
+    "car", "engine", "wheel", "game", "team", "player", "god", "church", "bible", "space",
+    "orbit", "launch", "computer", "disk", "drive", "window", "file", "program", "gun", "law",
+    "government", "key", "encryption", "chip", "medicine", "doctor", "patient", "sale", "price", "offer",
+]  # fmt: skip
+
+
+def make_model_folder(path, npmi=0.1, val_loss=10.0, tu=0.9, words=None, num_topics=4, seed=0):
+    """Write a small untrained model folder (real save_model_folder) with the given final metrics."""
+    import json as _json
+
+    import torch
+
+    from lightning_module.model import NTMModel
+    from lightning_module.model_folder import save_model_folder
+    from ntm_spark.vocab import Vocabulary
+
+    words = list(words or TINY_VOCAB)
+    torch.manual_seed(seed)
+    model = NTMModel(vocab_size=len(words), num_topics=num_topics)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "source": {"path": "tests/tiny", "format": "text"},
+        "text_rules": {"clean": False, "stop_words": "english", "module": "ntm_spark.text"},
+        "vocabulary": {"size": len(words), "sha256": Vocabulary(words).sha256},
+        "documents": {"kept": 20},
+    }
+    (path / "source_manifest.json").write_text(_json.dumps(manifest))
+    metrics = {"val_loss": val_loss, "val_npmi": npmi, "npmi": npmi, "tu": tu, "val_tu": tu, "diversity": 0.8}
+    save_model_folder(path, model, words, metrics=metrics, config={"num_topics": num_topics, "seed": seed},
+                      manifest_path=path / "source_manifest.json")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking(tmp_path_factory):
+    """A real SQLite MLflow store in a temporary folder, set as the tracking and registry URI."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    old_env = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    if old_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
+@pytest.fixture(scope="session")
+def logged_runs(mlflow_tracking, tmp_path_factory):
+    """Training-style runs logged with ntm_spark.tracking: base, better, worse, other_vocab -> run id."""
+    from ntm_spark.config import MlflowConfig
+    from ntm_spark.tracking import configure_tracking, ensure_experiment, log_training_run
+
+    import mlflow
+
+    cfg = MlflowConfig(tracking_uri=mlflow_tracking, experiment="ntm-tests")
+    configure_tracking(cfg)
+    exp = ensure_experiment(cfg.experiment, mlflow_tracking)
+    specs = {
+        "base": dict(npmi=0.10, val_loss=10.0, seed=0),
+        "better": dict(npmi=0.20, val_loss=10.2, seed=1),
+        "worse": dict(npmi=0.05, val_loss=9.0, seed=2),
+        "other_vocab": dict(npmi=0.50, val_loss=5.0, seed=3, words=TINY_VOCAB[:-2] + ["apple", "banana"]),
+        "bad_guard": dict(npmi=0.30, val_loss=20.0, seed=4),
+    }
+    root = tmp_path_factory.mktemp("model_folders")
+    runs = {}
+    for key, spec in specs.items():
+        folder = make_model_folder(root / key, **spec)
+        with mlflow.start_run(experiment_id=exp, run_name=key) as run:
+            log_training_run(folder, config={"num_topics": 4, "spec": key})
+        runs[key] = run.info.run_id
+    return runs
+
+
+# --------------------------------------------------------------------------- streaming (issue 6)
+
+
+@pytest.fixture(scope="session")
+def newsgroups_test_docs(newsgroups_archive) -> list:
+    """The first 2,000 documents of the 20 Newsgroups test split as ``(id, text)``, read with tarfile."""
+    docs = []
+    with tarfile.open(newsgroups_archive) as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if not member.isfile() or len(parts) != 3 or parts[0] != "20news-bydate-test":
+                continue
+            text = tar.extractfile(member).read().decode("utf-8", errors="replace")
+            docs.append(("test/" + "/".join(parts[1:]), text))
+            if len(docs) == 2000:
+                break
+    return docs
+
+
+def make_stream_model_folder(path, docs, vocab_size=1000, num_topics=10, seed=0):
+    """A randomly initialised NTM over the most frequent normalized words of ``docs`` (real save_model_folder)."""
+    from collections import Counter
+
+    import torch
+
+    from lightning_module.model import NTMModel
+    from lightning_module.model_folder import save_model_folder
+    from ntm_spark.text import get_normalizer
+
+    normalizer = get_normalizer(clean=True, stop_words="english")
+    counts = Counter()
+    for _, text in docs:
+        counts.update(set(normalizer.normalize(text)))
+    words = sorted(w for w, _ in counts.most_common(vocab_size) if w.strip())
+    torch.manual_seed(seed)
+    model = NTMModel(vocab_size=len(words), num_topics=num_topics)
+    return save_model_folder(Path(path), model, words)
+
+
+@pytest.fixture(scope="session")
+def stream_model_folder(tmp_path_factory, newsgroups_test_docs) -> Path:
+    """A tiny NTM model folder (20NG rules, vocabulary from 300 test documents) for the streaming tests."""
+    return make_stream_model_folder(tmp_path_factory.mktemp("stream_model") / "ntm", newsgroups_test_docs[:300])

@@ -1,0 +1,225 @@
+"""GPU throughput: Lightning + the Arrow Parquet loader vs a pure-PyTorch loop on a GPU-resident BoW matrix.
+
+Self-contained for a GPU box with only torch, (pytorch-)lightning, pyarrow, pandas and
+numpy: it generates its own synthetic Parquet (the preprocessing schema), then for each
+corpus and batch size trains the same NTMModel (default preset, K=50) for the same
+epochs three ways:
+
+* ``lightning_stream``: NTMSystem + BowDataModule streaming Parquet row groups
+  (4 workers, pinned memory, CSR batches densified on the GPU);
+* ``lightning_resident``: the same with ``resident=True`` (the shard read once, rows
+  gathered on the GPU);
+* ``pure``: a plain loop over a dense (D, V) matrix resident on the GPU.
+
+Reports docs/s (steady state: epochs after the first), the ratios to ``pure``, peak
+host RSS and peak GPU memory, and the card. Writes JSON to ``$OUT/gpu_bench.json`` when
+``$OUT`` is set (and to ``--json`` if given).
+
+Usage:
+    python bench/gpu_bench.py            # 20NG-size (11k docs) and 1M docs, batch 256/1024/4096 (~5 min on an H100)
+    python bench/gpu_bench.py --quick    # tiny, runs on CPU in well under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from lightning_module._compat import pl  # noqa: E402
+from lightning_module.data import BowDataModule  # noqa: E402
+from lightning_module.model import PRESETS, NTMModel  # noqa: E402
+from lightning_module.synthetic import synthetic_csr_fast, write_csr_split  # noqa: E402
+from lightning_module.system import NTMSystem  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process and its finished children (MiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+def make_corpus(root: Path, n_docs: int, vocab: int, base_docs: int, seed: int = 0) -> Path:
+    """Write ``train/`` Parquet of ``n_docs`` docs (a ``base_docs`` block repeated) and ``vocab.txt``."""
+    ip, ix, v = synthetic_csr_fast(min(base_docs, n_docs), vocab, num_topics=20, seed=seed)
+    reps = max(1, n_docs // len(ip[:-1]))
+    for r in range(reps):
+        write_csr_split(root / "train", ip, ix, v, rows_per_file=len(ip) - 1, prefix=f"r{r}")
+        for f in (root / "train").glob("part-00000.parquet"):
+            f.rename(root / "train" / f"rep{r:03d}.parquet")
+    (root / "vocab.txt").write_text("".join(f"w{i}\n" for i in range(vocab)))
+    return root
+
+
+def dense_matrix(root: Path, vocab: int, device: torch.device) -> torch.Tensor:
+    """Read the split once and build the dense (D, V) count matrix on ``device`` (via CSR)."""
+    import pyarrow.parquet as pq
+
+    from lightning_module.data import table_to_csr
+
+    blocks = [table_to_csr(pq.read_table(f, columns=["indices", "values"])) for f in sorted((root / "train").glob("*.parquet"))]
+    out = []
+    for b in blocks:
+        csr = torch.sparse_csr_tensor(
+            torch.from_numpy(b.indptr), torch.from_numpy(b.indices.astype(np.int64)), torch.from_numpy(b.values), size=(len(b), vocab)
+        ).to(device)
+        out.append(csr.to_dense())
+    return torch.cat(out)
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of each training epoch (synchronized)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._t = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self._t)
+
+
+def steady(times: list[float], n_docs: int) -> float:
+    """Docs/s over the epochs after the first (all epochs when only one ran)."""
+    t = times[1:] if len(times) > 1 else times
+    return n_docs * len(t) / sum(t)
+
+
+def model_kwargs(vocab: int, k: int) -> dict:
+    p = PRESETS["default"]
+    return {
+        "vocab_size": vocab, "num_topics": k, "encoder_layers_activation": p["encoder_layers_activation"],
+        "batch_norm": p["batch_norm"], "prior": p["prior"], "dirichlet_alpha": p["dirichlet_alpha"],
+        "decoder_batch_norm": p["decoder_batch_norm"], "dropout": p["dropout"],
+    }
+
+
+def run_lightning(root: Path, vocab: int, k: int, batch: int, epochs: int, resident: bool, workers: int, accel: str) -> dict:
+    pl.seed_everything(0, verbose=False)
+    dm = BowDataModule(str(root), batch_size=batch, num_workers=workers, resident=resident, seed=0)
+    system = NTMSystem(optimizer="adam", learning_rate=0.002, kl_warmup_epochs=0, **model_kwargs(vocab, k))
+    timer = EpochTimer()
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator=accel, devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        callbacks=[timer], use_distributed_sampler=False,
+    )
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    trainer.fit(system, datamodule=dm)
+    total = time.perf_counter() - t0
+    n = dm.dataset("train").num_rows if not resident else dm._resident["train"][1]["num_real"]
+    return {
+        "docs_per_s": steady(timer.times, n), "epoch_s": timer.times, "fit_s": total,
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+    }
+
+
+def run_pure(x: torch.Tensor, vocab: int, k: int, batch: int, epochs: int) -> dict:
+    torch.manual_seed(0)
+    model = NTMModel(**model_kwargs(vocab, k)).to(x.device)
+    opt = torch.optim.Adam(model.parameters(), lr=0.002)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    n = x.shape[0]
+    for _ in range(epochs):
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        perm = torch.randperm(n, device=x.device)
+        for i in range(0, n, batch):
+            xb = x[perm[i : i + batch]]  # (B, V)
+            loss = model.loss(xb).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return {
+        "docs_per_s": steady(times, n), "epoch_s": times,
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes; runs on CPU")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--skip-large", action="store_true", help="only the 20NG-size corpus")
+    args = parser.parse_args(argv)
+
+    cuda = torch.cuda.is_available()
+    accel = "gpu" if cuda else "cpu"
+    device = torch.device("cuda" if cuda else "cpu")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    if args.quick:
+        corpora = [("quick", 3000, 300, 2)]
+        batches, vocab, k, workers = [64, 256], 300, 10, min(args.workers, 2)
+    else:
+        corpora = [("20ng_size", 11_314, 11_314, 4)]
+        if not args.skip_large:
+            corpora.append(("1M", 1_000_000, 100_000, 2))
+        batches, vocab, k, workers = [256, 1024, 4096], 2000, 50, args.workers
+    card = torch.cuda.get_device_name(0) if cuda else "cpu"
+    results = {"card": card, "torch": torch.__version__, "lightning": pl.__version__, "vocab": vocab, "num_topics": k,
+               "workers": workers, "runs": []}
+    print(f"device: {card}", flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ntm-gpu-bench-"))
+    try:
+        for name, n_docs, base, epochs in corpora:
+            root = make_corpus(tmp / name, n_docs, vocab, base)
+            x = dense_matrix(root, vocab, device)
+            dense_mb = x.numel() * 4 / 2**20
+            for b in batches:
+                row = {"corpus": name, "n_docs": int(x.shape[0]), "batch": b, "epochs": epochs, "dense_matrix_mb": dense_mb}
+                row["pure"] = run_pure(x, vocab, k, b, epochs)
+                row["lightning_resident"] = run_lightning(root, vocab, k, b, epochs, True, 0, accel)
+                row["lightning_stream"] = run_lightning(root, vocab, k, b, epochs, False, workers, accel)
+                for key in ("lightning_resident", "lightning_stream"):
+                    row[f"ratio_{key}"] = row[key]["docs_per_s"] / row["pure"]["docs_per_s"]
+                row["peak_host_rss_mb"] = peak_rss_mb()
+                results["runs"].append(row)
+                print(
+                    f"{name:9s} batch {b:5d}: pure {row['pure']['docs_per_s']:10.0f} docs/s | "
+                    f"resident {row['lightning_resident']['docs_per_s']:10.0f} ({row['ratio_lightning_resident']:.2f}x) | "
+                    f"stream {row['lightning_stream']['docs_per_s']:10.0f} ({row['ratio_lightning_stream']:.2f}x) | "
+                    f"rss {row['peak_host_rss_mb']:.0f} MiB",
+                    flush=True,
+                )
+            del x
+            if cuda:
+                torch.cuda.empty_cache()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    text = json.dumps(results, indent=2)
+    for target in filter(None, [args.json, os.environ.get("OUT") and str(Path(os.environ["OUT"]) / "gpu_bench.json")]):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Train the neural topic model on the preprocessing output and write the model folder.
+
+Usage:
+    ntm train [--data DIR] [--output DIR] [--num-topics K] [--epochs N] [--devices N] [--num-nodes N]
+              [--launcher local|torchrun|spark] [--resume CKPT|last] [--set KEY=VALUE ...] [--config YAML]
+
+    # one machine (Lightning starts one process per device)
+    ntm train --data .ntm/data/20newsgroups --num-topics 50 --devices 2
+
+    # several nodes with torchrun (run on every node)
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \\
+        -m jobs.train --launcher torchrun --data /shared/20ng
+
+    # Spark: TorchDistributor starts the DDP processes on the executors' GPUs
+    spark-submit --master yarn jobs/train.py --launcher spark --devices 4 --num-nodes 2 --data /shared/20ng
+
+Flags override ``conf/base/train.yaml`` (then ``conf/local/train.yaml``, then ``--config``,
+then ``--set``). With ``--launcher spark`` the data and output folders must be on storage
+every executor can reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Optional
+
+log = logging.getLogger("jobs.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
+    from ntm_spark.session import add_spark_args
+
+    parser = argparse.ArgumentParser(prog="ntm train", description="Train the NTM (Lightning, DDP) and write the model folder.")
+    parser.add_argument("--data", default=None, help="preprocessing output folder (train.data_dir)")
+    parser.add_argument("--output", default=None, help="model folder to write (train.output_dir)")
+    parser.add_argument("--num-topics", type=int, default=None, help="number of topics K (2-1000)")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
+    parser.add_argument("--devices", default=None, help="devices (ranks) per node, or 'auto'")
+    parser.add_argument("--num-nodes", type=int, default=None, help="number of nodes")
+    parser.add_argument("--preset", default=None, choices=["default", "sagemaker"], help="model preset")
+    parser.add_argument(
+        "--launcher",
+        default="local",
+        choices=["local", "torchrun", "spark"],
+        help="local: Lightning starts the ranks; torchrun: already started by torchrun; spark: TorchDistributor",
+    )
+    parser.add_argument("--resume", default=None, metavar="CKPT", help="resume from a checkpoint path, or 'last'")
+    return add_spark_args(parser)
+
+
+def resolve_config(args: argparse.Namespace):
+    """Lay the flags over the layered train config."""
+    from ntm_spark.config import load_config
+
+    overrides = list(args.overrides or [])
+    for flag, key in (
+        ("data", "data_dir"),
+        ("output", "output_dir"),
+        ("num_topics", "num_topics"),
+        ("epochs", "epochs"),
+        ("devices", "devices"),
+        ("num_nodes", "num_nodes"),
+        ("preset", "preset"),
+        ("resume", "resume"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config("train", overrides=overrides, config_file=args.config)
+
+
+def apply_torchrun_env(cfg) -> Any:
+    """Take ``devices``/``num_nodes`` from torchrun's (or TorchDistributor's) environment.
+
+    Raises:
+        ConfigError: when ``LOCAL_WORLD_SIZE``/``WORLD_SIZE`` are not set.
+    """
+    from ntm_spark.config import ConfigError
+
+    try:
+        local, world = int(os.environ["LOCAL_WORLD_SIZE"]), int(os.environ["WORLD_SIZE"])
+    except KeyError as err:
+        raise ConfigError(
+            f"--launcher torchrun needs ${err.args[0]}: start the job with `torchrun --nproc-per-node N -m jobs.train "
+            "--launcher torchrun ...`, or use --launcher local."
+        ) from None
+    cfg.devices, cfg.num_nodes = local, max(1, world // local)
+    return cfg
+
+
+def train_on_executor(cfg_dict: dict) -> Any:
+    """The function TorchDistributor runs in each rank: ``devices=LOCAL_WORLD_SIZE``, ``num_nodes=WORLD_SIZE//LOCAL_WORLD_SIZE``."""
+    import logging as _logging
+
+    from lightning_module.train import train_model
+    from ntm_spark.config import TrainConfig, from_dict
+
+    _logging.basicConfig(level=_logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = apply_torchrun_env(from_dict(TrainConfig, cfg_dict))
+    return train_model(cfg)
+
+
+def run_with_distributor(spark, cfg) -> Any:
+    """Run :func:`train_on_executor` under Spark's ``TorchDistributor`` (local mode on a local master)."""
+    import dataclasses
+
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    from lightning_module.train import local_device_count
+    from ntm_spark.session import is_local_master
+
+    master = spark.sparkContext.master
+    use_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and _cuda_available())
+    num_processes = local_device_count(cfg) * cfg.num_nodes
+    distributor = TorchDistributor(num_processes=num_processes, local_mode=is_local_master(master), use_gpu=use_gpu)
+    cfg_dict = dataclasses.asdict(cfg)
+    if not use_gpu:
+        cfg_dict["accelerator"] = "cpu"
+    return distributor.run(train_on_executor, cfg_dict)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Parse flags, resolve the config and train; return the exit code."""
+    from ntm_spark.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = resolve_config(args)
+        if args.launcher == "torchrun":
+            cfg = apply_torchrun_env(cfg)
+        if args.launcher == "spark":
+            from ntm_spark.session import build_spark_session, spark_config_from_args
+
+            spark = build_spark_session(spark_config_from_args(args), app_name="ntm-train")
+            try:
+                result = run_with_distributor(spark, cfg)
+            finally:
+                spark.stop()
+        else:
+            from lightning_module.train import train_model
+
+            result = train_model(cfg)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"ntm train: {err}", file=sys.stderr)
+        return 2
+    if result is not None:
+        log.info("model folder: %s (npmi=%s)", result.model_dir, result.metrics.get("npmi"))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The model folder: what training writes and what the registry, serving and streaming read.
+
+Layout (:func:`save_model_folder`)::
+
+    <model_dir>/
+      model.pt         state_dict of NTMModel (torch.save)
+      hparams.json     {"format_version": 1, "model": NTMModel.config, "training": {...}}
+      vocab.txt        the training vocabulary, one word per line, index order
+      manifest.json    copied from the data folder when it has one
+      config.yaml      the resolved train config of the run
+      metrics.json     final metrics: val_* and test_* (loss, recon, kl, perplexity, npmi, tu,
+                       diversity), plus npmi/tu/diversity (test if present, else val)
+      topic_word.npy   (K, V) float32, each row a topic's word distribution
+      topics.csv       topic, rank, word, weight (top words per topic)
+      topics.md        the same as a readable table, with per-topic NPMI and TU
+
+:func:`load_model_folder` needs only torch and numpy (no Lightning, Spark or MLflow).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from lightning_module.model import NTMModel
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.pt"
+HPARAMS_FILE = "hparams.json"
+VOCAB_FILE = "vocab.txt"
+MANIFEST_FILE = "manifest.json"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+TOPIC_WORD_FILE = "topic_word.npy"
+TOPICS_CSV = "topics.csv"
+TOPICS_MD = "topics.md"
+
+
+class ModelFolderError(ValueError):
+    """A model folder is missing files or does not match its vocabulary."""
+
+
+def save_model_folder(
+    path: str | os.PathLike,
+    model: NTMModel,
+    vocab: Sequence[str],
+    metrics: Optional[dict[str, Any]] = None,
+    config: Optional[dict[str, Any]] = None,
+    manifest_path: Optional[str | os.PathLike] = None,
+    training: Optional[dict[str, Any]] = None,
+    topic_npmi: Optional[np.ndarray] = None,
+    topic_tu: Optional[np.ndarray] = None,
+    top_n: int = 10,
+) -> Path:
+    """Write a model folder (see the module docstring).
+
+    Args:
+        path: The folder; created if missing, files in it are overwritten.
+        model: The trained model (any device; saved on CPU).
+        vocab: Vocabulary words; ``len(vocab)`` must equal ``model.vocab_size``.
+        metrics: Final metrics for ``metrics.json``.
+        config: The resolved train config for ``config.yaml``.
+        manifest_path: The data folder's ``manifest.json``, copied when it exists.
+        training: Extra facts for ``hparams.json["training"]`` (preset, epochs...).
+        topic_npmi: Per-topic NPMI ``(K,)`` for ``topics.md``.
+        topic_tu: Per-topic TU ``(K,)`` for ``topics.md``.
+        top_n: Top words per topic in ``topics.csv``/``topics.md``.
+
+    Returns:
+        The folder path.
+    """
+    import yaml
+
+    if len(vocab) != model.vocab_size:
+        raise ModelFolderError(
+            f"vocab has {len(vocab)} words but the model's vocab_size is {model.vocab_size}: "
+            "pass the vocabulary the model was trained on."
+        )
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, path / MODEL_FILE)
+    hparams = {"format_version": FORMAT_VERSION, "model": model.config, "training": training or {}}
+    (path / HPARAMS_FILE).write_text(json.dumps(hparams, indent=2))
+    (path / VOCAB_FILE).write_text("".join(f"{w}\n" for w in vocab), encoding="utf-8")
+    if manifest_path is not None and Path(manifest_path).exists():
+        shutil.copyfile(manifest_path, path / MANIFEST_FILE)
+    if config is not None:
+        (path / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    (path / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2, sort_keys=True))
+    was_training = model.training
+    model.eval()
+    topic_word = model.topic_word().float().cpu().numpy()  # (K, V)
+    model.train(was_training)
+    np.save(path / TOPIC_WORD_FILE, topic_word)
+    write_topics(path, topic_word, vocab, top_n, topic_npmi, topic_tu)
+    return path
+
+
+def write_topics(
+    path: Path,
+    topic_word: np.ndarray,
+    vocab: Sequence[str],
+    top_n: int = 10,
+    topic_npmi: Optional[np.ndarray] = None,
+    topic_tu: Optional[np.ndarray] = None,
+) -> None:
+    """Write ``topics.csv`` and ``topics.md`` (top words per topic with weights)."""
+    from ntm_spark.topic_metrics import top_words
+
+    top = top_words(topic_word, top_n)
+    with open(path / TOPICS_CSV, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["topic", "rank", "word", "weight"])
+        for k, ids in enumerate(top):
+            for r, i in enumerate(ids):
+                writer.writerow([k, r + 1, vocab[i], f"{topic_word[k, i]:.6f}"])
+    lines = ["| topic | npmi | tu | top words (weight) |", "|---:|---:|---:|---|"]
+    for k, ids in enumerate(top):
+        words = ", ".join(f"{vocab[i]} ({topic_word[k, i]:.3f})" for i in ids)
+        npmi = f"{topic_npmi[k]:.3f}" if topic_npmi is not None else ""
+        tu = f"{topic_tu[k]:.2f}" if topic_tu is not None else ""
+        lines.append(f"| {k} | {npmi} | {tu} | {words} |")
+    (path / TOPICS_MD).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def load_model_folder(path: str | os.PathLike, map_location: str = "cpu") -> tuple[NTMModel, dict[str, Any], list[str]]:
+    """Load a model folder written by :func:`save_model_folder`.
+
+    Args:
+        path: The folder.
+        map_location: Where to put the weights (``"cpu"`` by default).
+
+    Returns:
+        ``(model, hparams, vocab)``: the model in ``eval()`` mode, the parsed
+        ``hparams.json`` and the vocabulary words.
+
+    Raises:
+        ModelFolderError: when a required file is missing or the vocabulary size differs.
+    """
+    path = Path(path)
+    for name in (MODEL_FILE, HPARAMS_FILE, VOCAB_FILE):
+        if not (path / name).exists():
+            raise ModelFolderError(f"model folder {str(path)!r} has no {name}: point at a folder written by `ntm train`.")
+    hparams = json.loads((path / HPARAMS_FILE).read_text())
+    if hparams.get("format_version") != FORMAT_VERSION:
+        raise ModelFolderError(
+            f"hparams.json format_version={hparams.get('format_version')!r} in {str(path)!r}: "
+            f"this code reads version {FORMAT_VERSION}; retrain or upgrade ntm-spark."
+        )
+    vocab = (path / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
+    model = NTMModel.from_config(hparams["model"])
+    if len(vocab) != model.vocab_size:
+        raise ModelFolderError(
+            f"vocab.txt has {len(vocab)} words but hparams.json says vocab_size={model.vocab_size}: the folder is inconsistent."
+        )
+    state = torch.load(path / MODEL_FILE, map_location=map_location, weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return model, hparams, vocab
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """Return ``metrics.json`` of a model folder."""
+    return json.loads((Path(path) / METRICS_FILE).read_text())

@@ -1,0 +1,272 @@
+"""The Lightning *system*: optimizer, KL warm-up, logging and topic-quality metrics around :class:`NTMModel`.
+
+Metrics, all synced across ranks at the end of each epoch (sums all-reduced, so
+they are exact for the whole split however it is sharded):
+
+* ``{stage}/loss``, ``{stage}/recon``, ``{stage}/kl`` per document, for ``train``,
+  ``val`` and ``test`` (``train/batch_loss`` per step for the progress bar);
+* ``val/perplexity``, ``test/perplexity``: ``exp(sum(recon + kl) / sum(words))``;
+* ``val/npmi`` (top 10 words, document co-occurrence over the split's documents),
+  ``val/tu`` and ``val/diversity`` (top 25), and the same for ``test``.
+
+Validation and test use ``h = mu`` (no sampling), so the monitored loss is
+deterministic, which early stopping relies on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lightning_module._compat import pl
+from lightning_module.data import densify_batch
+from lightning_module.model import NTMModel, ntm_loss_per_doc
+from ntm_spark.topic_metrics import npmi_from_pair_counts, top_words, topic_diversity, topic_pairs, topic_uniqueness
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adadelta", "sgd", "adam", "rmsprop", "adagrad")
+STAGE_NAMES = {"train": "train", "val": "val", "test": "test"}
+
+
+class NTMSystem(pl.LightningModule):
+    """Trains :class:`~lightning_module.model.NTMModel` with SageMaker NTM's optimization settings.
+
+    Args:
+        vocab_size: Vocabulary size (``feature_dim``).
+        num_topics: Number of topics K.
+        encoder_layers: Hidden widths or ``"auto"``.
+        encoder_layers_activation: Encoder activation.
+        batch_norm: Encoder batch norm.
+        topic_activation: ``g`` in ``z = g(h)``.
+        prior: ``normal`` or ``dirichlet``.
+        dirichlet_alpha: Dirichlet concentration.
+        decoder_batch_norm: Batch norm on the decoder logits.
+        dropout: Dropout probability.
+        optimizer: ``adadelta``, ``sgd``, ``adam``, ``rmsprop`` or ``adagrad``.
+        learning_rate: Step size. Ignored by ``adadelta``, as in MXNet's AdaDelta that
+            SageMaker NTM runs on (its step is ``sqrt(E[dx^2] + eps) / sqrt(E[g^2] + eps) * g``).
+        weight_decay: L2 weight decay.
+        rescale_gradient: Multiplies the gradients (SageMaker's ``rescale_gradient``).
+        kl_warmup_epochs: Epochs over which the KL weight rises linearly from 0 to 1.
+        sample_latent: Sample ``h`` during training (``False`` uses ``h = mu``; for tests).
+        npmi_top_n: Top words per topic for NPMI and TU.
+        diversity_top_n: Top words per topic for diversity.
+        num_threads: ``torch.set_num_threads`` for this process (``None`` leaves it).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_topics: int,
+        encoder_layers: Union[str, Sequence[int]] = "auto",
+        encoder_layers_activation: str = "sigmoid",
+        batch_norm: bool = False,
+        topic_activation: str = "softmax",
+        prior: str = "normal",
+        dirichlet_alpha: float = 1.0,
+        decoder_batch_norm: bool = False,
+        dropout: float = 0.0,
+        optimizer: str = "adadelta",
+        learning_rate: float = 0.001,
+        weight_decay: float = 0.0,
+        rescale_gradient: float = 1.0,
+        kl_warmup_epochs: int = 0,
+        sample_latent: bool = True,
+        npmi_top_n: int = 10,
+        diversity_top_n: int = 25,
+        num_threads: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r}: choose one of {list(OPTIMIZERS)}.")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate={learning_rate!r}: use a positive number such as 0.001.")
+        if kl_warmup_epochs < 0:
+            raise ValueError(f"kl_warmup_epochs={kl_warmup_epochs!r}: use an integer >= 0 (0 disables warm-up).")
+        self.save_hyperparameters()
+        self.model = NTMModel(
+            vocab_size,
+            num_topics,
+            encoder_layers=encoder_layers,
+            encoder_layers_activation=encoder_layers_activation,
+            batch_norm=batch_norm,
+            topic_activation=topic_activation,
+            prior=prior,
+            dirichlet_alpha=dirichlet_alpha,
+            decoder_batch_norm=decoder_batch_norm,
+            dropout=dropout,
+        )
+        self._acc: dict[str, dict[str, Tensor]] = {}
+        self._topic_state: dict[str, Any] = {}
+        self.last_topic_metrics: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ hooks, in Lightning's order
+
+    def setup(self, stage: str) -> None:
+        """Per-process state: thread count (ranks on one machine share its cores)."""
+        if self.hparams.num_threads:
+            torch.set_num_threads(int(self.hparams.num_threads))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return deterministic topic weights ``(B, K)`` for word counts ``(B, V)``."""
+        return self.model.infer_topics(x)
+
+    def kl_weight(self) -> float:
+        """The current KL weight (linear warm-up over ``kl_warmup_epochs``)."""
+        warm = self.hparams.kl_warmup_epochs
+        if not warm or self._trainer is None:
+            return 1.0
+        per_epoch = max(1, int(self.trainer.num_training_batches or 1)) if math.isfinite(self.trainer.num_training_batches) else 1
+        return min(1.0, (self.global_step + 1) / (warm * per_epoch))
+
+    def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        x = densify_batch(batch, self.model.vocab_size)  # (B, V)
+        weight = batch["weight"].to(x.dtype)  # (B,), 0 for padding rows
+        train = stage == "train"
+        log_y, mu, logvar = self.model(x, sample=train and self.hparams.sample_latent)
+        prior = (self.model.prior_mu, self.model.prior_var) if self.model.use_prior_buffers else (None, None)
+        recon, kl = ntm_loss_per_doc(x, log_y, mu, logvar, *prior)  # (B,), (B,)
+        kl_w = self.kl_weight() if train else 1.0
+        denom = weight.sum().clamp_min(1.0)
+        loss = ((recon + kl_w * kl) * weight).sum() / denom
+        acc = self._acc[stage]
+        acc["recon"] += (recon.detach() * weight).sum()
+        acc["kl"] += (kl.detach() * weight).sum()
+        acc["docs"] += weight.sum()
+        acc["words"] += (x.sum(dim=1) * weight).sum()
+        if not train:
+            self._accumulate_cooccurrence(x, weight, stage)
+        else:
+            self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """One optimization step; the returned loss is scaled by ``rescale_gradient``."""
+        return self._shared_step(batch, "train") * self.hparams.rescale_gradient
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Accumulate validation sums and co-occurrence counts."""
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Accumulate test sums and co-occurrence counts."""
+        self._shared_step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        """Reset the epoch sums."""
+        self._reset("train")
+        self._train_logged = False
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the epoch's last batch, log the synced training loss terms.
+
+        Done here rather than in ``on_train_epoch_end`` so that callbacks (early
+        stopping on ``train/loss``, the epoch log line) see this epoch's values.
+        """
+        n = self.trainer.num_training_batches
+        if math.isfinite(n) and batch_idx + 1 == int(n):
+            self._log_epoch("train")
+            self._train_logged = True
+
+    def on_train_epoch_end(self) -> None:
+        """Log the training loss terms if the batch count was unknown."""
+        if not getattr(self, "_train_logged", False):
+            self._log_epoch("train")
+
+    def on_validation_epoch_start(self) -> None:
+        """Reset sums and fix this epoch's top words for NPMI."""
+        self._reset("val")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log synced loss terms, perplexity, NPMI, TU and diversity."""
+        self._log_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        """Reset sums and fix the top words for NPMI."""
+        self._reset("test")
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test metrics."""
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Build SageMaker NTM's optimizer choice."""
+        hp = self.hparams
+        params, lr, wd = self.model.parameters(), hp.learning_rate, hp.weight_decay
+        if hp.optimizer == "adadelta":
+            return torch.optim.Adadelta(params, lr=1.0, rho=0.9, eps=1e-5, weight_decay=wd)
+        if hp.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+        if hp.optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        if hp.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+
+    # ------------------------------------------------------------------ metrics
+
+    def _reset(self, stage: str) -> None:
+        dev = self.device
+        self._acc[stage] = {k: torch.zeros((), dtype=torch.float64, device=dev) for k in ("recon", "kl", "docs", "words")}
+        if stage == "train":
+            return
+        topic_word = self.model.topic_word().float().cpu().numpy()  # (K, V)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Rank 0's topics define the words every rank counts (BN running stats may differ per rank).
+            topic_word = self.trainer.strategy.broadcast(topic_word, src=0)
+        top = top_words(topic_word, self.hparams.npmi_top_n)  # (K, n)
+        union, inv = np.unique(top, return_inverse=True)
+        inv = inv.reshape(top.shape)
+        a, b = topic_pairs(top.shape[1])
+        self._topic_state[stage] = {
+            "topic_word": topic_word,
+            "top": top,
+            "union": torch.as_tensor(union, device=dev),
+            "pair_a": torch.as_tensor(inv[:, a].ravel(), device=dev),  # (K * P,)
+            "pair_b": torch.as_tensor(inv[:, b].ravel(), device=dev),
+            "df": torch.zeros(len(union), dtype=torch.float64, device=dev),
+            "co": torch.zeros(inv[:, a].size, dtype=torch.float64, device=dev),
+        }
+
+    def _accumulate_cooccurrence(self, x: Tensor, weight: Tensor, stage: str) -> None:
+        st = self._topic_state[stage]
+        present = (x[:, st["union"]] > 0).to(torch.float64) * weight[:, None].to(torch.float64)  # (B, U)
+        st["df"] += present.sum(dim=0)
+        st["co"] += (present[:, st["pair_a"]] * present[:, st["pair_b"]]).sum(dim=0)  # (K * P,)
+
+    def _reduce(self, t: Tensor) -> Tensor:
+        if self._trainer is None:
+            return t
+        return self.trainer.strategy.reduce(t.clone(), reduce_op="sum")
+
+    def _log_epoch(self, stage: str) -> None:
+        acc = {k: self._reduce(v) for k, v in self._acc[stage].items()}
+        docs = float(acc["docs"])
+        if docs <= 0:
+            return
+        recon, kl = float(acc["recon"]) / docs, float(acc["kl"]) / docs
+        metrics = {f"{stage}/loss": recon + kl, f"{stage}/recon": recon, f"{stage}/kl": kl}
+        if stage != "train":
+            words = max(float(acc["words"]), 1.0)
+            metrics[f"{stage}/perplexity"] = math.exp(min((float(acc["recon"]) + float(acc["kl"])) / words, 700.0))
+            st = self._topic_state[stage]
+            df = self._reduce(st["df"]).cpu().numpy()
+            co = self._reduce(st["co"]).cpu().numpy()
+            top = st["top"]
+            k, n = top.shape
+            a_idx, b_idx = st["pair_a"].cpu().numpy(), st["pair_b"].cpu().numpy()
+            npmi_k = npmi_from_pair_counts(co.reshape(k, -1), df[a_idx].reshape(k, -1), df[b_idx].reshape(k, -1), docs)
+            tu_k = topic_uniqueness(top, per_topic=True)
+            metrics[f"{stage}/npmi"] = float(npmi_k.mean())
+            metrics[f"{stage}/tu"] = float(tu_k.mean())
+            metrics[f"{stage}/diversity"] = topic_diversity(st["topic_word"], self.hparams.diversity_top_n)
+            self.last_topic_metrics[stage] = {"npmi": npmi_k, "tu": tu_k, "topic_word": st["topic_word"], "n_docs": docs}
+        # Values are already identical on every rank; sync_dist only keeps Lightning from warning.
+        for key, value in metrics.items():
+            self.log(key, value, on_step=False, on_epoch=True, prog_bar=key in (f"{stage}/loss", "val/npmi"), sync_dist=True, batch_size=1)

@@ -1,0 +1,397 @@
+"""The training library function: ``train_model(cfg) -> TrainResult``.
+
+``jobs/train.py`` (``ntm train``, ``spark-submit``) parses flags and calls
+:func:`train_model`; so can the MLflow registry code, which passes its own logger
+and callbacks::
+
+    result = train_model(cfg, callbacks=[MyMlflowCallback()], loggers=[mlflow_logger])
+    result.model_dir, result.metrics
+
+Imports neither pyspark nor mlflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from lightning_module._compat import pl
+from lightning_module.data import BowDataModule, read_manifest
+from lightning_module.model import PRESETS
+from lightning_module.model_folder import save_model_folder
+from lightning_module.system import NTMSystem
+from ntm_spark.config import ConfigError, TrainConfig
+from ntm_spark.schema import MANIFEST_FILE
+from ntm_spark.topic_metrics import format_topics
+
+log = logging.getLogger(__name__)
+
+#: Config fields that fall back to the preset when ``None``.
+PRESET_FIELDS = tuple(PRESETS["sagemaker"])
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced (picklable: TorchDistributor returns it from rank 0)."""
+
+    model_dir: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: Optional[str] = None
+    epochs_trained: int = 0
+    stopped_early: bool = False
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+class EarlyStoppingRule:
+    """SageMaker NTM's rule: stop when the loss has not improved by more than ``tolerance``
+    (relative) within ``patience`` epochs.
+
+    Args:
+        patience: ``num_patience_epochs``.
+        tolerance: Minimum relative improvement over the best loss that counts.
+    """
+
+    def __init__(self, patience: int, tolerance: float) -> None:
+        if patience < 1:
+            raise ValueError(f"num_patience_epochs={patience!r}: use an integer >= 1.")
+        if tolerance < 0:
+            raise ValueError(f"tolerance={tolerance!r}: use a number >= 0.")
+        self.patience, self.tolerance = patience, tolerance
+        self.best: Optional[float] = None
+        self.wait = 0
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's loss; return whether to stop now."""
+        if self.best is None or value < self.best - self.tolerance * abs(self.best):
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+        return self.wait >= self.patience
+
+
+class NTMEarlyStopping(pl.Callback):
+    """Applies :class:`EarlyStoppingRule` to a logged metric at the end of each epoch.
+
+    Args:
+        monitor: ``val/loss``, or ``train/loss`` when there is no validation split.
+        patience: ``num_patience_epochs``.
+        tolerance: Relative tolerance.
+    """
+
+    def __init__(self, monitor: str, patience: int, tolerance: float) -> None:
+        self.monitor = monitor
+        self.rule = EarlyStoppingRule(patience, tolerance)
+        self.stopped_epoch: Optional[int] = None
+
+    def _check(self, trainer: "pl.Trainer") -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        stop = trainer.strategy.reduce_boolean_decision(self.rule.update(value), all=False)
+        if stop and not trainer.should_stop:
+            trainer.should_stop = True
+            self.stopped_epoch = trainer.current_epoch
+            log.info(
+                "early stopping at epoch %d: %s has not improved by more than %.3g (relative) in %d epochs (best %.4f)",
+                trainer.current_epoch + 1, self.monitor, self.rule.tolerance, self.rule.patience, self.rule.best,
+            )
+
+    def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Check the validation loss."""
+        if self.monitor.startswith("val/") and trainer.state.fn == "fit":
+            self._check(trainer)
+
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Check the training loss (no validation split)."""
+        if self.monitor.startswith("train/"):
+            self._check(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints so that resuming keeps the patience count."""
+        return {"best": self.rule.best, "wait": self.rule.wait, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore from a checkpoint."""
+        self.rule.best, self.rule.wait = state_dict["best"], state_dict["wait"]
+        self.stopped_epoch = state_dict.get("stopped_epoch")
+
+
+class EpochLog(pl.Callback):
+    """One concise log line per epoch on rank 0 (batch jobs, no progress bar)."""
+
+    KEYS = ("train/loss", "val/loss", "val/recon", "val/kl", "val/perplexity", "val/npmi", "val/tu", "val/diversity")
+
+    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Start the epoch timer."""
+        self._t0 = time.perf_counter()
+
+    @pl.utilities.rank_zero_only
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Log the epoch's metrics (validation ran just before this hook)."""
+        m = trainer.callback_metrics
+        parts = [f"{k}={float(m[k]):.4g}" for k in self.KEYS if k in m]
+        log.info("epoch %d/%d %s (%.1f s)", trainer.current_epoch + 1, trainer.max_epochs, " ".join(parts), time.perf_counter() - self._t0)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def resolve_model_options(cfg: TrainConfig) -> dict[str, Any]:
+    """Return the preset's model/optimizer options overlaid with the config's non-null values."""
+    options = dict(PRESETS[cfg.preset])
+    for key in PRESET_FIELDS:
+        value = getattr(cfg, key)
+        if value is not None:
+            options[key] = value
+    return options
+
+
+def local_device_count(cfg: TrainConfig) -> int:
+    """Devices (ranks) on this node as an integer (``auto`` counts GPUs, else 1)."""
+    if isinstance(cfg.devices, int) or str(cfg.devices).lstrip("-").isdigit():
+        n = int(cfg.devices)
+        if n > 0:
+            return n
+    import torch
+
+    if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return 1
+
+
+def per_device_batch_size(mini_batch_size: int, local_devices: int) -> int:
+    """SageMaker's ``mini_batch_size`` is per node: split it across the node's devices."""
+    if mini_batch_size % local_devices:
+        warnings.warn(
+            f"mini_batch_size={mini_batch_size!r} is not divisible by the {local_devices} devices per node; "
+            f"each device uses {max(1, mini_batch_size // local_devices)}.",
+            stacklevel=2,
+        )
+    return max(1, mini_batch_size // local_devices)
+
+
+def configure_threads(local_ranks: int, threads: Optional[int] = None) -> int:
+    """Give each local rank its share of the cores (``OMP_NUM_THREADS`` for children, torch now)."""
+    import torch
+
+    n = threads or max(1, (os.cpu_count() or 1) // max(1, local_ranks))
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    os.environ.setdefault("MKL_NUM_THREADS", str(n))
+    torch.set_num_threads(n)
+    return n
+
+
+def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] = None) -> NTMSystem:
+    """Build the :class:`NTMSystem` that ``cfg`` describes."""
+    if cfg.feature_dim is not None and cfg.feature_dim != vocab_size:
+        raise ConfigError(
+            f"invalid config value train.feature_dim={cfg.feature_dim!r}: the vocabulary in {cfg.data_dir!r} "
+            f"has {vocab_size} words; leave feature_dim null or set it to {vocab_size}."
+        )
+    opts = resolve_model_options(cfg)
+    return NTMSystem(
+        vocab_size=vocab_size,
+        num_topics=cfg.num_topics,
+        encoder_layers=cfg.encoder_layers,
+        weight_decay=cfg.weight_decay,
+        rescale_gradient=cfg.rescale_gradient,
+        sample_latent=cfg.sample_latent,
+        num_threads=num_threads,
+        **opts,
+    )
+
+
+def _interactive(cfg: TrainConfig) -> bool:
+    return cfg.progress_bar if cfg.progress_bar is not None else sys.stderr.isatty()
+
+
+# --------------------------------------------------------------------------- the library function
+
+
+def train_model(
+    cfg: TrainConfig,
+    callbacks: Optional[Sequence["pl.Callback"]] = None,
+    loggers: Optional[Sequence[Any]] = None,
+) -> TrainResult:
+    """Train an NTM on the preprocessing output and write the model folder.
+
+    Runs in every DDP rank (Lightning's launcher re-runs the caller, torchrun and
+    TorchDistributor start one process per rank); only rank 0 writes the model
+    folder and prints the topics.
+
+    Args:
+        cfg: The resolved train config.
+        callbacks: Extra Lightning callbacks (e.g. MLflow logging).
+        loggers: Extra Lightning loggers; a CSV logger under ``output_dir/logs`` is always added.
+
+    Returns:
+        :class:`TrainResult` with the model folder (``cfg.output_dir``) and the final metrics.
+    """
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    out = Path(cfg.output_dir)
+    local_devices = local_device_count(cfg)
+    world = local_devices * cfg.num_nodes
+    threads = configure_threads(local_devices, cfg.threads_per_process)
+    if cfg.num_nodes == 1:
+        # Single machine: keep the DDP rendezvous store on loopback.
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    batch_size = per_device_batch_size(cfg.mini_batch_size, local_devices)
+    dm = BowDataModule(
+        cfg.data_dir,
+        batch_size=batch_size,
+        reader=cfg.reader,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+        drop_last=cfg.drop_last,
+        sub_sample=cfg.sub_sample,
+        shuffle_buffer=cfg.shuffle_buffer,
+        resident=cfg.resident,
+    )
+    system = build_system(cfg, dm.vocab_size, num_threads=threads)
+    has_val, has_test = dm.has_split("validation"), dm.has_split("test")
+    monitor = "val/loss" if has_val else "train/loss"
+    if not has_val:
+        warnings.warn(
+            f"no validation split under {cfg.data_dir!r}: early stopping monitors the training loss, as SageMaker NTM does.",
+            stacklevel=2,
+        )
+
+    stopper = NTMEarlyStopping(monitor, cfg.num_patience_epochs, cfg.tolerance)
+    cbs: list = [stopper, *(callbacks or [])]
+    ckpt = None
+    if cfg.checkpoint:
+        ckpt = ModelCheckpoint(
+            dirpath=out / "checkpoints",
+            filename="epoch{epoch:03d}",
+            monitor=monitor,
+            mode="min",
+            save_top_k=1,
+            save_last=True,
+            auto_insert_metric_name=False,
+        )
+        cbs.append(ckpt)
+    interactive = _interactive(cfg)
+    if not interactive:
+        cbs.append(EpochLog())
+    strategy = cfg.strategy
+    if strategy == "auto" and world > 1:
+        strategy = "ddp"
+    trainer = pl.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=strategy,
+        precision=cfg.precision,
+        callbacks=cbs,
+        logger=[CSVLogger(str(out), name="logs"), *(loggers or [])],
+        enable_progress_bar=interactive,
+        enable_model_summary=interactive,
+        gradient_clip_val=cfg.clip_gradient,
+        gradient_clip_algorithm="value" if cfg.clip_gradient else None,
+        deterministic=cfg.deterministic,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.log_every_n_steps,
+        default_root_dir=str(out),
+        use_distributed_sampler=False,
+        # SyncBatchNorm keeps BN statistics global across GPUs (torch has no CPU version).
+        sync_batchnorm=world > 1 and _uses_batch_norm(system) and _on_cuda(cfg),
+    )
+    resume = cfg.resume
+    if resume == "last":
+        resume = str(out / "checkpoints" / "last.ckpt")
+    if resume and not Path(resume).exists():
+        raise ConfigError(f"invalid config value train.resume={cfg.resume!r}: no checkpoint at {resume!r}; check --resume.")
+    t0 = time.perf_counter()
+    trainer.fit(system, datamodule=dm, ckpt_path=resume)
+    fit_s = time.perf_counter() - t0
+
+    best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+    metrics: dict[str, float] = {}
+    if "train/loss" in trainer.callback_metrics:
+        metrics["train_loss"] = float(trainer.callback_metrics["train/loss"])
+    if has_val:
+        metrics.update(_flat(trainer.validate(system, datamodule=dm, ckpt_path=best, verbose=False)))
+    if has_test:
+        metrics.update(_flat(trainer.test(system, datamodule=dm, ckpt_path=best if not has_val else None, verbose=False)))
+    final_stage = "test" if has_test else ("val" if has_val else None)
+    for key in ("npmi", "tu", "diversity", "perplexity"):
+        if final_stage and f"{final_stage}_{key}" in metrics:
+            metrics[key] = metrics[f"{final_stage}_{key}"]
+    epochs_trained = trainer.current_epoch
+    metrics.update({"epochs_trained": float(epochs_trained), "fit_seconds": round(fit_s, 3)})
+    result = TrainResult(str(out), metrics, best, epochs_trained, stopper.stopped_epoch is not None)
+
+    if trainer.is_global_zero:
+        topic_info = system.last_topic_metrics.get(final_stage or "", {})
+        opts = resolve_model_options(cfg)
+        save_model_folder(
+            out,
+            system.model,
+            dm.vocab,
+            metrics=metrics,
+            config=dataclasses.asdict(cfg),
+            manifest_path=Path(cfg.data_dir) / MANIFEST_FILE,
+            training={
+                "preset": cfg.preset,
+                **opts,
+                "mini_batch_size": cfg.mini_batch_size,
+                "per_device_batch_size": batch_size,
+                "world_size": world,
+                "epochs_trained": epochs_trained,
+                "best_checkpoint": best,
+                "seed": cfg.seed,
+                "data_dir": str(cfg.data_dir),
+                "data_manifest": read_manifest(cfg.data_dir),
+            },
+            topic_npmi=topic_info.get("npmi"),
+            topic_tu=topic_info.get("tu"),
+            top_n=cfg.top_n_words,
+        )
+        print(format_final_topics(system, dm.vocab, metrics, topic_info, cfg.top_n_words), flush=True)
+    return result
+
+
+def _on_cuda(cfg: TrainConfig) -> bool:
+    import torch
+
+    return cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
+
+
+def _uses_batch_norm(system: NTMSystem) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in system.modules())
+
+
+def _flat(results: list[dict[str, Any]]) -> dict[str, float]:
+    out = {}
+    for d in results or []:
+        for k, v in d.items():
+            out[k.replace("/", "_")] = float(v)
+    return out
+
+
+def format_final_topics(system: NTMSystem, vocab: Sequence[str], metrics: dict, topic_info: dict, top_n: int = 10) -> str:
+    """SageMaker NTM's closing print: ``Topics from epoch:final (num_topics:K) [tu .., npmi ..]:`` then one line per topic."""
+    system.model.eval()
+    topic_word = system.model.topic_word().float().cpu().numpy()
+    header = (
+        f"Topics from epoch:final (num_topics:{system.model.num_topics}) "
+        f"[tu {metrics.get('tu', float('nan')):.2f}, npmi {metrics.get('npmi', float('nan')):.3f}]:"
+    )
+    lines = format_topics(topic_word, vocab, top_n, npmi=topic_info.get("npmi"), tu=topic_info.get("tu"))
+    return "\n".join([header, *lines])

@@ -1,0 +1,564 @@
+"""All reading and writing of the preprocessing stage: corpora in, bag-of-words Parquet out.
+
+Readers return one DataFrame shape, whatever the source (:data:`DOCUMENT_COLUMNS`):
+``id`` (string), ``label`` (string, nullable), ``source_split`` (the corpus's own
+split, e.g. 20 Newsgroups' ``train``/``test``, else null), ``text`` (string) and
+``decode_fallback`` (bool: the bytes were not valid UTF-8).
+
+Sources (``input_format``):
+
+* ``20newsgroups``: the by-date archive (``.tar.xz``, ``.tar.gz``, ``.tgz``,
+  ``.tar.bz2``, ``.tar``) or its unpacked folder ``<root>/20news-bydate-<split>/<group>/<article>``.
+  ``label`` is the group and ``id`` is ``<split>/<group>/<article>`` (article
+  numbers repeat across groups). An archive is one compressed stream, which
+  cannot be read in parallel, so the driver streams it once, in bounded batches,
+  into a Parquet cache keyed by the archive's sha256 (``cache_path``, default
+  ``<state>/cache``); every later run reads that cache in parallel. On a cluster,
+  set ``cache_path`` to shared storage (``hdfs://...``), or pass the unpacked folder.
+* ``text``: a folder of text files, read recursively; ``id`` is the path relative to the folder.
+* ``csv`` (with a header row), ``jsonl`` (one JSON object per line) and ``parquet``:
+  ``text_col``, ``id_col`` and an optional ``label_col`` (a ``label`` column is used when present).
+
+Files are read as bytes with Spark's ``binaryFile`` source and decoded in the
+JVM: UTF-8 when valid, else Latin-1 (which maps every byte to a character, so no
+document is lost); such documents are flagged in ``decode_fallback``. For the
+text formats Spark decodes, a U+FFFD replacement character sets the flag.
+
+Writers go through Hadoop's ``FileSystem``, so ``hdfs://`` and ``s3a://`` outputs
+work like local folders. Output is staged beside the target and renamed into
+place when complete, so a failed run never leaves a half-written dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+import tarfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ntm_spark.schema import (
+    ID_COL,
+    LABEL_COL,
+    MANIFEST_FILE,
+    SPLITS,
+    TEXT_COL,
+    VOCAB_FILE,
+    bow_spark_schema,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+    from ntm_spark.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+#: The corpus's own split (20 Newsgroups ``train``/``test``), null for other sources.
+SOURCE_SPLIT_COL = "source_split"
+#: True when the document's bytes were not valid UTF-8 (decoded as Latin-1 or with replacements).
+DECODE_FALLBACK_COL = "decode_fallback"
+#: The columns every reader returns, in order.
+DOCUMENT_COLUMNS = (ID_COL, LABEL_COL, SOURCE_SPLIT_COL, TEXT_COL, DECODE_FALLBACK_COL)
+
+INPUT_FORMATS = ("20newsgroups", "text", "csv", "jsonl", "parquet")
+ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar")
+
+#: Documents per batch when the driver streams an archive into the cache (bounds driver memory).
+ARCHIVE_BATCH_DOCS = 2000
+
+
+class InputNotFoundError(FileNotFoundError):
+    """The input path does not exist."""
+
+
+class OutputExistsError(FileExistsError):
+    """The output folder exists and ``--overwrite`` was not given."""
+
+
+# ----------------------------------------------------------------------------- file system
+
+
+def _hadoop_path(spark: "SparkSession", path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(str(path))
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, hpath
+
+
+def qualify_path(spark: "SparkSession", path: str) -> str:
+    """Return ``path`` fully qualified (``file:/tmp/x``, ``hdfs://nn/x``), as Spark reports file paths."""
+    fs, hpath = _hadoop_path(spark, path)
+    return fs.makeQualified(hpath).toString()
+
+
+def path_exists(spark: "SparkSession", path: str) -> bool:
+    """Return whether ``path`` exists on its file system."""
+    fs, hpath = _hadoop_path(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def is_nonempty_path(spark: "SparkSession", path: str) -> bool:
+    """Return whether ``path`` is a file, or a folder holding anything."""
+    fs, hpath = _hadoop_path(spark, path)
+    if not fs.exists(hpath):
+        return False
+    if fs.getFileStatus(hpath).isFile():
+        return True
+    return len(fs.listStatus(hpath)) > 0
+
+
+def delete_path(spark: "SparkSession", path: str) -> None:
+    """Delete ``path`` recursively when it exists."""
+    fs, hpath = _hadoop_path(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def rename_path(spark: "SparkSession", src: str, dest: str) -> None:
+    """Rename ``src`` to ``dest`` (same file system), raising ``OSError`` when it fails."""
+    fs, hsrc = _hadoop_path(spark, src)
+    _, hdest = _hadoop_path(spark, dest)
+    parent = hdest.getParent()
+    if parent is not None and not fs.exists(parent):
+        fs.mkdirs(parent)
+    if not fs.rename(hsrc, hdest):
+        raise OSError(f"could not rename {src!r} to {dest!r}: check permissions and that the parent exists.")
+
+
+def write_text_file(spark: "SparkSession", path: str, text: str) -> None:
+    """Write a small UTF-8 text file (``vocab.txt``, ``manifest.json``) from the driver."""
+    fs, hpath = _hadoop_path(spark, path)
+    stream = fs.create(hpath, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_text_file(spark: "SparkSession", path: str) -> str:
+    """Read a small UTF-8 text file written by :func:`write_text_file`."""
+    rows = spark.read.format("binaryFile").load(str(path)).select("content").collect()
+    if not rows:
+        raise InputNotFoundError(f"file {path!r} does not exist or is empty.")
+    return bytes(rows[0][0]).decode("utf-8")
+
+
+def require_input(spark: "SparkSession", path: Optional[str], param: str = "input_path") -> str:
+    """Return ``path`` when it exists; otherwise raise :class:`InputNotFoundError` naming it."""
+    if not path:
+        raise InputNotFoundError(f"{param} is not set: pass --input PATH (or --set {param}=PATH).")
+    if not path_exists(spark, path):
+        raise InputNotFoundError(f"{param}={path!r} does not exist: check the path passed with --input.")
+    return path
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def read_corpus(
+    spark: "SparkSession",
+    path: str,
+    input_format: str,
+    text_col: str = TEXT_COL,
+    id_col: str = ID_COL,
+    label_col: Optional[str] = None,
+    cache_path: Optional[str] = None,
+) -> "DataFrame":
+    """Read a corpus into the common document shape (:data:`DOCUMENT_COLUMNS`).
+
+    Args:
+        spark: The active session.
+        path: A file or folder (any Hadoop file system).
+        input_format: One of :data:`INPUT_FORMATS`.
+        text_col: The text column (``csv``, ``jsonl``, ``parquet``).
+        id_col: The id column (``csv``, ``jsonl``, ``parquet``).
+        label_col: The label column; ``None`` uses a ``label`` column when there is one.
+        cache_path: Where a 20 Newsgroups archive is unpacked once (default ``<state>/cache``).
+
+    Raises:
+        InputNotFoundError: when ``path`` does not exist.
+        ValueError: for an unknown format or a missing column.
+    """
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format={input_format!r} is not supported: choose one of {list(INPUT_FORMATS)}.")
+    require_input(spark, path)
+    if input_format == "20newsgroups":
+        return read_20newsgroups(spark, path, cache_path=cache_path)
+    if input_format == "text":
+        return read_text_folder(spark, path)
+    return read_table(spark, path, input_format, text_col=text_col, id_col=id_col, label_col=label_col)
+
+
+def is_archive(path: str) -> bool:
+    """Return whether ``path`` names a tar archive (by its suffix)."""
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _split_name(col):
+    from pyspark.sql import functions as F
+
+    return (
+        F.when(col.contains("train"), F.lit("train")).when(col.contains("test"), F.lit("test")).otherwise(col)
+    )
+
+
+def decode_content(df: "DataFrame", input_col: str = "content", output_col: str = TEXT_COL) -> "DataFrame":
+    """Decode a binary column in the JVM: UTF-8 when valid, else Latin-1; flag the fallbacks.
+
+    Adds ``output_col`` (string) and :data:`DECODE_FALLBACK_COL` (bool) and drops ``input_col``.
+    """
+    from pyspark.sql import functions as F
+
+    as_utf8 = F.col(input_col).cast("string")
+    valid = F.coalesce(F.is_valid_utf8(as_utf8), F.lit(True))
+    return (
+        df.withColumn(output_col, F.when(valid, as_utf8).otherwise(F.decode(F.col(input_col), "ISO-8859-1")))
+        .withColumn(DECODE_FALLBACK_COL, ~valid)
+        .drop(input_col)
+    )
+
+
+def read_20newsgroups(spark: "SparkSession", path: str, cache_path: Optional[str] = None) -> "DataFrame":
+    """Read the 20 Newsgroups by-date corpus from its archive or unpacked folder.
+
+    Returns:
+        Documents with ``id = <split>/<group>/<article>``, ``label = <group>`` and
+        ``source_split`` ``train`` or ``test``.
+    """
+    from pyspark.sql import functions as F
+
+    if is_archive(path):
+        cached = cache_20newsgroups_archive(spark, path, cache_path=cache_path)
+        raw = spark.read.parquet(cached)
+    else:
+        files = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(path)
+        parts = F.split(F.col("path"), "/")
+        split = _split_name(F.element_at(parts, -3))
+        raw = files.select(
+            F.concat_ws("/", split, F.element_at(parts, -2), F.element_at(parts, -1)).alias(ID_COL),
+            F.element_at(parts, -2).alias(LABEL_COL),
+            split.alias(SOURCE_SPLIT_COL),
+            F.col("content"),
+        )
+    return decode_content(raw).select(*DOCUMENT_COLUMNS)
+
+
+def local_file_sha256(path: str) -> Optional[str]:
+    """Return the sha256 of a local file (the source's identity in the manifest), or None for folders."""
+    local = Path(str(path).removeprefix("file://").removeprefix("file:"))
+    if not local.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(local, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _local_path(path: str) -> Optional[Path]:
+    """Return ``path`` as a local ``Path`` when it has no scheme or ``file:``, else None."""
+    text = str(path)
+    if text.startswith("file:"):
+        return Path(text.removeprefix("file://").removeprefix("file:"))
+    return None if "://" in text else Path(text)
+
+
+def _iter_archive_documents(archive: str):
+    """Yield ``(id, label, split, bytes)`` for each ``<split>/<group>/<article>`` file of the archive."""
+    with tarfile.open(archive, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            parts = [p for p in member.name.split("/") if p not in ("", ".")]
+            if len(parts) < 3 or any(p.startswith(".") for p in parts):
+                continue
+            split_dir, group, article = parts[-3:]
+            split = "train" if "train" in split_dir else "test" if "test" in split_dir else split_dir
+            fh = tar.extractfile(member)
+            if fh is None:  # pragma: no cover - regular files always have content
+                continue
+            yield f"{split}/{group}/{article}", group, split, fh.read()
+
+
+def cache_20newsgroups_archive(
+    spark: "SparkSession",
+    archive: str,
+    cache_path: Optional[str] = None,
+    batch_docs: int = ARCHIVE_BATCH_DOCS,
+) -> str:
+    """Stream a 20 Newsgroups archive once into a Parquet cache and return the cache's path.
+
+    The driver holds at most ``batch_docs`` documents at a time. The cache is keyed by
+    the archive's sha256 and published by a rename, so a crash never leaves a partial cache.
+
+    Raises:
+        InputNotFoundError: when the archive is not a local file (the driver must open it).
+        ValueError: when the archive holds no ``<split>/<group>/<article>`` files.
+    """
+    import pandas as pd
+    from pyspark.sql import types as T
+
+    from ntm_spark.paths import state_dir
+
+    local = Path(str(archive).removeprefix("file://").removeprefix("file:"))
+    if not local.is_file():
+        raise InputNotFoundError(
+            f"input_path={str(archive)!r}: a 20 Newsgroups archive must be a file the driver can open; "
+            "for an archive on HDFS or S3, unpack it there and pass the folder."
+        )
+    root = cache_path or str(state_dir() / "cache")
+    sha = local_file_sha256(str(local))
+    target = posixpath.join(str(root).rstrip("/"), f"20newsgroups-{sha[:16]}.parquet")
+    if path_exists(spark, target):
+        log.info("reading the unpacked archive from its cache %s", target)
+        return target
+    staging = f"{target}.staging-{uuid.uuid4().hex[:8]}"
+    schema = T.StructType(
+        [
+            T.StructField(ID_COL, T.StringType(), False),
+            T.StructField(LABEL_COL, T.StringType(), True),
+            T.StructField(SOURCE_SPLIT_COL, T.StringType(), True),
+            T.StructField("content", T.BinaryType(), False),
+        ]
+    )
+    log.info("unpacking %s once into %s", local, target)
+    local_target = _local_path(staging)
+    total = 0
+    batch: list[tuple] = []
+
+    def flush() -> None:
+        columns = list(zip(*batch))
+        if local_target is not None:
+            # The common case, a driver-local cache: pyarrow writes it without a Spark job per batch.
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table(
+                [pa.array(columns[0], pa.string()), pa.array(columns[1], pa.string()),
+                 pa.array(columns[2], pa.string()), pa.array(columns[3], pa.binary())],
+                names=[f.name for f in schema.fields],
+            )  # fmt: skip
+            local_target.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, local_target / f"part-{total:08d}.parquet", compression="snappy")
+        else:
+            pdf = pd.DataFrame(batch, columns=[f.name for f in schema.fields])
+            spark.createDataFrame(pdf, schema).coalesce(1).write.mode("append").parquet(staging)
+        batch.clear()
+
+    try:
+        for doc in _iter_archive_documents(str(local)):
+            batch.append(doc)
+            total += 1
+            if len(batch) >= batch_docs:
+                flush()
+        if batch:
+            flush()
+        if total == 0:
+            raise ValueError(
+                f"input_path={str(archive)!r} holds no <split>/<group>/<article> files: "
+                "is it the 20 Newsgroups by-date archive? Use --format text for other folders."
+            )
+        rename_path(spark, staging, target)
+    finally:
+        delete_path(spark, staging)
+    log.info("cached %d documents from the archive", total)
+    return target
+
+
+def read_text_folder(spark: "SparkSession", path: str) -> "DataFrame":
+    """Read every file under ``path`` (recursively) as one document; ``id`` is its relative path."""
+    from pyspark.sql import functions as F
+
+    prefix = qualify_path(spark, path).rstrip("/") + "/"
+    files = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(path)
+    rel = F.when(F.col("path").startswith(prefix), F.expr(f"substring(path, {len(prefix) + 1})")).otherwise(
+        F.element_at(F.split(F.col("path"), "/"), -1)
+    )
+    raw = files.select(
+        rel.alias(ID_COL),
+        F.lit(None).cast("string").alias(LABEL_COL),
+        F.lit(None).cast("string").alias(SOURCE_SPLIT_COL),
+        F.col("content"),
+    )
+    return decode_content(raw).select(*DOCUMENT_COLUMNS)
+
+
+def read_table(
+    spark: "SparkSession",
+    path: str,
+    input_format: str,
+    text_col: str = TEXT_COL,
+    id_col: str = ID_COL,
+    label_col: Optional[str] = None,
+) -> "DataFrame":
+    """Read CSV (header row), JSON lines or Parquet with a text, an id and an optional label column.
+
+    Raises:
+        ValueError: naming a missing column and the columns the input has.
+    """
+    from pyspark.sql import functions as F
+
+    if input_format == "csv":
+        df = spark.read.options(header="true", multiLine="true", escape='"', mode="PERMISSIVE").csv(path)
+    elif input_format == "jsonl":
+        df = spark.read.options(mode="PERMISSIVE").json(path)
+    elif input_format == "parquet":
+        df = spark.read.parquet(path)
+    else:
+        raise ValueError(f"input_format={input_format!r} is not a table format: use csv, jsonl or parquet.")
+    columns = df.columns
+    for param, name in (("text_col", text_col), ("id_col", id_col)):
+        if name not in columns:
+            raise ValueError(
+                f"{param}={name!r} is not a column of the {input_format} input {path!r}; its columns are "
+                f"{columns}. Set --set {param}=<column>."
+            )
+    if label_col and label_col not in columns:
+        raise ValueError(
+            f"label_col={label_col!r} is not a column of the {input_format} input {path!r}; its columns are "
+            f"{columns}. Set --set label_col=<column>, or null for no label."
+        )
+    if label_col is None and LABEL_COL in columns:
+        label_col = LABEL_COL
+    text = F.col(text_col).cast("string")
+    return df.select(
+        F.col(id_col).cast("string").alias(ID_COL),
+        (F.col(label_col).cast("string") if label_col else F.lit(None).cast("string")).alias(LABEL_COL),
+        F.lit(None).cast("string").alias(SOURCE_SPLIT_COL),
+        text.alias(TEXT_COL),
+        F.coalesce(F.instr(text, "\ufffd") > 0, F.lit(False)).alias(DECODE_FALLBACK_COL),
+    )
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def check_output_path(spark: "SparkSession", path: str, overwrite: bool) -> None:
+    """Refuse an existing, non-empty output unless ``overwrite`` is set.
+
+    Raises:
+        OutputExistsError: naming the path and the ``--overwrite`` flag.
+    """
+    if not path:
+        raise ValueError("output_path is empty: pass --output PATH.")
+    if is_nonempty_path(spark, path) and not overwrite:
+        raise OutputExistsError(
+            f"output_path={path!r} already exists: pass --overwrite to replace it, or choose another --output."
+        )
+
+
+def staging_path(path: str) -> str:
+    """Return a fresh sibling path where an output is built before it is renamed into place."""
+    parent, name = posixpath.split(str(path).rstrip("/"))
+    return posixpath.join(parent, f".{name}.staging-{uuid.uuid4().hex[:8]}")
+
+
+def write_bow(df: "DataFrame", path: str, row_group_size: int) -> int:
+    """Write a bag-of-words DataFrame (the schema of :func:`ntm_spark.schema.bow_spark_schema`) as Parquet.
+
+    Parquet row groups hold at most ``row_group_size`` rows, so readers can shard by row group.
+    The DataFrame's partitions become the part files.
+
+    Returns:
+        The number of part files written.
+    """
+    from pyspark.sql import functions as F
+
+    schema = bow_spark_schema()
+    out = df.select(*[F.col(f.name).cast(f.dataType) for f in schema.fields])
+    (
+        out.write.mode("errorifexists")
+        .option("compression", "snappy")
+        .option("parquet.block.row.count.limit", str(int(row_group_size)))
+        .parquet(path)
+    )
+    fs, hpath = _hadoop_path(df.sparkSession, path)
+    return sum(1 for s in fs.listStatus(hpath) if s.getPath().getName().endswith(".parquet"))
+
+
+def count_parquet_rows(spark: "SparkSession", path: str) -> int:
+    """Count the rows of a written Parquet dataset (from its footers)."""
+    return spark.read.parquet(path).count()
+
+
+def write_vocabulary(spark: "SparkSession", vocabulary: "Vocabulary", path: str) -> None:
+    """Write ``vocab.txt`` (one word per line, in index order)."""
+    write_text_file(spark, path, vocabulary.to_text())
+
+
+def write_manifest(spark: "SparkSession", manifest: dict[str, Any], path: str) -> None:
+    """Write ``manifest.json`` (indented, keys in insertion order)."""
+    write_text_file(spark, path, json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def read_manifest(path: str) -> dict[str, Any]:
+    """Read a local ``manifest.json`` (a file, or an output folder holding one) without Spark."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST_FILE
+    if not p.is_file():
+        raise FileNotFoundError(f"manifest {str(p)!r} does not exist: run `ntm preprocess` first.")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def output_files(output_path: str) -> dict[str, str]:
+    """Return the paths inside a preprocessing output: ``vocab``, ``manifest`` and one per split."""
+    base = str(output_path).rstrip("/")
+    paths = {"vocab": posixpath.join(base, VOCAB_FILE), "manifest": posixpath.join(base, MANIFEST_FILE)}
+    paths.update({split: posixpath.join(base, split) for split in SPLITS})
+    return paths
+
+
+
+def write_preprocess_output(
+    spark: "SparkSession",
+    splits: dict[str, "DataFrame"],
+    vocabulary: "Vocabulary",
+    output_path: str,
+    overwrite: bool,
+    row_group_size: int,
+    finalize_manifest: Callable[[dict[str, dict]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Write the split datasets, ``vocab.txt`` and ``manifest.json``, then publish them atomically.
+
+    Everything is written to a staging folder beside ``output_path``; only when the
+    manifest is complete does it replace ``output_path`` (a rename), so a failure leaves
+    the previous output untouched and never a partial or silently empty one.
+
+    Args:
+        spark: The active session.
+        splits: Split name -> bag-of-words DataFrame; each partition becomes a part file.
+        vocabulary: The fitted vocabulary.
+        output_path: The output folder.
+        overwrite: Replace an existing output.
+        row_group_size: Most rows per Parquet row group.
+        finalize_manifest: Called with ``{split: {"path", "documents", "files"}}`` (counted from
+            the written Parquet); returns the manifest, or raises to abort the write.
+
+    Returns:
+        The manifest written.
+    """
+    check_output_path(spark, output_path, overwrite)
+    staging = staging_path(output_path)
+    try:
+        written: dict[str, dict] = {}
+        for split, df in splits.items():
+            split_path = posixpath.join(staging, split)
+            files = write_bow(df, split_path, row_group_size)
+            rows = count_parquet_rows(spark, split_path)
+            written[split] = {"path": split, "documents": rows, "files": files}
+            log.info("wrote %s: %d documents in %d files", split, rows, files)
+        manifest = finalize_manifest(written)
+        write_vocabulary(spark, vocabulary, posixpath.join(staging, VOCAB_FILE))
+        write_manifest(spark, manifest, posixpath.join(staging, MANIFEST_FILE))
+        if path_exists(spark, output_path):
+            check_output_path(spark, output_path, overwrite)
+            delete_path(spark, output_path)
+        rename_path(spark, staging, output_path)
+    finally:
+        delete_path(spark, staging)
+    return manifest

@@ -1,0 +1,183 @@
+"""The comparison peer: a Spark MLlib ``LocalLDAModel`` on the NTM's vocabulary and text rules.
+
+``ntm stream --model-kind lda`` and the streaming benchmark score with it, so the
+NTM is compared like for like: same messages, same normalization (the shared
+:class:`~ntm_spark.text.TextNormalizer`), same vocabulary, same output records.
+
+An LDA peer folder::
+
+    <folder>/
+      lda/             LocalLDAModel.save()
+      vocab.txt        the vocabulary (the NTM model folder's)
+      manifest.json    the preprocessing manifest (text rules), when the NTM folder has one
+      lemmas.json      the NTM folder's lemma table, when it has one
+      peer.json        {"format_version": 1, "version", "num_topics", "topic_words": [[...], ...]}
+
+Example:
+    >>> train_lda_peer(spark, bow_df, "models/ntm-1", "models/lda-1", num_topics=20)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from ntm_spark.schema import INDICES_COL, VALUES_COL
+from ntm_spark.scoring import EMPTY_AFTER_NORMALIZATION, RowError, TopicScorer, text_rules_from_manifest
+from ntm_spark.text import get_normalizer
+from ntm_spark.vocab import Vocabulary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+PEER_FILE = "peer.json"
+LDA_DIR = "lda"
+
+
+def train_lda_peer(
+    spark: "SparkSession",
+    bow: "DataFrame",
+    ntm_folder: Union[str, Path],
+    output_dir: Union[str, Path],
+    num_topics: Optional[int] = None,
+    max_iter: int = 20,
+    seed: int = 0,
+) -> Path:
+    """Train an online-LDA peer on a bag-of-words DataFrame and save an LDA peer folder.
+
+    Args:
+        spark: The active session.
+        bow: Preprocessed rows with ``indices``/``values`` (:func:`ntm_spark.schema.bow_spark_schema`).
+        ntm_folder: The NTM model folder whose vocabulary and text rules the peer shares.
+        output_dir: The peer folder to write (replaced if it exists).
+        num_topics: K; default: the NTM's K.
+        max_iter: LDA iterations.
+        seed: LDA seed.
+
+    Returns:
+        The peer folder.
+    """
+    from pyspark.ml.clustering import LDA
+    from pyspark.ml.linalg import SparseVector, VectorUDT
+    from pyspark.sql import functions as F
+
+    ntm_folder, output_dir = Path(ntm_folder), Path(output_dir)
+    words = Vocabulary.from_file(ntm_folder / "vocab.txt").words
+    if num_topics is None:
+        hparams = json.loads((ntm_folder / "hparams.json").read_text())
+        num_topics = int(hparams["model"]["num_topics"])
+    size = len(words)
+
+    @F.udf(VectorUDT())
+    def to_vector(indices: list, values: list) -> Any:
+        order = sorted(range(len(indices)), key=lambda i: indices[i])
+        return SparseVector(size, [int(indices[i]) for i in order], [float(values[i]) for i in order])
+
+    data = bow.select(to_vector(F.col(INDICES_COL), F.col(VALUES_COL)).alias("features")).cache()
+    model = LDA(k=int(num_topics), maxIter=int(max_iter), optimizer="online", seed=int(seed)).fit(data)
+    data.unpersist()
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
+    model.save(str(output_dir / LDA_DIR))
+    shutil.copyfile(ntm_folder / "vocab.txt", output_dir / "vocab.txt")
+    for name in ("manifest.json", "lemmas.json"):
+        if (ntm_folder / name).is_file():
+            shutil.copyfile(ntm_folder / name, output_dir / name)
+    topics = model.describeTopics(10).orderBy("topic").collect()
+    topic_words = [[words[i] for i in row.termIndices] for row in topics]
+    digest = hashlib.sha256()
+    for path in sorted((output_dir / LDA_DIR).rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            digest.update(path.read_bytes())
+    peer = {"format_version": 1, "version": f"lda-{digest.hexdigest()[:12]}", "num_topics": int(num_topics), "topic_words": topic_words}
+    (output_dir / PEER_FILE).write_text(json.dumps(peer, indent=2))
+    return output_dir
+
+
+@dataclass
+class LdaPeer:
+    """A loaded LDA peer folder (driver side)."""
+
+    folder: Path
+    spark_model: Any
+    words: tuple
+    topic_words: list
+    name: str
+    version: str
+    max_text_bytes: int = 1_000_000
+
+    @classmethod
+    def load(cls, folder: Union[str, Path], max_text_bytes: int = 1_000_000) -> "LdaPeer":
+        """Load a peer folder written by :func:`train_lda_peer`.
+
+        Raises:
+            FileNotFoundError: when ``folder`` is not an LDA peer folder.
+        """
+        from pyspark.ml.clustering import LocalLDAModel
+
+        folder = Path(folder)
+        if not (folder / PEER_FILE).is_file() or not (folder / LDA_DIR).is_dir():
+            raise FileNotFoundError(
+                f"model_uri={str(folder)!r} is not an LDA peer folder (no {PEER_FILE} and {LDA_DIR}/): "
+                "make one with ntm_spark.lda_peer.train_lda_peer (or `python bench/bench_streaming.py --train-lda`)."
+            )
+        peer = json.loads((folder / PEER_FILE).read_text())
+        words = Vocabulary.from_file(folder / "vocab.txt").words
+        return cls(
+            folder=folder,
+            spark_model=LocalLDAModel.load(str(folder / LDA_DIR)),
+            words=words,
+            topic_words=peer["topic_words"],
+            name=f"lda:{folder.resolve().name}",
+            version=str(peer["version"]),
+            max_text_bytes=int(max_text_bytes),
+        )
+
+
+class LdaVectorizer:
+    """Text -> in-vocabulary tokens with the NTM's rules (executor side, one per worker)."""
+
+    #: The scorer's own pre-normalization checks (missing, non-string, too large, empty).
+    check_text = TopicScorer.check_text
+
+    def __init__(self, folder: Union[str, Path], max_text_bytes: int = 1_000_000) -> None:
+        folder = Path(folder)
+        self.max_text_bytes = int(max_text_bytes)
+        self.vocab = Vocabulary.from_file(folder / "vocab.txt")
+        manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").is_file() else {}
+        rules = text_rules_from_manifest(manifest)
+        lemma_table = None
+        if (folder / "lemmas.json").is_file():
+            data = json.loads((folder / "lemmas.json").read_text())
+            lemma_table = data.get("lemmas", data) if isinstance(data, dict) else None
+        self.normalizer = get_normalizer(clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table)
+
+    def tokens(self, text: Any) -> tuple[list, Optional[RowError]]:
+        """Return the in-vocabulary tokens of ``text`` (repeats kept), or an error."""
+        err = self.check_text(text)
+        if err is not None:
+            return [], err
+        vocab = self.vocab
+        toks = [t for t in self.normalizer.normalize(text) if t in vocab]
+        if not toks:
+            return [], RowError(EMPTY_AFTER_NORMALIZATION, "no vocabulary word is left after normalization")
+        return toks, None
+
+
+_VECTORIZERS: dict = {}
+_LOCK = threading.Lock()
+
+
+def get_vectorizer(folder: str, max_text_bytes: int) -> LdaVectorizer:
+    """This process's cached :class:`LdaVectorizer` for ``folder``."""
+    key = (str(folder), int(max_text_bytes))
+    with _LOCK:
+        if key not in _VECTORIZERS:
+            _VECTORIZERS[key] = LdaVectorizer(folder, max_text_bytes)
+        return _VECTORIZERS[key]

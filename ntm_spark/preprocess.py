@@ -1,0 +1,580 @@
+"""Preprocessing transforms: documents -> tokens -> vocabulary -> bag-of-words splits.
+
+Every function but :func:`preprocess_corpus` is DataFrame in, DataFrame (or
+:class:`~ntm_spark.vocab.Vocabulary`) out, with ``input_col``/``output_col``
+parameters; reading and writing live in :mod:`ntm_spark.io`.
+
+The heavy step, text normalization, runs in the executors' Python workers through
+``mapInPandas`` (Arrow batches, not row-at-a-time UDFs) and calls
+:func:`ntm_spark.text.get_normalizer`, so WordNet and the lemma cache are built
+once per worker and the rules are the very ones the scorer applies.
+
+Vocabulary (:func:`fit_vocabulary`) follows Spark ML ``CountVectorizer`` (and
+scikit-learn's): keep the terms whose document frequency is within
+``[min_df, max_df]`` (a value ``>= 1`` is a count, below 1 a fraction of the
+documents; ``max_df`` of exactly ``1.0`` means all documents), then the
+``vocab_size`` most frequent by total count. One intended difference: ties at the
+cut-off are broken by the term, alphabetically. Spark's ``CountVectorizer.fit``
+orders by count only (``RDD.top``), so which tied terms it keeps depends on the
+partitioning, and ``vocab.txt`` and its sha256 could change from run to run.
+Index order is by count (most frequent first), then by term.
+:func:`to_count_vectorizer_model` turns the vocabulary into a Spark ML
+``CountVectorizerModel`` for pipelines that want ``SparseVector`` features.
+
+Documents are dropped, and counted by reason (:data:`DROP_REASONS`), when their id
+is missing, their text is empty or blank, larger than ``max_doc_bytes``, or binary
+junk, when their id repeats (one copy is kept), and when they have ``<= threshold``
+in-vocabulary words (as in the notebook, which dropped them after vectorizing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+from ntm_spark.io import DECODE_FALLBACK_COL, SOURCE_SPLIT_COL
+from ntm_spark.schema import (
+    ID_COL,
+    INDICES_COL,
+    LABEL_COL,
+    N_WORDS_COL,
+    SPLITS,
+    TEXT_COL,
+    TOKENS_COL,
+    VALUES_COL,
+    bow_spark_schema,
+)
+from ntm_spark.vocab import Vocabulary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.ml.feature import CountVectorizerModel
+    from pyspark.sql import DataFrame, SparkSession
+
+    from ntm_spark.config import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+#: Why a document was dropped (null when it is kept).
+DROP_REASON_COL = "drop_reason"
+#: The split a document goes to: ``train``, ``validation`` or ``test``.
+SPLIT_COL = "split"
+#: A seeded hash of the id: assigns splits and orders documents in the output (the shuffle).
+SHUFFLE_KEY_COL = "shuffle_key"
+
+#: Drop reasons, in the order they are checked.
+DROP_REASONS = ("missing_id", "empty", "too_large", "binary", "duplicate_id", "too_short")
+
+#: A document whose text has more than this share of control characters (or any NUL) is binary junk.
+BINARY_CONTROL_FRACTION = 0.1
+_CONTROL_CHARS = "[\\x00-\\x08\\x0E-\\x1F\\x7F-\\x9F]"
+
+_HASH_SCALE = float(1 << 52)
+
+
+class EmptyCorpusError(ValueError):
+    """No usable document (or no vocabulary word) is left to write."""
+
+
+# ----------------------------------------------------------------------------- documents
+
+
+def flag_documents(
+    df: "DataFrame",
+    input_col: str = TEXT_COL,
+    output_col: str = DROP_REASON_COL,
+    id_col: str = ID_COL,
+    max_doc_bytes: int = 20_000_000,
+) -> "DataFrame":
+    """Add ``output_col``: why a document cannot be used (see :data:`DROP_REASONS`), else null.
+
+    Runs in the JVM (no Python). Checks, in order: ``missing_id`` (null or blank id),
+    ``empty`` (null or blank text), ``too_large`` (over ``max_doc_bytes`` UTF-8 bytes),
+    ``binary`` (a NUL, or more than :data:`BINARY_CONTROL_FRACTION` control characters).
+    """
+    from pyspark.sql import functions as F
+
+    if max_doc_bytes < 1:
+        raise ValueError(f"max_doc_bytes={max_doc_bytes!r} must be >= 1.")
+    text = F.col(input_col)
+    n_chars = F.length(text)
+    n_control = n_chars - F.length(F.regexp_replace(text, _CONTROL_CHARS, ""))
+    reason = (
+        F.when(F.col(id_col).isNull() | (F.trim(F.col(id_col)) == ""), F.lit("missing_id"))
+        .when(text.isNull() | (F.length(F.trim(text)) == 0), F.lit("empty"))
+        .when(F.octet_length(text) > F.lit(int(max_doc_bytes)), F.lit("too_large"))
+        .when(
+            (F.instr(text, "\x00") > 0) | (n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars), F.lit("binary")
+        )
+    )
+    return df.withColumn(output_col, reason)
+
+
+def tokenize_documents(
+    df: "DataFrame",
+    input_col: str = TEXT_COL,
+    output_col: str = TOKENS_COL,
+    clean: bool = True,
+    stop_words: Union[str, Sequence[str], None] = "english",
+) -> "DataFrame":
+    """Add ``output_col`` (``array<string>``): each text normalized by :mod:`ntm_spark.text`.
+
+    Runs as ``mapInPandas`` in the Python workers, each of which builds one
+    :class:`~ntm_spark.text.TextNormalizer` (WordNet plus lemma cache) and reuses it.
+
+    Args:
+        df: Any DataFrame with a string column ``input_col`` (nulls give no tokens).
+        input_col: The text column.
+        output_col: The new tokens column.
+        clean: Strip newsgroup header, quotes and signature first.
+        stop_words: ``"english"``, ``"none"`` or a list of words.
+    """
+    from pyspark.sql import types as T
+
+    from ntm_spark.text import resolve_stop_words
+
+    _require_columns(df, input_col=input_col)
+    if output_col in df.columns:
+        raise ValueError(f"output_col={output_col!r} already exists in the DataFrame: choose another name.")
+    resolve_stop_words(stop_words)  # fail here, on the driver, for a bad setting
+    stop = stop_words if isinstance(stop_words, str) or stop_words is None else sorted(stop_words)
+    schema = T.StructType(df.schema.fields + [T.StructField(output_col, T.ArrayType(T.StringType(), False), False)])
+
+    def normalize_batches(batches):
+        from ntm_spark.text import get_normalizer
+
+        normalizer = get_normalizer(clean=clean, stop_words=stop)
+        for pdf in batches:
+            texts = pdf[input_col]
+            pdf[output_col] = [normalizer.normalize(t) if isinstance(t, str) else [] for t in texts]
+            yield pdf
+
+    return df.mapInPandas(normalize_batches, schema)
+
+
+def flag_duplicate_ids(df: "DataFrame", id_col: str = ID_COL) -> tuple["DataFrame", int]:
+    """Keep one row per id (the one with the smallest hash of the whole row) and count the others.
+
+    Returns:
+        ``(deduplicated DataFrame, number of rows removed)``; the input itself when no id repeats.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    repeats = df.groupBy(id_col).count().filter(F.col("count") > 1).agg(F.sum(F.col("count") - 1)).collect()[0][0]
+    if not repeats:
+        return df, 0
+    order = F.xxhash64(*[F.col(c) for c in df.columns])
+    window = Window.partitionBy(id_col).orderBy(order)
+    deduped = df.withColumn("_row", F.row_number().over(window)).filter(F.col("_row") == 1).drop("_row")
+    return deduped, int(repeats)
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+
+def fit_vocabulary(
+    df: "DataFrame",
+    input_col: str = TOKENS_COL,
+    vocab_size: int = 2000,
+    min_df: float = 2.0,
+    max_df: float = 0.95,
+    n_docs: Optional[int] = None,
+) -> Vocabulary:
+    """Fit the vocabulary with ``CountVectorizer`` semantics (see the module docstring).
+
+    Args:
+        df: Documents with a tokens column.
+        input_col: The tokens column.
+        vocab_size: The most words kept.
+        min_df: Least documents a word appears in: a count if ``>= 1``, else a fraction.
+        max_df: Most documents a word appears in: a fraction if ``<= 1``, else a count.
+        n_docs: ``df.count()`` when already known (saves a pass).
+
+    Returns:
+        The vocabulary, most frequent word first (ties alphabetical). It may be
+        smaller than ``vocab_size``.
+
+    Raises:
+        EmptyCorpusError: when ``df`` is empty or no word passes the document-frequency limits.
+        ValueError: for out-of-range settings.
+    """
+    from pyspark.sql import functions as F
+
+    _require_columns(df, input_col=input_col)
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size={vocab_size!r} must be >= 1.")
+    if min_df < 0 or max_df <= 0:
+        raise ValueError(f"min_df={min_df!r} and max_df={max_df!r} must be positive (counts or fractions).")
+    n_docs = df.count() if n_docs is None else n_docs
+    if n_docs == 0:
+        raise EmptyCorpusError("cannot fit a vocabulary on 0 documents: check the input and the drop counts.")
+    min_count = float(min_df) if min_df >= 1 else float(min_df) * n_docs
+    max_count = float(max_df) * n_docs if max_df <= 1 else float(max_df)
+    if max_count < min_count:
+        raise ValueError(
+            f"max_df={max_df!r} allows at most {max_count:g} documents, fewer than min_df={min_df!r} "
+            f"({min_count:g} documents) over {n_docs} documents: raise max_df or lower min_df."
+        )
+    term_counts = df.select(F.explode(input_col).alias("term")).groupBy("term").agg(F.count(F.lit(1)).alias("tf"))
+    doc_counts = (
+        df.select(F.explode(F.array_distinct(input_col)).alias("term")).groupBy("term").agg(F.count(F.lit(1)).alias("df"))
+    )
+    rows = (
+        term_counts.join(doc_counts, "term")
+        .filter((F.col("df") >= F.lit(min_count)) & (F.col("df") <= F.lit(max_count)))
+        .orderBy(F.desc("tf"), F.asc("term"))
+        .limit(int(vocab_size))
+        .collect()
+    )
+    if not rows:
+        raise EmptyCorpusError(
+            f"the vocabulary is empty: no word appears in at least min_df={min_df!r} and at most "
+            f"max_df={max_df!r} of {n_docs} documents. Lower min_df or raise max_df."
+        )
+    return Vocabulary(r["term"] for r in rows)
+
+
+def to_count_vectorizer_model(
+    vocabulary: Vocabulary, input_col: str = TOKENS_COL, output_col: str = "features"
+) -> "CountVectorizerModel":
+    """Return a Spark ML ``CountVectorizerModel`` over ``vocabulary`` (``SparseVector`` features)."""
+    from pyspark.ml.feature import CountVectorizerModel
+
+    return CountVectorizerModel.from_vocabulary(list(vocabulary.words), inputCol=input_col, outputCol=output_col)
+
+
+def vectorize_documents(
+    df: "DataFrame",
+    vocabulary: Vocabulary,
+    input_col: str = TOKENS_COL,
+    indices_col: str = INDICES_COL,
+    values_col: str = VALUES_COL,
+    n_words_col: str = N_WORDS_COL,
+) -> "DataFrame":
+    """Add the bag-of-words columns: ascending ``int32`` indices, ``float32`` counts and their sum.
+
+    Uses :meth:`Vocabulary.to_bow`, the same code the scorer runs, in ``mapInPandas``.
+    The input column is dropped.
+    """
+    import numpy as np
+    from pyspark.sql import types as T
+
+    _require_columns(df, input_col=input_col)
+    bow_fields = {f.name: f for f in bow_spark_schema().fields}
+    kept = [f for f in df.schema.fields if f.name != input_col]
+    schema = T.StructType(
+        kept
+        + [
+            T.StructField(n_words_col, bow_fields[N_WORDS_COL].dataType, False),
+            T.StructField(indices_col, bow_fields[INDICES_COL].dataType, False),
+            T.StructField(values_col, bow_fields[VALUES_COL].dataType, False),
+        ]
+    )
+
+    def vectorize_batches(batches):
+        for pdf in batches:
+            bows = [vocabulary.to_bow(tokens) for tokens in pdf[input_col]]
+            pdf = pdf.drop(columns=[input_col])
+            pdf[n_words_col] = np.fromiter((int(v.sum()) for _, v in bows), dtype=np.int32, count=len(bows))
+            pdf[indices_col] = [i for i, _ in bows]
+            pdf[values_col] = [v for _, v in bows]
+            yield pdf
+
+    return df.mapInPandas(vectorize_batches, schema)
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def assign_splits(
+    df: "DataFrame",
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+    id_col: str = ID_COL,
+    output_col: str = SPLIT_COL,
+    key_col: str = SHUFFLE_KEY_COL,
+    source_split_col: Optional[str] = None,
+) -> "DataFrame":
+    """Add a seeded split (``train``/``validation``/``test``) and shuffle key per document.
+
+    Each document's split comes from a seeded hash of its id, so it does not depend on
+    partitioning and a document keeps its split when the corpus grows; the sizes are
+    ``fractions`` of the documents up to sampling noise (not exact counts, which would
+    need a global sort).
+
+    Args:
+        df: Documents with a unique ``id_col``.
+        fractions: ``[train, validation, test]`` summing to 1.
+        seed: The shuffle seed.
+        id_col: The id column.
+        output_col: The new split column.
+        key_col: The new shuffle key column (a long); sort by it for a seeded shuffle.
+        source_split_col: Keep the corpus's own split: documents whose value is ``test`` go to
+            test, the others are split between train and validation in the ratio of
+            ``fractions[0]:fractions[1]``.
+    """
+    from pyspark.sql import functions as F
+
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions={list(fractions)!r} must be three non-negative numbers summing to 1.")
+    train, validation, _ = (float(f) for f in fractions)
+    key = F.xxhash64(F.lit(int(seed)), F.col(id_col))
+    u = F.pmod(key, F.lit(1 << 52)).cast("double") / F.lit(_HASH_SCALE)  # uniform in [0, 1)
+    random_split = (
+        F.when(u < F.lit(train), F.lit("train")).when(u < F.lit(train + validation), F.lit("validation")).otherwise("test")
+    )
+    if source_split_col:
+        share = validation / (train + validation) if train + validation > 0 else 0.0
+        official = F.when(F.col(source_split_col) == "test", F.lit("test")).when(
+            u < F.lit(share), F.lit("validation")
+        ).otherwise(F.lit("train"))
+        split = F.when(F.col(source_split_col).isNull(), random_split).otherwise(official)
+    else:
+        split = random_split
+    return df.withColumn(key_col, key).withColumn(output_col, split)
+
+
+def drop_short_documents(df: "DataFrame", threshold: int, input_col: str = N_WORDS_COL) -> "DataFrame":
+    """Keep the documents with more than ``threshold`` counted words (the notebook's rule)."""
+    from pyspark.sql import functions as F
+
+    return df.filter(F.col(input_col) > F.lit(int(threshold)))
+
+
+def shard_documents(df: "DataFrame", num_shards: int, key_col: str = SHUFFLE_KEY_COL) -> "DataFrame":
+    """Spread documents over ``num_shards`` partitions (the part files), shuffled by ``key_col``."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards={num_shards!r} must be >= 1.")
+    return df.repartition(int(num_shards), key_col).sortWithinPartitions(key_col)
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+@dataclass
+class PreprocessResult:
+    """What :func:`preprocess_corpus` produces, before anything is written.
+
+    Attributes:
+        splits: Split name -> bag-of-words DataFrame (``bow_spark_schema`` columns),
+            partitioned into its part files. Lazy: writing runs them.
+        vocabulary: The fitted vocabulary.
+        manifest: The manifest so far; :meth:`finalize_manifest` completes it with the
+            written counts.
+        documents: The cached token table (release with :meth:`unpersist`).
+    """
+
+    splits: dict[str, "DataFrame"]
+    vocabulary: Vocabulary
+    manifest: dict[str, Any]
+    documents: "DataFrame"
+    candidates: dict[str, int] = field(default_factory=dict)
+
+    def finalize_manifest(self, written: dict[str, dict]) -> dict[str, Any]:
+        """Complete the manifest with the per-split counts read back from the written Parquet.
+
+        Raises:
+            EmptyCorpusError: when no training document is left, so nothing empty is published.
+        """
+        manifest = self.manifest
+        docs = manifest["documents"]
+        too_short = {s: self.candidates.get(s, 0) - written[s]["documents"] for s in written}
+        docs["dropped"]["too_short"] = sum(too_short.values())
+        docs["too_short_per_split"] = too_short
+        docs["per_split"] = {s: written[s]["documents"] for s in written}
+        docs["kept"] = sum(docs["per_split"].values())
+        manifest["splits"] = written
+        threshold = manifest["params"]["threshold"]
+        if written.get("train", {}).get("documents", 0) == 0:
+            raise EmptyCorpusError(
+                f"no training document is left: {docs['dropped']['too_short']} of {docs['read']} documents "
+                f"have <= threshold={threshold!r} vocabulary words (dropped: {docs['dropped']}). "
+                "Lower --set threshold=..., raise vocab_size, or check the input."
+            )
+        fractions = dict(zip(SPLITS, manifest["params"]["split"]))
+        for split, info in written.items():
+            if info["documents"] == 0 and fractions.get(split, 0) > 0:
+                manifest["warnings"].append(f"split {split!r} is empty: the corpus is too small for its fraction")
+        manifest["finished_at"] = _now()
+        for message in manifest["warnings"]:
+            log.warning("%s", message)
+        return manifest
+
+    def unpersist(self) -> None:
+        """Release the cached token table."""
+        self.documents.unpersist()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _require_columns(df: "DataFrame", **params: str) -> None:
+    for param, name in params.items():
+        if name not in df.columns:
+            raise ValueError(f"{param}={name!r} is not a column of the DataFrame (columns: {df.columns}).")
+
+
+def resolve_input_path(cfg: "PreprocessConfig") -> str:
+    """Return the input path: ``cfg.input_path``, or for 20 Newsgroups the located corpus."""
+    if cfg.input_path or cfg.input_format != "20newsgroups":
+        return cfg.input_path or ""
+    from ntm_spark.corpus import locate_20newsgroups
+
+    return str(locate_20newsgroups(download=os.environ.get("NTM_OFFLINE") != "1"))
+
+
+def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> PreprocessResult:
+    """Read a corpus and build its vocabulary and bag-of-words splits (nothing is written).
+
+    Args:
+        spark: The active session.
+        cfg: The preprocessing config.
+
+    Returns:
+        A :class:`PreprocessResult`; pass it to :func:`ntm_spark.io.write_preprocess_output`.
+
+    Raises:
+        ntm_spark.io.InputNotFoundError: when the input path does not exist.
+        EmptyCorpusError: when nothing is read, everything is dropped, or the vocabulary is empty.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from ntm_spark import __version__
+    from ntm_spark import io as ntm_io
+    from ntm_spark.config import to_dict
+    from ntm_spark.paths import git_commit
+    from ntm_spark.text import resolve_stop_words
+
+    started = _now()
+    clean = cfg.clean if cfg.clean is not None else cfg.input_format == "20newsgroups"
+    stop_words = cfg.stop_words
+    resolve_stop_words(stop_words)
+    path = resolve_input_path(cfg)
+    docs = ntm_io.read_corpus(
+        spark,
+        path,
+        cfg.input_format,
+        text_col=cfg.text_col,
+        id_col=cfg.id_col,
+        label_col=cfg.label_col,
+        cache_path=cfg.cache_path,
+    )
+    if cfg.sample_fraction < 1:
+        docs = docs.sample(withReplacement=False, fraction=cfg.sample_fraction, seed=cfg.seed)
+
+    flagged = flag_documents(docs, max_doc_bytes=cfg.max_doc_bytes)
+    usable = F.col(DROP_REASON_COL).isNull()
+    flagged = flagged.withColumn(TEXT_COL, F.when(usable, F.col(TEXT_COL)))
+    source_split = SOURCE_SPLIT_COL if cfg.keep_official_split else None
+    documents = assign_splits(
+        tokenize_documents(flagged, clean=clean, stop_words=stop_words).drop(TEXT_COL),
+        cfg.split,
+        cfg.seed,
+        source_split_col=source_split,
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+
+    # One pass over the data for every count (it also fills the cache).
+    aggs = [F.count(F.lit(1)).alias("read"), F.sum(F.col(DECODE_FALLBACK_COL).cast("long")).alias("decode_fallback")]
+    aggs += [F.sum((F.col(DROP_REASON_COL) == r).cast("long")).alias(r) for r in DROP_REASONS[:4]]
+    aggs += [F.sum(F.when(usable, F.size(TOKENS_COL)).otherwise(0)).alias("tokens")]
+    aggs += [F.count_distinct(F.when(usable, F.col(ID_COL))).alias("distinct_ids")]
+    aggs += [F.sum((usable & (F.col(SPLIT_COL) == s)).cast("long")).alias(f"split_{s}") for s in SPLITS]
+    stats = documents.agg(*aggs).collect()[0].asDict()
+    stats = {k: int(v or 0) for k, v in stats.items()}
+    if stats["read"] == 0:
+        documents.unpersist()
+        raise EmptyCorpusError(
+            f"no documents were read from input_path={path!r} (input_format={cfg.input_format!r}): "
+            "check the path and --format."
+        )
+    dropped = {r: stats[r] for r in DROP_REASONS[:4]}
+    n_usable = stats["read"] - sum(dropped.values())
+    log.info(
+        "read %d documents (%d decoded with a fallback); dropped %s; %d tokens",
+        stats["read"],
+        stats["decode_fallback"],
+        {k: v for k, v in dropped.items() if v},
+        stats["tokens"],
+    )
+    kept = documents.filter(usable).drop(DROP_REASON_COL)
+    candidates = {s: stats[f"split_{s}"] for s in SPLITS}
+    dropped["duplicate_id"] = 0
+    if stats["distinct_ids"] < n_usable:
+        kept, dropped["duplicate_id"] = flag_duplicate_ids(kept)
+        candidates = {r[SPLIT_COL]: int(r["count"]) for r in kept.groupBy(SPLIT_COL).count().collect()}
+    n_kept = n_usable - dropped["duplicate_id"]
+    if n_kept <= 0:
+        documents.unpersist()
+        raise EmptyCorpusError(
+            f"all {stats['read']} documents read from {path!r} were dropped ({dropped}): check the input "
+            "(empty, binary or oversized documents), text_col, or max_doc_bytes."
+        )
+
+    vocabulary = fit_vocabulary(kept, vocab_size=cfg.vocab_size, min_df=cfg.min_df, max_df=cfg.max_df, n_docs=n_kept)
+    warnings: list[str] = []
+    if dropped["duplicate_id"]:
+        warnings.append(f"{dropped['duplicate_id']} documents repeat an id already seen: one copy of each id was kept")
+    if len(vocabulary) < cfg.vocab_size:
+        warnings.append(
+            f"vocabulary has {len(vocabulary)} words, fewer than vocab_size={cfg.vocab_size}: only that many "
+            f"words pass min_df={cfg.min_df:g} and max_df={cfg.max_df:g} over {n_kept} documents"
+        )
+    log.info("vocabulary: %d words (sha256 %s)", len(vocabulary), vocabulary.sha256[:12])
+
+    bow_columns = [f.name for f in bow_spark_schema().fields]
+    splits = {}
+    for split in SPLITS:
+        shards = cfg.num_train_shards if split == "train" else cfg.num_eval_shards
+        bow = vectorize_documents(kept.filter(F.col(SPLIT_COL) == split), vocabulary)
+        bow = shard_documents(drop_short_documents(bow, cfg.threshold), shards)
+        splits[split] = bow.select(*bow_columns)
+
+    manifest: dict[str, Any] = {
+        "format_version": 1,
+        "started_at": started,
+        "finished_at": None,
+        "code_version": {"git_commit": git_commit(), "ntm_spark": __version__},
+        "source": {
+            "path": path,
+            "format": cfg.input_format,
+            "sha256": ntm_io.local_file_sha256(path),
+        },
+        "params": to_dict(cfg),
+        "text_rules": {
+            "clean": clean,
+            "stop_words": stop_words,
+            "module": "ntm_spark.text",
+        },
+        "vocabulary": {
+            "file": "vocab.txt",
+            "size": len(vocabulary),
+            "requested_size": cfg.vocab_size,
+            "sha256": vocabulary.sha256,
+            "order": "by corpus count, most frequent first; ties alphabetical",
+            "fit_on": "every kept document, before the split (as in the notebook)",
+        },
+        "documents": {
+            "read": stats["read"],
+            "kept": None,
+            "per_split": {},
+            "dropped": dropped,
+            "decode_fallback": stats["decode_fallback"],
+            "tokens": stats["tokens"],
+        },
+        "split": {
+            "method": "official train/test, validation carved from train" if source_split else "seeded hash of id",
+            "seed": cfg.seed,
+            "fractions": list(cfg.split),
+        },
+        "schema": [{"name": f.name, "type": f.dataType.simpleString()} for f in bow_spark_schema().fields],
+        "row_group_size": cfg.row_group_size,
+        "warnings": warnings,
+    }
+    return PreprocessResult(
+        splits=splits, vocabulary=vocabulary, manifest=manifest, documents=documents, candidates=candidates
+    )

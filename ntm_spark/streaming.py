@@ -1,0 +1,618 @@
+"""Streaming scoring as pure DataFrame functions: Kafka rows in, output and dead-letter records out.
+
+The streaming job (``jobs/stream_score.py``) only wires
+``readStream.format("kafka")`` -> :func:`parse_messages` -> :func:`score_batch`
+-> :func:`to_kafka_records` -> ``writeStream``; every function here also works on
+a static DataFrame, which is how they are tested.
+
+Input messages are JSON objects ``{"id": str, "text": str, ...}``. A message that
+is not JSON (or not a JSON object), lacks ``text``, has a non-string ``text``, is
+larger than ``max_message_bytes``, is empty, or is empty after normalization is
+*dead-lettered* with its raw value, key, source topic/partition/offset, error
+code and message, and the time; it never fails the batch.
+
+Output record (JSON, Kafka key = ``id``)::
+
+    {"id": "d1", "topic_weights": [...K floats, sum 1...],
+     "top_topics": [{"topic": 3, "weight": 0.41, "words": ["car", ...]}, ...],
+     "model_name": "ntm-20newsgroups", "model_version": "7",
+     "scored_at": "2026-01-01T00:00:00.000Z",
+     "source_topic": "documents", "source_partition": 0, "source_offset": 42,
+     ...passthrough fields...}
+
+Dead-letter record (JSON, Kafka key = the input key)::
+
+    {"id": "d2", "error_code": "missing_text", "error_message": "...",
+     "raw_value": "{\\"id\\": \\"d2\\"}", "raw_value_truncated": false, "key": "d2",
+     "source_topic": "documents", "source_partition": 1, "source_offset": 7,
+     "source_timestamp": "...", "failed_at": "...", "model_version": "7"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from ntm_spark.model_loader import LoadedModel, ModelSpec, get_loader
+from ntm_spark.schema import (
+    ID_COL,
+    MODEL_NAME_COL,
+    MODEL_VERSION_COL,
+    SCORED_AT_COL,
+    TEXT_COL,
+    TOP_TOPICS_COL,
+    TOPIC_WEIGHTS_COL,
+)
+from ntm_spark.scoring import MISSING_TEXT, NOT_JSON, TEXT_NOT_STRING, TOO_LARGE
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+KEY_COL = "key"
+RAW_VALUE_COL = "raw_value"
+RAW_TRUNCATED_COL = "raw_value_truncated"
+SOURCE_TOPIC_COL = "source_topic"
+SOURCE_PARTITION_COL = "source_partition"
+SOURCE_OFFSET_COL = "source_offset"
+SOURCE_TIMESTAMP_COL = "source_timestamp"
+ERROR_CODE_COL = "error_code"
+ERROR_MESSAGE_COL = "error_message"
+FAILED_AT_FIELD = "failed_at"
+#: Passthrough field ``f`` travels as JSON text in column ``extra__f``.
+EXTRA_PREFIX = "extra__"
+#: A dead letter carries at most this many characters of a too-large raw value.
+DEAD_LETTER_MAX_RAW_CHARS = 65_536
+#: The name of the observed metrics each micro-batch reports (``StreamingQueryProgress.observedMetrics``).
+METRICS_NAME = "ntm_stream"
+
+SCORING_UDFS = ("map_in_pandas", "pandas_udf")
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def parse_messages(
+    df: "DataFrame",
+    max_message_bytes: int = 1_000_000,
+    passthrough_fields: Sequence[str] = (),
+) -> "DataFrame":
+    """Turn Kafka rows (``key``, ``value``, ``topic``, ``partition``, ``offset``, ``timestamp``) into documents.
+
+    Malformed messages are classified, not dropped: ``error_code`` is ``not_json``,
+    ``too_large``, ``missing_text`` or ``text_not_string`` (null for a well-formed one).
+
+    Args:
+        df: Rows shaped like Spark's Kafka source (static or streaming).
+        max_message_bytes: Values larger than this are ``too_large`` (not parsed).
+        passthrough_fields: Top-level input fields copied to the output record.
+
+    Returns:
+        ``id`` (the message's ``id``, else ``<topic>-<partition>-<offset>``), ``key``, ``text``,
+        ``raw_value``, ``raw_value_truncated``, the ``source_*`` columns, ``error_code``,
+        ``error_message`` and one ``extra__<field>`` JSON column per passthrough field.
+    """
+    from pyspark.sql import functions as F
+
+    if int(max_message_bytes) < 1:
+        raise ValueError(f"max_message_bytes={max_message_bytes!r} must be >= 1: use e.g. 1000000.")
+    bad = [f for f in passthrough_fields if not isinstance(f, str) or not f or f in (ID_COL, TEXT_COL)]
+    if bad:
+        raise ValueError(f"passthrough_fields holds {bad!r}: list other top-level field names (not 'id' or 'text').")
+    value = F.col("value")
+    nbytes = F.octet_length(value)
+    too_large = nbytes > F.lit(int(max_message_bytes))
+    as_text = value.cast("string")
+    v = F.when(value.isNotNull() & ~too_large, F.try_parse_json(as_text))
+    v_type = F.schema_of_variant(v)
+    t = F.try_variant_get(v, "$.text", "variant")
+    t_type = F.schema_of_variant(t)
+    code = (
+        F.when(value.isNull(), F.lit(NOT_JSON))
+        .when(too_large, F.lit(TOO_LARGE))
+        .when(v.isNull(), F.lit(NOT_JSON))
+        .when(~v_type.startswith("OBJECT"), F.lit(NOT_JSON))
+        .when(t.isNull() | F.is_variant_null(t), F.lit(MISSING_TEXT))
+        .when(t_type != F.lit("STRING"), F.lit(TEXT_NOT_STRING))
+    )
+    message = (
+        F.when(value.isNull(), F.lit("the message has no value (a tombstone)"))
+        .when(
+            too_large,
+            F.format_string(f"the message is %d bytes, larger than max_message_bytes={int(max_message_bytes)}", nbytes),
+        )
+        .when(v.isNull(), F.lit("the message value is not valid JSON"))
+        .when(
+            ~v_type.startswith("OBJECT"),
+            F.concat(F.lit('the message is JSON but not an object (send {"id": ..., "text": ...}); got '), F.lower(v_type)),
+        )
+        .when(t.isNull() | F.is_variant_null(t), F.lit("the message has no 'text' field"))
+        .when(t_type != F.lit("STRING"), F.concat(F.lit("'text' must be a string, got "), F.lower(t_type)))
+    )
+    fallback_id = F.concat_ws("-", F.col("topic"), F.col("partition").cast("string"), F.col("offset").cast("string"))
+    raw = F.when(too_large, F.substring(as_text, 1, DEAD_LETTER_MAX_RAW_CHARS)).otherwise(as_text)
+    cols = [
+        F.coalesce(F.try_variant_get(v, "$.id", "string"), fallback_id).alias(ID_COL),
+        F.col("key").cast("string").alias(KEY_COL),
+        F.when(code.isNull(), F.try_variant_get(v, "$.text", "string")).alias(TEXT_COL),
+        raw.alias(RAW_VALUE_COL),
+        F.coalesce(too_large & (nbytes > DEAD_LETTER_MAX_RAW_CHARS), F.lit(False)).alias(RAW_TRUNCATED_COL),
+        F.col("topic").alias(SOURCE_TOPIC_COL),
+        F.col("partition").alias(SOURCE_PARTITION_COL),
+        F.col("offset").alias(SOURCE_OFFSET_COL),
+        F.col("timestamp").alias(SOURCE_TIMESTAMP_COL),
+        code.alias(ERROR_CODE_COL),
+        message.alias(ERROR_MESSAGE_COL),
+    ]
+    for field_name in passthrough_fields:
+        path = "$['" + field_name.replace("'", "\\'") + "']"
+        cols.append(F.to_json(F.try_variant_get(v, path, "variant")).alias(EXTRA_PREFIX + field_name))
+    return df.select(*cols)
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def _scored_fields() -> list:
+    from pyspark.sql import types as T
+
+    top = T.StructType(
+        [
+            T.StructField("topic", T.IntegerType()),
+            T.StructField("weight", T.FloatType()),
+            T.StructField("words", T.ArrayType(T.StringType())),
+        ]
+    )
+    return [
+        T.StructField(ERROR_CODE_COL, T.StringType()),
+        T.StructField(ERROR_MESSAGE_COL, T.StringType()),
+        T.StructField(TOPIC_WEIGHTS_COL, T.ArrayType(T.FloatType())),
+        T.StructField(TOP_TOPICS_COL, T.ArrayType(top)),
+        T.StructField(MODEL_NAME_COL, T.StringType()),
+        T.StructField(MODEL_VERSION_COL, T.StringType()),
+        T.StructField(SCORED_AT_COL, T.TimestampType()),
+    ]
+
+
+def score_texts_frame(
+    texts: Sequence[Any],
+    codes: Sequence[Any],
+    messages: Sequence[Any],
+    loaded: LoadedModel,
+    top_k: int = 3,
+    top_words: int = 5,
+) -> "pd.DataFrame":
+    """Score the rows that have no error yet with ``loaded.scorer``; the pandas core of :func:`score_batch`.
+
+    Args:
+        texts: Raw documents (``None`` where ``codes`` has an error).
+        codes: Error codes from parsing (``None`` for a well-formed row).
+        messages: Error messages from parsing.
+        loaded: The model to score with (its name and version go into every row).
+        top_k: Topics listed in ``top_topics``.
+        top_words: Words listed per top topic.
+
+    Returns:
+        A pandas DataFrame with the columns of :func:`_scored_fields`, one row per input row.
+    """
+    import pandas as pd
+
+    n = len(texts)
+    codes = [c if isinstance(c, str) else None for c in codes]
+    messages = [m if isinstance(m, str) else None for m in messages]
+    todo = [i for i, c in enumerate(codes) if c is None]
+    weights: list = [None] * n
+    tops: list = [None] * n
+    scorer = loaded.scorer
+    if todo:
+        result = scorer.score_texts([texts[i] for i in todo])
+        for j, i in enumerate(todo):
+            err = result.errors[j]
+            if err is not None:
+                codes[i], messages[i] = err.code, err.message
+            else:
+                row = result.weights[j]  # (K,)
+                weights[i] = row
+                tops[i] = scorer.top_topics(row, k=top_k, words=top_words)
+    now = pd.Timestamp.now(tz="UTC")
+    return pd.DataFrame(
+        {
+            ERROR_CODE_COL: codes,
+            ERROR_MESSAGE_COL: messages,
+            TOPIC_WEIGHTS_COL: weights,
+            TOP_TOPICS_COL: tops,
+            MODEL_NAME_COL: [loaded.name] * n,
+            MODEL_VERSION_COL: [loaded.version] * n,
+            SCORED_AT_COL: [now] * n,
+        }
+    )
+
+
+def _as_spec(model: Union[str, ModelSpec]) -> ModelSpec:
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, str):
+        return ModelSpec(model)
+    raise TypeError(f"model={model!r} must be a model reference string or a ModelSpec.")
+
+
+def score_batch(
+    df: "DataFrame",
+    model: Union[str, ModelSpec],
+    top_k: int = 3,
+    top_words: int = 5,
+    scoring_udf: str = "map_in_pandas",
+    input_col: str = TEXT_COL,
+) -> "DataFrame":
+    """Score parsed messages with the shared :class:`~ntm_spark.scoring.TopicScorer`.
+
+    The model is loaded once per Python worker (:func:`~ntm_spark.model_loader.get_loader`)
+    and re-checked for a new version between Arrow batches (hot swap).
+
+    Args:
+        df: The output of :func:`parse_messages` (or any frame with ``input_col``,
+            ``error_code`` and ``error_message``).
+        model: A model reference or a :class:`~ntm_spark.model_loader.ModelSpec`.
+        top_k: Topics listed in ``top_topics``.
+        top_words: Words listed per top topic.
+        scoring_udf: ``map_in_pandas`` (default) or ``pandas_udf`` (a scalar Arrow UDF).
+        input_col: The text column; it is dropped from the result.
+
+    Returns:
+        ``df`` without ``input_col``, ``raw_value`` kept only for dead letters, and
+        ``error_code``/``error_message`` updated plus ``topic_weights``, ``top_topics``,
+        ``model_name``, ``model_version`` and ``scored_at``.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    spec = _as_spec(model)
+    if scoring_udf not in SCORING_UDFS:
+        raise ValueError(f"scoring_udf={scoring_udf!r}: choose one of {list(SCORING_UDFS)}.")
+    for name in (input_col, ERROR_CODE_COL, ERROR_MESSAGE_COL):
+        if name not in df.columns:
+            raise ValueError(f"score_batch needs a {name!r} column, got {df.columns!r}: pass the output of parse_messages.")
+    top_k, top_words = int(top_k), int(top_words)
+    new_fields = _scored_fields()
+    new_names = {f.name for f in new_fields}
+    keep = [c for c in df.columns if c != input_col and c not in new_names]
+
+    if scoring_udf == "map_in_pandas":
+        schema = T.StructType([df.schema[c] for c in keep] + new_fields)
+
+        def score_partition(batches: Iterator["pd.DataFrame"]) -> Iterator["pd.DataFrame"]:
+            loader = get_loader(spec)
+            for pdf in batches:
+                scored = score_texts_frame(
+                    pdf[input_col].tolist(),
+                    pdf[ERROR_CODE_COL].tolist(),
+                    pdf[ERROR_MESSAGE_COL].tolist(),
+                    loader.get(),
+                    top_k,
+                    top_words,
+                )
+                out = pdf[keep].reset_index(drop=True)
+                for name in scored.columns:
+                    out[name] = scored[name]
+                yield out
+
+        scored_df = df.mapInPandas(score_partition, schema)
+    else:
+        from pyspark.sql.functions import pandas_udf
+
+        @pandas_udf(T.StructType(new_fields))
+        def score_udf(texts: "pd.Series", codes: "pd.Series", messages: "pd.Series") -> "pd.DataFrame":
+            loaded = get_loader(spec).get()
+            return score_texts_frame(texts.tolist(), codes.tolist(), messages.tolist(), loaded, top_k, top_words)
+
+        scored_df = df.select(
+            *keep, score_udf(F.col(input_col), F.col(ERROR_CODE_COL), F.col(ERROR_MESSAGE_COL)).alias("_scored")
+        )
+        scored_df = scored_df.select(*[c for c in keep if c not in (ERROR_CODE_COL, ERROR_MESSAGE_COL)], "_scored.*")
+    if RAW_VALUE_COL in scored_df.columns:
+        # The raw value only matters for dead letters; dropping it keeps output rows small.
+        scored_df = scored_df.withColumn(
+            RAW_VALUE_COL, F.when(F.col(ERROR_CODE_COL).isNotNull(), F.col(RAW_VALUE_COL))
+        )
+    return scored_df
+
+
+def score_batch_lda(
+    df: "DataFrame",
+    peer: Any,
+    top_k: int = 3,
+    top_words: int = 5,
+    input_col: str = TEXT_COL,
+) -> "DataFrame":
+    """Score parsed messages with the Spark MLlib LDA peer (:class:`ntm_spark.lda_peer.LdaPeer`).
+
+    Same normalization and vocabulary as the NTM (the shared normalizer in a
+    ``mapInPandas``), then ``CountVectorizerModel`` and ``LocalLDAModel.transform``
+    in the JVM. Returns the same columns as :func:`score_batch`.
+    """
+    from pyspark.ml.feature import CountVectorizerModel
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    for name in (input_col, ERROR_CODE_COL, ERROR_MESSAGE_COL):
+        if name not in df.columns:
+            raise ValueError(f"score_batch_lda needs a {name!r} column, got {df.columns!r}: pass the output of parse_messages.")
+    keep = [c for c in df.columns if c != input_col]
+    tokens_col = "_tokens"
+    schema = T.StructType([df.schema[c] for c in keep] + [T.StructField(tokens_col, T.ArrayType(T.StringType()))])
+    folder = str(peer.folder)
+    max_text_bytes = int(peer.max_text_bytes)
+
+    def tokenize_partition(batches: Iterator["pd.DataFrame"]) -> Iterator["pd.DataFrame"]:
+        from ntm_spark.lda_peer import get_vectorizer
+
+        vectorizer = get_vectorizer(folder, max_text_bytes)
+        for pdf in batches:
+            codes = pdf[ERROR_CODE_COL].tolist()
+            messages = pdf[ERROR_MESSAGE_COL].tolist()
+            tokens = []
+            for i, text in enumerate(pdf[input_col].tolist()):
+                if isinstance(codes[i], str):
+                    tokens.append([])
+                    continue
+                toks, err = vectorizer.tokens(text)
+                if err is not None:
+                    codes[i], messages[i] = err.code, err.message
+                tokens.append(toks)
+            out = pdf[keep].reset_index(drop=True)
+            out[ERROR_CODE_COL] = [c if isinstance(c, str) else None for c in codes]
+            out[ERROR_MESSAGE_COL] = [m if isinstance(m, str) else None for m in messages]
+            out[tokens_col] = tokens
+            yield out
+
+    tokenized = df.mapInPandas(tokenize_partition, schema)
+    counts = CountVectorizerModel.from_vocabulary(list(peer.words), inputCol=tokens_col, outputCol="_features")
+    lda = peer.spark_model.copy()
+    lda.setFeaturesCol("_features").setTopicDistributionCol("_dist")
+    scored = lda.transform(counts.transform(tokenized))
+    ok = F.col(ERROR_CODE_COL).isNull()
+    weights = vector_to_array(F.col("_dist"), dtype="float32")
+    scored = scored.select(
+        *[c for c in keep if c not in (ERROR_CODE_COL, ERROR_MESSAGE_COL)],
+        ERROR_CODE_COL,
+        ERROR_MESSAGE_COL,
+        F.when(ok, weights).alias(TOPIC_WEIGHTS_COL),
+        F.when(ok, top_topics_expr(weights, peer.topic_words, top_k, top_words)).alias(TOP_TOPICS_COL),
+        F.lit(peer.name).alias(MODEL_NAME_COL),
+        F.lit(peer.version).alias(MODEL_VERSION_COL),
+        F.current_timestamp().alias(SCORED_AT_COL),
+    )
+    if RAW_VALUE_COL in scored.columns:
+        scored = scored.withColumn(RAW_VALUE_COL, F.when(~ok, F.col(RAW_VALUE_COL)))
+    return scored
+
+
+def top_topics_expr(weights: Any, topic_words: Sequence[Sequence[str]], k: int, words: int) -> Any:
+    """A Spark expression for the ``k`` heaviest topics of an ``array<float>`` column (JVM only)."""
+    from pyspark.sql import functions as F
+
+    words_lit = F.array(*[F.array(*[F.lit(w) for w in list(ws)[:words]] or [F.lit(None).cast("string")]) for ws in topic_words])
+    pairs = F.transform(weights, lambda w, i: F.struct(w.alias("weight"), i.alias("topic")))
+    ordered = F.slice(F.reverse(F.array_sort(pairs)), 1, int(k))
+    return F.transform(
+        ordered,
+        lambda p: F.struct(
+            p["topic"].alias("topic"),
+            p["weight"].alias("weight"),
+            F.filter(F.element_at(words_lit, p["topic"] + 1), lambda x: x.isNotNull()).alias("words"),
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def _passthrough_cols(df: "DataFrame") -> list:
+    from pyspark.sql import functions as F
+
+    return [F.parse_json(F.col(c)).alias(c[len(EXTRA_PREFIX) :]) for c in df.columns if c.startswith(EXTRA_PREFIX)]
+
+
+def _output_value(df: "DataFrame") -> Any:
+    from pyspark.sql import functions as F
+
+    return F.to_json(
+        F.struct(
+            F.col(ID_COL),
+            F.col(TOPIC_WEIGHTS_COL),
+            F.col(TOP_TOPICS_COL),
+            F.col(MODEL_NAME_COL),
+            F.col(MODEL_VERSION_COL),
+            F.col(SCORED_AT_COL),
+            F.col(SOURCE_TOPIC_COL),
+            F.col(SOURCE_PARTITION_COL),
+            F.col(SOURCE_OFFSET_COL),
+            *_passthrough_cols(df),
+        )
+    )
+
+
+def _dead_letter_value() -> Any:
+    from pyspark.sql import functions as F
+
+    return F.to_json(
+        F.struct(
+            F.col(ID_COL),
+            F.col(ERROR_CODE_COL),
+            F.col(ERROR_MESSAGE_COL),
+            F.col(RAW_VALUE_COL),
+            F.col(RAW_TRUNCATED_COL),
+            F.col(KEY_COL),
+            F.col(SOURCE_TOPIC_COL),
+            F.col(SOURCE_PARTITION_COL),
+            F.col(SOURCE_OFFSET_COL),
+            F.col(SOURCE_TIMESTAMP_COL),
+            F.col(SCORED_AT_COL).alias(FAILED_AT_FIELD),
+            F.col(MODEL_VERSION_COL),
+        ),
+        {"ignoreNullFields": "false"},
+    )
+
+
+def to_output_records(scored: "DataFrame") -> "DataFrame":
+    """Kafka records (``key`` = id, ``value`` = output JSON) for the scored rows of :func:`score_batch`."""
+    from pyspark.sql import functions as F
+
+    good = scored.filter(F.col(ERROR_CODE_COL).isNull())
+    return good.select(F.col(ID_COL).alias("key"), _output_value(scored).alias("value"))
+
+
+def to_dead_letters(scored: "DataFrame") -> "DataFrame":
+    """Kafka records (``key`` = input key, ``value`` = dead-letter JSON) for the failed rows of :func:`score_batch`."""
+    from pyspark.sql import functions as F
+
+    bad = scored.filter(F.col(ERROR_CODE_COL).isNotNull())
+    return bad.select(F.col(KEY_COL).alias("key"), _dead_letter_value().alias("value"))
+
+
+def to_kafka_records(scored: "DataFrame", output_topic: str, dead_letter_topic: str) -> "DataFrame":
+    """One Kafka sink for both: ``topic`` is the output or the dead-letter topic per row.
+
+    A single projection (no union) so the scorer runs once per row.
+    """
+    from pyspark.sql import functions as F
+
+    for name, value in (("output_topic", output_topic), ("dead_letter_topic", dead_letter_topic)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name}={value!r} must be a Kafka topic name.")
+    ok = F.col(ERROR_CODE_COL).isNull()
+    return scored.select(
+        F.when(ok, F.lit(output_topic)).otherwise(F.lit(dead_letter_topic)).alias("topic"),
+        F.when(ok, F.col(ID_COL)).otherwise(F.col(KEY_COL)).alias("key"),
+        F.when(ok, _output_value(scored)).otherwise(_dead_letter_value()).alias("value"),
+    )
+
+
+def observe_metrics(scored: "DataFrame", name: str = METRICS_NAME) -> "DataFrame":
+    """Attach per-batch counts (records, scored, dead letters) and the model version as observed metrics."""
+    from pyspark.sql import functions as F
+
+    ok = F.col(ERROR_CODE_COL).isNull()
+    return scored.observe(
+        name,
+        F.count(F.lit(1)).alias("records"),
+        F.coalesce(F.sum(ok.cast("long")), F.lit(0)).alias("scored"),
+        F.coalesce(F.sum((~ok).cast("long")), F.lit(0)).alias("dead_letters"),
+        F.max(F.col(MODEL_VERSION_COL)).alias("model_version"),
+    )
+
+
+# ----------------------------------------------------------------------------- observability
+
+
+def _progress_summary(progress: Any, totals: dict) -> dict:
+    metrics = {}
+    observed = getattr(progress, "observedMetrics", None) or {}
+    row = observed.get(METRICS_NAME)
+    if row is not None:
+        metrics = row.asDict() if hasattr(row, "asDict") else dict(row)
+    totals["scored"] = totals.get("scored", 0) + int(metrics.get("scored") or 0)
+    totals["dead_letters"] = totals.get("dead_letters", 0) + int(metrics.get("dead_letters") or 0)
+    if metrics.get("model_version") is not None:
+        totals["model_version"] = metrics["model_version"]
+    duration = getattr(progress, "durationMs", None) or {}
+    return {
+        "query_id": str(progress.id),
+        "name": progress.name,
+        "batch_id": progress.batchId,
+        "timestamp": progress.timestamp,
+        "num_input_rows": progress.numInputRows,
+        "input_rows_per_second": progress.inputRowsPerSecond,
+        "processed_rows_per_second": progress.processedRowsPerSecond,
+        "batch_duration_ms": getattr(progress, "batchDuration", None) or duration.get("triggerExecution"),
+        "scored": int(metrics.get("scored") or 0),
+        "dead_letters": int(metrics.get("dead_letters") or 0),
+        "model_version": totals.get("model_version"),
+        "total_scored": totals["scored"],
+        "total_dead_letters": totals["dead_letters"],
+        "updated_at": time.time(),
+    }
+
+
+def make_listener(status_file: Optional[str] = None) -> Any:
+    """Return a ``StreamingQueryListener`` that logs each batch and writes the latest to ``status_file``.
+
+    Logged per batch: input rate, processing rate, batch duration, scored and
+    dead-letter counts (and running totals), and the model version. ``ntm stream
+    --status`` prints ``status_file``.
+    """
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    class StreamMetricsListener(StreamingQueryListener):
+        """Logs the progress of the ntm streaming queries."""
+
+        def __init__(self) -> None:
+            self.totals: dict = {}
+            self.last: Optional[dict] = None
+            self.batches = 0
+
+        def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
+            log.info("stream query started: id=%s name=%s", event.id, event.name)
+
+        def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+            summary = _progress_summary(event.progress, self.totals)
+            self.last = summary
+            self.batches += 1
+            log.info(
+                "batch %s: %s rows, input %.1f rows/s, processed %.1f rows/s, %s ms; scored %d, dead letters %d "
+                "(total %d / %d); model version %s",
+                summary["batch_id"],
+                summary["num_input_rows"],
+                summary["input_rows_per_second"] or 0.0,
+                summary["processed_rows_per_second"] or 0.0,
+                summary["batch_duration_ms"],
+                summary["scored"],
+                summary["dead_letters"],
+                summary["total_scored"],
+                summary["total_dead_letters"],
+                summary["model_version"],
+            )
+            if status_file:
+                write_status(status_file, summary)
+
+        def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+            pass  # idle triggers carry no data; the last progress stays in the status file
+
+        def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+            if event.exception:
+                log.error("stream query %s terminated with an error: %s", event.id, event.exception)
+            else:
+                log.info("stream query %s stopped", event.id)
+
+    return StreamMetricsListener()
+
+
+def write_status(path: Union[str, os.PathLike], summary: dict) -> None:
+    """Write ``summary`` as JSON, atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def read_status(path: Union[str, os.PathLike]) -> Optional[dict]:
+    """Return the last status written by the listener, or ``None`` when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def weights_sum_ok(weights: Sequence[float], tol: float = 1e-5) -> bool:
+    """Whether a topic mixture sums to 1 within ``tol`` (used by tests and the demo)."""
+    return abs(float(np.sum(np.asarray(weights, dtype=np.float64))) - 1.0) <= tol

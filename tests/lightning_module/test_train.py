@@ -1,0 +1,191 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_module._compat import pl
+from lightning_module.model_folder import load_model_folder
+from lightning_module.train import EarlyStoppingRule, NTMEarlyStopping, resolve_model_options, train_model
+from ntm_spark.config import ConfigError, TrainConfig, from_dict, load_config
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+
+def test_rule_stops_after_patience_without_relative_improvement():
+    rule = EarlyStoppingRule(patience=3, tolerance=0.01)
+    losses = [10.0, 9.0, 8.95, 8.92, 8.0, 7.99, 7.98, 7.97, 1.0]
+    stops = [rule.update(v) for v in losses]
+    # 8.95 / 8.92 are < 1% better than 9.0; 8.0 resets; 7.99, 7.98, 7.97 are < 1% better than 8.0
+    assert stops == [False, False, False, False, False, False, False, True, False]
+
+
+class ScriptedLoss(pl.LightningModule):
+    """A BoringModel whose validation loss follows a script, one value per epoch."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+        self.script = script
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", float(self.script[self.current_epoch]))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_callback_stops_training_at_the_right_epoch(tmp_path):
+    loader = DataLoader(TensorDataset(torch.ones(2, 2)), batch_size=2)
+    script = [5.0, 4.0, 3.999, 3.998, 3.997, 1.0, 1.0, 1.0]
+    stopper = NTMEarlyStopping("val/loss", patience=3, tolerance=0.001)
+    trainer = pl.Trainer(
+        max_epochs=len(script), callbacks=[stopper], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path,
+    )
+    trainer.fit(ScriptedLoss(script), loader, loader)
+    # epochs 0..4 run; epochs 2, 3, 4 do not improve on 4.0 by > 0.1% -> stop after epoch index 4
+    assert stopper.stopped_epoch == 4 and trainer.current_epoch == 5
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("num_topics=1", "train.num_topics=1"),
+        ("num_topics=1001", "train.num_topics=1001"),
+        ("optimizer=lbfgs", "train.optimizer='lbfgs'"),
+        ("encoder_layers_activation=gelu", "encoder_layers_activation='gelu'"),
+        ("encoder_layers=[10, 0]", "train.encoder_layers=\\[10, 0\\]"),
+        ("mini_batch_size=0", "train.mini_batch_size=0"),
+        ("epochs=0", "train.epochs=0"),
+        ("tolerance=0.5", "train.tolerance=0.5"),
+        ("sub_sample=0", "train.sub_sample=0.0"),
+        ("rescale_gradient=2", "train.rescale_gradient=2.0"),
+        ("clip_gradient=0", "train.clip_gradient=0.0"),
+        ("learning_rate=5", "train.learning_rate=5.0"),
+        ("reader=tfrecord", "train.reader='tfrecord'"),
+        ("num_topic=20", "unknown config key 'train.num_topic'"),
+    ],
+)
+def test_invalid_hyperparameters_raise_config_error(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("train", overrides=[override])
+
+
+def test_defaults_and_presets():
+    cfg = load_config("train")
+    assert cfg.num_topics == 20 and cfg.mini_batch_size == 256 and cfg.epochs == 50 and cfg.num_patience_epochs == 3
+    assert cfg.tolerance == 0.001 and cfg.rescale_gradient == 1.0 and cfg.sub_sample == 1.0 and cfg.encoder_layers == "auto"
+    sm = resolve_model_options(from_dict(TrainConfig, {"preset": "sagemaker"}))
+    assert sm["optimizer"] == "adadelta" and sm["encoder_layers_activation"] == "sigmoid" and sm["batch_norm"] is False
+    over = resolve_model_options(from_dict(TrainConfig, {"preset": "sagemaker", "optimizer": "adam"}))
+    assert over["optimizer"] == "adam"
+
+
+def test_feature_dim_must_match_vocab(bow_corpus, tmp_path):
+    cfg = from_dict(TrainConfig, {"data_dir": str(bow_corpus), "output_dir": str(tmp_path), "feature_dim": 7, "num_workers": 0})
+    with pytest.raises(ConfigError, match="feature_dim=7"):
+        train_model(cfg)
+
+
+# ----------------------------------------------------------------------------- short runs
+
+
+def _cfg(bow_corpus, out, **kw):
+    base = {
+        "data_dir": str(bow_corpus), "output_dir": str(out), "num_topics": 6, "epochs": 6, "mini_batch_size": 64,
+        "num_workers": 0, "accelerator": "cpu", "devices": 1, "progress_bar": False, "threads_per_process": 1,
+    }
+    return from_dict(TrainConfig, {**base, **kw})
+
+
+@pytest.mark.parametrize("preset", ["default", "sagemaker"])
+def test_short_run_improves_val_loss_and_writes_model_folder(bow_corpus, tmp_path, preset, capsys):
+    result = train_model(_cfg(bow_corpus, tmp_path, preset=preset))
+    metrics = result.metrics
+    history = _csv_metric(tmp_path, "val/loss")
+    assert len(history) >= 2 and min(history[1:]) < history[0]
+    for key in ("val_loss", "val_recon", "val_kl", "val_perplexity", "val_npmi", "val_tu", "val_diversity", "test_loss", "npmi"):
+        assert np.isfinite(metrics[key]), key
+    for name in ("model.pt", "hparams.json", "vocab.txt", "manifest.json", "config.yaml", "metrics.json", "topic_word.npy", "topics.csv", "topics.md"):
+        assert (tmp_path / name).exists(), name
+    out = capsys.readouterr().out
+    assert "Topics from epoch:final (num_topics:6) [tu " in out and out.count("\n[tu ") == 6
+    model, hparams, vocab = load_model_folder(tmp_path)
+    assert len(vocab) == 120 and hparams["training"]["preset"] == preset
+    x = torch.rand(3, 120)
+    assert torch.allclose(model.infer_topics(x).sum(1), torch.ones(3), atol=1e-5)
+    assert json.loads((tmp_path / "metrics.json").read_text())["npmi"] == pytest.approx(metrics["npmi"])
+
+
+def _csv_metric(out, key):
+    import csv
+
+    rows = list(csv.DictReader(open(next(out.glob("logs/version_*/metrics.csv")))))
+    return [float(r[key]) for r in rows if r.get(key)]
+
+
+def test_synthetic_topics_beat_random_topics(bow_corpus, tmp_path):
+    result = train_model(_cfg(bow_corpus, tmp_path, epochs=15, num_patience_epochs=15))
+    from ntm_spark.topic_metrics import npmi_coherence
+    import pyarrow.parquet as pq
+
+    docs = [np.array(d) for f in sorted((bow_corpus / "test").glob("*.parquet")) for d in pq.read_table(f)["indices"].to_pylist()]
+    random_top = np.random.default_rng(0).choice(120, size=(6, 10))
+    assert result.metrics["test_npmi"] > npmi_coherence(random_top, docs) + 0.1
+
+
+def test_resume_from_last_checkpoint(bow_corpus, tmp_path):
+    train_model(_cfg(bow_corpus, tmp_path, epochs=2))
+    result = train_model(_cfg(bow_corpus, tmp_path, epochs=3, resume="last"))
+    assert result.epochs_trained == 3
+    with pytest.raises(ConfigError, match="train.resume"):
+        train_model(_cfg(bow_corpus, tmp_path, resume=str(tmp_path / "nope.ckpt")))
+
+
+def test_seeded_runs_are_identical(bow_corpus, tmp_path):
+    a = train_model(_cfg(bow_corpus, tmp_path / "a", epochs=2, checkpoint=False))
+    b = train_model(_cfg(bow_corpus, tmp_path / "b", epochs=2, checkpoint=False))
+    assert a.metrics["val_loss"] == b.metrics["val_loss"]
+    assert np.array_equal(np.load(tmp_path / "a" / "topic_word.npy"), np.load(tmp_path / "b" / "topic_word.npy"))
+
+
+def test_no_validation_split_monitors_train_loss(tmp_path):
+    from lightning_module.synthetic import write_synthetic_corpus
+
+    data = write_synthetic_corpus(tmp_path / "d", n_docs=(120, 0, 0), vocab_size=40, row_group_size=30)
+    with pytest.warns(UserWarning, match="monitors the training loss"):
+        result = train_model(_cfg(data, tmp_path / "m", epochs=2, num_topics=3, checkpoint=False))
+    assert "train_loss" in result.metrics and "val_loss" not in result.metrics
+
+
+def test_model_folder_loads_with_torch_and_numpy_only(bow_corpus, tmp_path):
+    train_model(_cfg(bow_corpus, tmp_path, epochs=1, checkpoint=False))
+    code = (
+        "import sys\n"
+        "for m in ('pytorch_lightning', 'lightning', 'pyspark', 'mlflow', 'pyarrow', 'pandas', 'yaml'):\n"
+        "    sys.modules[m] = None\n"
+        "import torch\n"
+        "from lightning_module.model_folder import load_model_folder\n"
+        f"model, hp, vocab = load_model_folder({str(tmp_path)!r})\n"
+        "print(model.infer_topics(torch.ones(2, len(vocab))).shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "torch.Size([2, 6])" in out.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_short_run_on_gpu(bow_corpus, tmp_path):
+    result = train_model(_cfg(bow_corpus, tmp_path, accelerator="gpu", epochs=2, num_workers=2))
+    assert np.isfinite(result.metrics["val_loss"])

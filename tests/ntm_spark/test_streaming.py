@@ -1,0 +1,146 @@
+"""score_batch and friends on static DataFrames shaped like Spark's Kafka source (no broker needed)."""
+
+import json
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.spark]
+
+GOOD = "Subject: engines\n\nThe car engine and the wheels of the car need a new drive. God bless the space launch."
+
+
+def kafka_rows(spark, values, topic="documents"):
+    """A static DataFrame with the Kafka source's columns."""
+    import datetime as dt
+
+    rows = []
+    for i, (key, value) in enumerate(values):
+        raw = value if (value is None or isinstance(value, bytes)) else value.encode("utf-8")
+        rows.append((key.encode() if key else None, raw, topic, i % 2, i, dt.datetime(2026, 1, 1), 0))
+    return spark.createDataFrame(
+        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
+    )
+
+
+@pytest.fixture(scope="module")
+def good_text(stream_model_folder):
+    from ntm_spark.vocab import Vocabulary
+
+    words = Vocabulary.from_file(stream_model_folder / "vocab.txt").words
+    return "Subject: x\n\n" + " ".join(words[:40])
+
+
+@pytest.fixture(scope="module")
+def messages(good_text):
+    big = json.dumps({"id": "big", "text": "word " * 400})
+    return [
+        ("g1", json.dumps({"id": "g1", "text": good_text, "lang": "en", "meta": {"n": 1}})),
+        ("g2", json.dumps({"id": "g2", "text": good_text + " again"})),
+        ("nj", "this is {not json"),
+        ("arr", "[1, 2, 3]"),
+        ("mt", json.dumps({"id": "mt", "body": "no text field"})),
+        ("nl", json.dumps({"id": "nl", "text": None})),
+        ("ns", json.dumps({"id": "ns", "text": 42})),
+        ("big", big),
+        ("emp", json.dumps({"id": "emp", "text": "   "})),
+        ("ean", json.dumps({"id": "ean", "text": "Subject: hi\n\nthe of and zzzqqq"})),
+        (None, json.dumps({"text": good_text})),
+    ]
+
+
+def test_parse_messages_classifies_each_malformed_kind(spark, messages):
+    from ntm_spark.streaming import parse_messages
+
+    rows = {r["key"] or r["id"]: r for r in parse_messages(kafka_rows(spark, messages), max_message_bytes=1000, passthrough_fields=["lang"]).collect()}
+    assert rows["g1"]["error_code"] is None and rows["g1"]["text"].startswith("Subject")
+    assert json.loads(rows["g1"]["extra__lang"]) == "en"
+    assert rows["g2"]["extra__lang"] is None
+    assert rows["nj"]["error_code"] == "not_json"
+    assert rows["arr"]["error_code"] == "not_json" and "not an object" in rows["arr"]["error_message"]
+    assert rows["mt"]["error_code"] == "missing_text"
+    assert rows["nl"]["error_code"] == "missing_text"
+    assert rows["ns"]["error_code"] == "text_not_string" and "bigint" in rows["ns"]["error_message"]
+    assert rows["big"]["error_code"] == "too_large" and "max_message_bytes=1000" in rows["big"]["error_message"]
+    assert rows["emp"]["error_code"] is None  # empty text is the scorer's call
+    # No id: the source coordinates stand in.
+    assert rows["documents-0-10"]["error_code"] is None
+
+
+@pytest.mark.parametrize("scoring_udf", ["map_in_pandas", "pandas_udf"])
+def test_score_batch_scores_good_rows_and_dead_letters_the_rest(spark, stream_model_folder, messages, scoring_udf):
+    from ntm_spark.model_loader import ModelSpec
+    from ntm_spark.streaming import parse_messages, score_batch, to_dead_letters, to_kafka_records, to_output_records
+
+    parsed = parse_messages(kafka_rows(spark, messages), max_message_bytes=1000, passthrough_fields=["lang"])
+    scored = score_batch(parsed, ModelSpec(str(stream_model_folder)), top_k=2, top_words=3, scoring_udf=scoring_udf).cache()
+    out = {json.loads(r["value"])["id"]: (r["key"], json.loads(r["value"])) for r in to_output_records(scored).collect()}
+    assert set(out) == {"g1", "g2", "documents-0-10"}
+    key, rec = out["g1"]
+    assert key == "g1"
+    assert abs(sum(rec["topic_weights"]) - 1) < 1e-5 and len(rec["topic_weights"]) == 10
+    assert len(rec["top_topics"]) == 2 and len(rec["top_topics"][0]["words"]) == 3
+    assert rec["top_topics"][0]["weight"] >= rec["top_topics"][1]["weight"]
+    assert rec["top_topics"][0]["weight"] == pytest.approx(max(rec["topic_weights"]), rel=1e-6)
+    assert rec["model_name"] == "ntm" and len(rec["model_version"]) == 12
+    assert rec["lang"] == "en" and rec["source_topic"] == "documents" and rec["source_offset"] == 0
+    assert "scored_at" in rec and "raw_value" not in rec
+
+    dead = {json.loads(r["value"])["source_offset"]: (r["key"], json.loads(r["value"])) for r in to_dead_letters(scored).collect()}
+    codes = {v["key"]: v["error_code"] for _, v in dead.values()}
+    assert codes == {
+        "nj": "not_json", "arr": "not_json", "mt": "missing_text", "nl": "missing_text", "ns": "text_not_string",
+        "big": "too_large", "emp": "empty_text", "ean": "empty_after_normalization",
+    }  # fmt: skip
+    key, nj = dead[2]
+    assert key == "nj" and nj["raw_value"] == "this is {not json" and nj["source_partition"] == 0
+    assert nj["error_message"] and nj["failed_at"] and nj["raw_value_truncated"] is False
+
+    both = to_kafka_records(scored, "out", "dlq").groupBy("topic").count().collect()
+    assert {r["topic"]: r["count"] for r in both} == {"out": 3, "dlq": 8}
+
+
+def test_score_batch_rejects_bad_arguments(spark, stream_model_folder):
+    from ntm_spark.streaming import parse_messages, score_batch
+
+    parsed = parse_messages(kafka_rows(spark, [("a", '{"text": "x"}')]))
+    with pytest.raises(ValueError, match="scoring_udf='arrow'"):
+        score_batch(parsed, str(stream_model_folder), scoring_udf="arrow")
+    with pytest.raises(ValueError, match="needs a 'text' column"):
+        score_batch(parsed.drop("text"), str(stream_model_folder))
+    with pytest.raises(ValueError, match="max_message_bytes=0"):
+        parse_messages(kafka_rows(spark, []), max_message_bytes=0)
+
+
+def test_loader_hot_swaps_a_replaced_folder_and_keeps_the_old_model_on_failure(tmp_path, newsgroups_test_docs):
+    import shutil
+
+    from conftest import make_stream_model_folder
+    from ntm_spark.model_loader import ModelSpec, ScorerLoader
+
+    folder = make_stream_model_folder(tmp_path / "m", newsgroups_test_docs[:50], vocab_size=200, seed=1)
+    clock = [0.0]
+    loader = ScorerLoader(ModelSpec(str(folder), refresh_interval_s=5), clock=lambda: clock[0])
+    v1 = loader.get().version
+    other = make_stream_model_folder(tmp_path / "m2", newsgroups_test_docs[:50], vocab_size=200, seed=2)
+    time.sleep(0.01)
+    shutil.copyfile(other / "model.pt", folder / "model.pt")
+    assert loader.get().version == v1  # within the interval: no check
+    clock[0] = 6.0
+    v2 = loader.get().version
+    assert v2 != v1
+    (folder / "model.pt").write_bytes(b"corrupt")  # a broken new version: keep serving v2
+    clock[0] = 12.0
+    assert loader.get().version == v2
+    assert loader.failed_reloads == 1 and "model.pt" in (loader.last_error or "") or loader.failed_reloads == 1
+
+
+def test_parse_model_ref_errors_name_the_value(tmp_path):
+    from ntm_spark.model_loader import parse_model_ref
+
+    assert parse_model_ref("models:/ntm@champion").alias == "champion"
+    assert parse_model_ref("models:/ntm/3").version == "3"
+    with pytest.raises(ValueError, match="models:/ntm"):
+        parse_model_ref("models:/ntm")
+    with pytest.raises(ValueError, match="not a model folder"):
+        parse_model_ref(str(tmp_path))
