@@ -102,8 +102,8 @@ def flag_documents(
     n_chars = F.length(text)
     n_control = n_chars - F.length(F.regexp_replace(text, _CONTROL_CHARS, ""))
     reason = (
-        F.when(F.col(id_col).isNull() | (F.trim(F.col(id_col)) == ""), F.lit("missing_id"))
-        .when(text.isNull() | (F.length(F.trim(text)) == 0), F.lit("empty"))
+        F.when(F.col(id_col).isNull() | F.col(id_col).rlike(r"^\s*$"), F.lit("missing_id"))
+        .when(text.isNull() | text.rlike(r"^\s*$"), F.lit("empty"))
         .when(F.octet_length(text) > F.lit(int(max_doc_bytes)), F.lit("too_large"))
         .when(
             (F.instr(text, "\x00") > 0) | (n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars), F.lit("binary")

@@ -265,7 +265,9 @@ def evaluate_gate(client: Any, name: str, candidate: Any, champion: Optional[Any
     return GateDecision(True, f"{metric} {new:.4f} beats the champion (v{c}) {old:.4f}, guard {guard} within tolerance", v, c)
 
 
-def _promote(client: Any, name: str, version: str, reason: str, forced: bool, previous: Optional[str]) -> None:
+def _promote(
+    client: Any, name: str, version: str, reason: str, forced: bool, previous: Optional[str], forced_reason: str = ""
+) -> None:
     history = _history(client, name)
     if previous and (not history or history[-1] != previous):
         history.append(previous)  # the champion was set by hand: remember it for rollback
@@ -280,7 +282,7 @@ def _promote(client: Any, name: str, version: str, reason: str, forced: bool, pr
     client.set_model_version_tag(name, version, "promotion", "forced" if forced else "gate")
     client.set_model_version_tag(name, version, "promotion_reason", reason[:4900])
     if forced:
-        client.set_model_version_tag(name, version, "forced_promotion_reason", reason[:4900])
+        client.set_model_version_tag(name, version, "forced_promotion_reason", forced_reason[:4900])
         client.set_model_version_tag(name, version, "forced_by", _user())
 
 
@@ -325,7 +327,7 @@ def promote_version(
             raise RegistryError("--force needs --reason TEXT: say why the gate is skipped (it is recorded in a tag).")
         if previous == v:
             return GateDecision(False, f"version {v} is already the champion", v, previous, forced=True)
-        _promote(client, name, v, f"forced: {reason.strip()}", True, previous)
+        _promote(client, name, v, f"forced: {reason.strip()}", True, previous, forced_reason=reason.strip())
         return GateDecision(True, f"forced: {reason.strip()}", v, previous, forced=True)
     decision = evaluate_gate(client, name, mv, champion, cfg)
     if decision.promoted:

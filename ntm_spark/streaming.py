@@ -306,12 +306,16 @@ def score_batch(
 
         scored_df = df.mapInPandas(score_partition, schema)
     else:
+        import pandas as pd
         from pyspark.sql.functions import pandas_udf
 
-        @pandas_udf(T.StructType(new_fields))
-        def score_udf(texts: "pd.Series", codes: "pd.Series", messages: "pd.Series") -> "pd.DataFrame":
+        def score_series(texts, codes, messages):  # noqa: ANN001, ANN202 - hints set below
             loaded = get_loader(spec).get()
             return score_texts_frame(texts.tolist(), codes.tolist(), messages.tolist(), loaded, top_k, top_words)
+
+        # Real classes, not the postponed strings of this module, so Spark can infer the UDF kind.
+        score_series.__annotations__ = {"texts": pd.Series, "codes": pd.Series, "messages": pd.Series, "return": pd.DataFrame}
+        score_udf = pandas_udf(score_series, T.StructType(new_fields))
 
         scored_df = df.select(
             *keep, score_udf(F.col(input_col), F.col(ERROR_CODE_COL), F.col(ERROR_MESSAGE_COL)).alias("_scored")

@@ -1,0 +1,94 @@
+"""Registry: register, gate in both directions, guard and vocabulary checks, force, rollback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ntm_spark.config import MlflowConfig
+from ntm_spark.registry import RegistryError, list_versions, promote_version, register_run_model, rollback_champion, show_version
+
+pytestmark = [pytest.mark.mlflow]
+
+
+def _cfg(uri: str, name: str) -> MlflowConfig:
+    return MlflowConfig(tracking_uri=uri, experiment="ntm-tests", registered_model_name=name)
+
+
+def _aliases(client, name):
+    return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+
+
+def test_register_gate_both_ways_then_rollback(mlflow_tracking, logged_runs):
+    from mlflow.tracking import MlflowClient
+
+    name = "ntm-gate"
+    cfg = _cfg(mlflow_tracking, name)
+    client = MlflowClient(mlflow_tracking, mlflow_tracking)
+
+    first = register_run_model(logged_runs["base"], cfg)
+    assert first.decision.promoted and "no champion" in first.decision.reason
+    assert _aliases(client, name) == {"champion": first.version}
+    mv = client.get_model_version(name, first.version)
+    assert mv.tags["num_topics"] == "4" and mv.tags["feature_dim"] == "30"
+    assert len(mv.tags["vocab_sha256"]) == 64 and float(mv.tags["npmi"]) == pytest.approx(0.1)
+    assert float(mv.tags["val_loss"]) == pytest.approx(10.0) and float(mv.tags["tu"]) == pytest.approx(0.9)
+    assert mv.tags["git_commit"] and json.loads(mv.tags["corpus"])["vocab_size"] == 30
+    assert "| topic | top words |" in mv.description
+
+    better = register_run_model(logged_runs["better"], cfg)  # npmi 0.2 > 0.1, val_loss +2% (< 5%)
+    assert better.decision.promoted, better.decision.reason
+    assert _aliases(client, name) == {"champion": better.version}
+
+    worse = register_run_model(logged_runs["worse"], cfg)  # npmi 0.05 < 0.2
+    assert not worse.decision.promoted and "does not beat" in worse.decision.reason
+    assert _aliases(client, name) == {"champion": better.version, "challenger": worse.version}
+
+    guard = register_run_model(logged_runs["bad_guard"], cfg)  # npmi better, val_loss 2x worse
+    assert not guard.decision.promoted and "guard val_loss" in guard.decision.reason
+
+    other = register_run_model(logged_runs["other_vocab"], cfg)  # best npmi, other vocabulary
+    assert not other.decision.promoted and "feature_dim semantics" in other.decision.reason
+    assert _aliases(client, name) == {"champion": better.version, "challenger": other.version}
+
+    rolled = rollback_champion(name, cfg)
+    assert rolled.version == first.version and rolled.previous_champion == better.version
+    assert _aliases(client, name)["champion"] == first.version
+    with pytest.raises(RegistryError, match="no previous champion"):
+        rollback_champion(name, cfg)
+
+    rows = list_versions(name, cfg)
+    assert [r["version"] for r in rows] == ["5", "4", "3", "2", "1"]
+    assert rows[-1]["aliases"] == ["champion"] and rows[0]["aliases"] == ["challenger"]
+    shown = show_version(name, "@champion", cfg)
+    assert shown["version"] == first.version and shown["lineage"]["run_id"] == logged_runs["base"]
+    assert shown["champion_history"] == [first.version]
+
+
+def test_force_promote_records_reason(mlflow_tracking, logged_runs):
+    from mlflow.tracking import MlflowClient
+
+    name = "ntm-force"
+    cfg = _cfg(mlflow_tracking, name)
+    client = MlflowClient(mlflow_tracking, mlflow_tracking)
+    base = register_run_model(logged_runs["base"], cfg)
+    other = register_run_model(logged_runs["other_vocab"], cfg)
+    assert not other.decision.promoted
+    with pytest.raises(RegistryError, match="--reason"):
+        promote_version(name, other.version, cfg, force=True)
+    forced = promote_version(name, other.version, cfg, force=True, reason="new corpus, clients updated")
+    assert forced.promoted and forced.forced
+    tags = client.get_model_version(name, other.version).tags
+    assert tags["forced_promotion_reason"] == "new corpus, clients updated" and tags["promotion"] == "forced"
+    assert _aliases(client, name) == {"champion": other.version}
+    assert rollback_champion(name, cfg).version == base.version
+
+
+def test_unknown_model_and_alias_errors(mlflow_tracking, logged_runs):
+    cfg = _cfg(mlflow_tracking, "ntm-unknown")
+    with pytest.raises(RegistryError, match="no registered model named 'ntm-unknown'"):
+        list_versions("ntm-unknown", cfg)
+    register_run_model(logged_runs["base"], _cfg(mlflow_tracking, "ntm-alias"))
+    with pytest.raises(RegistryError, match="no alias 'staging'"):
+        show_version("ntm-alias", "@staging", _cfg(mlflow_tracking, "ntm-alias"))
