@@ -176,8 +176,8 @@ def main(argv=None) -> int:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     if args.quick:
-        corpora = [("quick", 3000, 300, 2)]
-        batches, vocab, k, workers = [64, 256], 300, 10, min(args.workers, 2)
+        corpora = [("quick", 1500, 1500, 2)]
+        batches, vocab, k, workers = [128, 512], 300, 10, min(args.workers, 2)
     else:
         corpora = [("20ng_size", 11_314, 11_314, 4)]
         if not args.skip_large:

@@ -30,7 +30,7 @@ EXIT_UNREACHABLE = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command's flags."""
+    """Build the command's flags."""
     parser = argparse.ArgumentParser(prog="ntm registry", description="MLflow model registry for ntm-spark topic models.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--name", default=None, help="registered model name (mlflow.registered_model_name)")

@@ -19,7 +19,8 @@ Sources (``input_format``):
 * ``csv`` (with a header row), ``jsonl`` (one JSON object per line) and ``parquet``:
   ``text_col``, ``id_col`` and an optional ``label_col`` (a ``label`` column is used when present).
 
-Files are read as bytes with Spark's ``binaryFile`` source and decoded in the
+Files are read as bytes with Spark's ``binaryFile`` source (which, like every Spark file
+source, skips zero-byte files: they are not counted as documents) and decoded in the
 JVM: UTF-8 when valid, else Latin-1 (which maps every byte to a character, so no
 document is lost); such documents are flagged in ``decode_fallback``. For the
 text formats Spark decodes, a U+FFFD replacement character sets the flag.

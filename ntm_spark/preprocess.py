@@ -444,7 +444,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from ntm_spark import __version__
+    import ntm_spark
     from ntm_spark import io as ntm_io
     from ntm_spark.config import to_dict
     from ntm_spark.paths import git_commit
@@ -538,7 +538,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         "format_version": 1,
         "started_at": started,
         "finished_at": None,
-        "code_version": {"git_commit": git_commit(), "ntm_spark": __version__},
+        "code_version": {"git_commit": git_commit(), "ntm_spark": getattr(ntm_spark, "__version__", "unknown")},
         "source": {
             "path": path,
             "format": cfg.input_format,

@@ -11,7 +11,8 @@ Input (one kind per request; MLflow drops columns that are not in the signature)
 * ``text``: raw documents, normalized with the model's text rules and vocabulary;
 * ``counts``: dense bag-of-words rows (arrays of length ``feature_dim``);
 * ``indices`` + ``values``: sparse bag-of-words rows;
-* columns ``"0"`` .. ``"<feature_dim - 1>"``: dense rows as plain columns (CSV).
+* columns ``"0"`` .. ``"<feature_dim - 1>"``: dense rows as plain columns, only when the
+  python model is called without MLflow's signature enforcement (``unwrap_python_model()``).
 
 Output: a DataFrame with ``topic_weights`` per document (served as
 ``{"predictions": [{"topic_weights": [...]}, ...]}``), plus ``top_topics`` when
@@ -194,10 +195,35 @@ def _to_frame(model_input: Any, feature_dim: int) -> pd.DataFrame:
     )
 
 
+def _is_seq(x: Any) -> bool:
+    return isinstance(x, (list, tuple, np.ndarray))
+
+
+def _expand_column_format(frame: pd.DataFrame) -> pd.DataFrame:
+    """Undo MLflow's ``instances`` conversion: one row whose cells hold every row's values.
+
+    ``{"instances": [{"text": "a"}, {"text": "b"}]}`` reaches the model as a single row
+    with ``text = array(["a", "b"])`` (and ``counts`` as a 2-D array) when the signature
+    has array columns; a real single row never holds a list of texts or of count rows.
+    """
+    if len(frame) != 1 or frame.shape[1] == 0:
+        return frame
+    cells = {c: frame[c].iloc[0] for c in frame.columns}
+    nested = {}
+    for col, cell in cells.items():
+        if col == TEXT_COL and _is_seq(cell):
+            nested[col] = list(cell)
+        elif col in (COUNTS_COL, INDICES_COL, VALUES_COL) and _is_seq(cell) and len(cell) and all(_is_seq(r) for r in cell):
+            nested[col] = [list(r) for r in cell]
+    if not nested or len(nested) != len(cells) or len({len(v) for v in nested.values()}) != 1:
+        return frame
+    return pd.DataFrame(nested)
+
+
 def _expected_columns(feature_dim: int) -> str:
     return (
         f"one of: {TEXT_COL!r} (raw documents), {COUNTS_COL!r} (dense rows of feature_dim={feature_dim} counts), "
-        f"{INDICES_COL!r} + {VALUES_COL!r} (sparse rows), or columns '0'..'{feature_dim - 1}' (dense CSV rows)"
+        f"or {INDICES_COL!r} + {VALUES_COL!r} (sparse rows)"
     )
 
 
@@ -208,7 +234,7 @@ def score_frame(scorer: TopicScorer, model_input: Any) -> ScoreResult:
         ScoringInputError: for an unknown or missing column, or several kinds of input at once.
     """
     v = scorer.feature_dim
-    frame = _to_frame(model_input, v)
+    frame = _expand_column_format(_to_frame(model_input, v))
     columns = list(frame.columns)
     dense_cols = {c: _dense_column_index(c, v) for c in columns}
     dense_cols = {c: i for c, i in dense_cols.items() if i is not None}
@@ -388,7 +414,12 @@ def stage_model_folder(model_dir: Union[str, Path], dest: Union[str, Path], lemm
 
 
 def model_signature(feature_dim: int, num_topics: int) -> Any:
-    """The pyfunc signature: optional ``text``/``counts``/``indices``/``values`` and dense columns; params."""
+    """Return the pyfunc signature: optional ``text``/``counts``/``indices``/``values`` columns and the params.
+
+    Dense rows travel as one ``counts`` array per row rather than ``feature_dim`` scalar
+    columns: a signature with array columns cannot also take MLflow's CSV input
+    (``parse_csv_input`` needs scalar types only), and sparse rows need arrays.
+    """
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -397,7 +428,6 @@ def model_signature(feature_dim: int, num_topics: int) -> Any:
         ColSpec(Array("double"), COUNTS_COL, required=False),
         ColSpec(Array("long"), INDICES_COL, required=False),
         ColSpec(Array("double"), VALUES_COL, required=False),
-        *[ColSpec("double", str(i), required=False) for i in range(feature_dim)],
     ]
     outputs = [
         ColSpec(Array("double"), WEIGHTS_COL),
@@ -415,7 +445,7 @@ def model_signature(feature_dim: int, num_topics: int) -> Any:
 
 
 def example_text(folder: Union[str, Path], words_per_topic: int = 3, topics: int = 3) -> str:
-    """A small document made of a few topics' top words (with a header when the rules strip one)."""
+    """Return a small document made of a few topics' top words (with a header when the rules strip one)."""
     folder = Path(folder)
     vocab = Vocabulary.from_file(folder / "vocab.txt").words
     picked: list[str] = []
@@ -433,7 +463,7 @@ def example_text(folder: Union[str, Path], words_per_topic: int = 3, topics: int
 
 
 def pip_requirements() -> list[str]:
-    """The serving environment: the installed versions of what the scorer imports."""
+    """Return the serving environment: the installed versions of what the scorer imports."""
     from importlib.metadata import PackageNotFoundError, version
 
     reqs = []

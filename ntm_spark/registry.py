@@ -92,7 +92,7 @@ def _float(value: Any) -> Optional[float]:
 
 
 def version_metric(client: Any, mv: Any, metric: str) -> Optional[float]:
-    """A version's value of ``metric``: its tag, else its run's metric (``metric``, ``val_<metric>``)."""
+    """Return a version's value of ``metric``: its tag, else its run's metric (``metric``, ``val_<metric>``)."""
     value = _float((mv.tags or {}).get(metric))
     if value is not None or not mv.run_id:
         return value
@@ -104,7 +104,7 @@ def version_metric(client: Any, mv: Any, metric: str) -> Optional[float]:
 
 
 def topics_markdown(words: list, topic_word: np.ndarray, top_n: int = 10, title: str = "") -> str:
-    """A markdown table of each topic's top words (the version description)."""
+    """Return a markdown table of each topic's top words (the version description)."""
     lines = [title, ""] if title else []
     lines += ["| topic | top words |", "|---:|---|"]
     for k, row in enumerate(topic_word):
@@ -114,7 +114,7 @@ def topics_markdown(words: list, topic_word: np.ndarray, top_n: int = 10, title:
 
 
 def corpus_summary(manifest: dict) -> str:
-    """A short JSON summary of the preprocessing manifest for the ``corpus`` tag."""
+    """Return a short JSON summary of the preprocessing manifest for the ``corpus`` tag."""
     source = manifest.get("source") or {}
     docs = manifest.get("documents") or {}
     vocab = manifest.get("vocabulary") or {}

@@ -219,7 +219,7 @@ def logged_runs(mlflow_tracking, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def newsgroups_test_docs(newsgroups_archive) -> list:
-    """The first 2,000 documents of the 20 Newsgroups test split as ``(id, text)``, read with tarfile."""
+    """The first 2,400 documents of the 20 Newsgroups test split as ``(id, text)``, read with tarfile."""
     docs = []
     with tarfile.open(newsgroups_archive) as tar:
         for member in tar:
@@ -228,7 +228,7 @@ def newsgroups_test_docs(newsgroups_archive) -> list:
                 continue
             text = tar.extractfile(member).read().decode("utf-8", errors="replace")
             docs.append(("test/" + "/".join(parts[1:]), text))
-            if len(docs) == 2000:
+            if len(docs) == 2400:
                 break
     return docs
 

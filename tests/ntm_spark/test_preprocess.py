@@ -67,8 +67,8 @@ def test_fit_vocabulary_limits_and_tie_break(spark):
     assert fit_vocabulary(df, vocab_size=10, min_df=1, max_df=1.0).words == ("bb", "zz", "aa", "cc", "dd", "ee")
     # dd and ee tie at count 1: the cut-off keeps the alphabetically first.
     assert fit_vocabulary(df, vocab_size=5, min_df=1, max_df=1.0).words[-1] == "dd"
-    with pytest.raises(EmptyCorpusError, match="min_df=5"):
-        fit_vocabulary(df, min_df=5)
+    with pytest.raises(EmptyCorpusError, match="min_df=2"):
+        fit_vocabulary(_token_df(spark, ["aa", "bb"]), min_df=2, max_df=1.0)
     with pytest.raises(ValueError, match="max_df=0.1"):
         fit_vocabulary(df, min_df=2, max_df=0.1)
 

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from ntm_spark.config import MlflowConfig
-from ntm_spark.registry import RegistryError, list_versions, promote_version, register_run_model, rollback_champion, show_version
+from ntm_spark.registry import (
+    RegistryError,
+    list_versions,
+    promote_version,
+    register_run_model,
+    rollback_champion,
+    show_version,
+)
 
 pytestmark = [pytest.mark.mlflow]
 

@@ -1,0 +1,136 @@
+"""A real ``mlflow models serve`` process on 127.0.0.1 serving ``models:/<name>@champion``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.mlflow, pytest.mark.slow]
+
+NAME = "ntm-serve"
+DOCS = ["cars with a big engine and wheels", "the church and the bible of god"]
+
+
+def _post(url: str, body, content_type: str = "application/json") -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw)
+        except ValueError:
+            return err.code, {"message": raw.decode(errors="replace")}
+
+
+@pytest.fixture(scope="module")
+def endpoint(mlflow_tracking, logged_runs, tmp_path_factory):
+    from ntm_spark.config import MlflowConfig
+    from ntm_spark.registry import register_run_model
+    from ntm_spark.services import free_port
+
+    reg = register_run_model(logged_runs["base"], MlflowConfig(tracking_uri=mlflow_tracking, registered_model_name=NAME))
+    assert reg.decision.promoted
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    exe = Path(sys.executable).with_name("mlflow")
+    cmd = [str(exe), "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    # `mlflow models serve` execs `uvicorn` from PATH: put the venv's bin first, as an activated venv does.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_tracking, "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow models serve did not answer /ping:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"{url}/invocations"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait(timeout=10)
+
+
+def _weights(payload: dict) -> list:
+    return [p["topic_weights"] for p in payload["predictions"]]
+
+
+def test_valid_requests(endpoint):
+    import numpy as np
+
+    status, records = _post(endpoint, {"dataframe_records": [{"text": d} for d in DOCS]})
+    assert status == 200, records
+    ref = np.array(_weights(records))
+    assert ref.shape == (2, 4) and np.allclose(ref.sum(axis=1), 1, atol=1e-5)
+    status, split = _post(endpoint, {"dataframe_split": {"columns": ["text"], "data": [[d] for d in DOCS]}})
+    assert status == 200 and np.allclose(_weights(split), ref, atol=1e-6)
+    status, inst = _post(endpoint, {"instances": [{"text": d} for d in DOCS]})
+    assert status == 200 and np.allclose(_weights(inst), ref, atol=1e-6), inst
+
+    from ntm_spark.pyfunc_model import score_frame  # noqa: F401  (same scorer as the server)
+    counts = [[0.0] * 30 for _ in DOCS]
+    for row, words in zip(counts, [["car", "engine", "wheel"], ["church", "bible", "god"]]):
+        from tests.conftest import TINY_VOCAB
+
+        for w in words:
+            row[TINY_VOCAB.index(w)] += 1
+    status, dense = _post(endpoint, {"dataframe_records": [{"counts": c} for c in counts]})
+    assert status == 200 and np.allclose(_weights(dense), ref, atol=1e-6), dense
+    # MLflow's own `instances` conversion cannot carry 2-D array columns: a clear 400, not a 500.
+    status, dense_inst = _post(endpoint, {"instances": [{"counts": c} for c in counts]})
+    assert status == 400, dense_inst
+    sparse = [{"indices": [i for i, v in enumerate(c) if v], "values": [v for v in c if v]} for c in counts]
+    status, sp = _post(endpoint, {"dataframe_records": sparse})
+    assert status == 200 and np.allclose(_weights(sp), ref, atol=1e-6), sp
+    # MLflow 3.17 parses CSV only for all-scalar signatures; ours has array columns: a clear 400.
+    csv = ",".join(str(i) for i in range(30)) + "\n" + "\n".join(",".join(str(int(v)) for v in c) for c in counts) + "\n"
+    status, from_csv = _post(endpoint, csv, "text/csv")
+    assert status == 400 and "CSV" in from_csv["message"], from_csv
+    status, top = _post(endpoint, {"dataframe_records": [{"text": DOCS[0]}], "params": {"top_topics": 2}})
+    assert status == 200 and len(top["predictions"][0]["top_topics"]) == 2
+    status, per_row = _post(endpoint, {"dataframe_records": [{"text": DOCS[0]}, {"text": ""}], "params": {"on_error": "column"}})
+    assert status == 200 and per_row["predictions"][1]["error_code"] == "empty_text", per_row
+
+
+@pytest.mark.parametrize(
+    "body, content_type, expect",
+    [
+        ({"dataframe_records": [{"counts": [1.0, 2.0]}]}, "application/json", "bad_length"),
+        ("0,1,2\n1,2,3\n", "text/csv", "CSV"),
+        ({"dataframe_records": [{"counts": [-1.0] + [0.0] * 29}]}, "application/json", "negative_count"),
+        ('{"dataframe_records": [{"counts": [NaN' + ", 1.0" * 29 + "]}]}", "application/json", "nan_count"),
+        ({"dataframe_records": [{"text": ""}]}, "application/json", "empty_text"),
+        ({"dataframe_records": [{"text": 42}]}, "application/json", "text"),
+        ({"dataframe_records": [{"body": "car engine"}]}, "application/json", "unknown_column"),
+        ({"dataframe_records": [{"text": "car"}], "params": {"on_error": "ignore"}}, "application/json", "on_error"),
+    ],
+    ids=["short_row", "short_csv", "negative", "nan", "empty_text", "non_string_text", "unknown_column", "bad_param"],
+)
+def test_bad_input_is_a_clear_4xx(endpoint, body, content_type, expect):
+    status, payload = _post(endpoint, body, content_type)
+    assert 400 <= status < 500, (status, payload)
+    assert expect in payload.get("message", ""), payload

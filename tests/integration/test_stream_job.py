@@ -1,0 +1,218 @@
+"""The streaming job against the real broker and real Spark: every message scored or dead-lettered, restarts, hot swap."""
+
+import json
+import time
+import uuid
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
+
+N_GOOD = 2000
+N_BAD = 50
+BAD_KINDS = ("not_json", "missing_text", "text_not_string", "too_large", "empty_after_normalization")
+MAX_BYTES = 50_000
+
+
+def create_topics(bootstrap, *names, partitions=2):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
+    finally:
+        admin.close()
+
+
+def producer(bootstrap):
+    from kafka import KafkaProducer
+    from kafka.serializer import DefaultSerializer
+
+    return KafkaProducer(bootstrap_servers=bootstrap, key_serializer=DefaultSerializer(), value_serializer=DefaultSerializer(), acks="all", linger_ms=5)
+
+
+def bad_message(kind, i):
+    """(key, raw value) of a malformed message of ``kind``."""
+    key = f"bad-{kind}-{i}"
+    if kind == "not_json":
+        return key, f"{{not json {i}".encode()
+    if kind == "missing_text":
+        return key, json.dumps({"id": key, "body": "no text"}).encode()
+    if kind == "text_not_string":
+        return key, json.dumps({"id": key, "text": [i, "x"]}).encode()
+    if kind == "too_large":
+        return key, json.dumps({"id": key, "text": "car " * (MAX_BYTES // 4 + 10)}).encode()
+    return key, json.dumps({"id": key, "text": "Subject: none\n\nthe of and qqqzzz xxyyzz"}).encode()
+
+
+def consume(bootstrap, topic, expected, timeout=120.0):
+    """Every record of ``topic`` as (key, value dict), waiting until at least ``expected`` arrived."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        group_id=f"t-{uuid.uuid4().hex[:8]}", consumer_timeout_ms=3000,
+    )  # fmt: skip
+    out, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for msg in consumer:
+                out.append((msg.key.decode() if msg.key else None, json.loads(msg.value)))
+            if len(out) >= expected:
+                break
+        # Drain what is already there (duplicates, if any).
+        for msg in consumer:
+            out.append((msg.key.decode() if msg.key else None, json.loads(msg.value)))
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def good_docs(newsgroups_test_docs, stream_model_folder):
+    """2,000 20NG test documents that keep at least one vocabulary word (the rest would be dead letters)."""
+    from ntm_spark.scoring import TopicScorer
+
+    scorer = TopicScorer.from_model_folder(stream_model_folder)
+    _, errors = scorer.vectorize_texts([t for _, t in newsgroups_test_docs])
+    docs = [d for d, e in zip(newsgroups_test_docs, errors) if e is None][:N_GOOD]
+    assert len(docs) == N_GOOD
+    return docs
+
+
+@pytest.fixture(scope="module")
+def input_topic(kafka_bootstrap, good_docs):
+    """2,000 20NG test documents and 50 malformed messages of each kind, interleaved."""
+    topic = f"docs-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, topic)
+    prod = producer(kafka_bootstrap)
+    bad = [bad_message(kind, i) for i in range(N_BAD) for kind in BAD_KINDS]
+    for i, (doc_id, text) in enumerate(good_docs):
+        prod.send(topic, key=doc_id.encode(), value=json.dumps({"id": doc_id, "text": text}).encode())
+        if i % 8 == 0 and bad:
+            key, value = bad.pop()
+            prod.send(topic, key=key.encode(), value=value)
+    for key, value in bad:
+        prod.send(topic, key=key.encode(), value=value)
+    prod.flush()
+    prod.close()
+    return topic
+
+
+def stream_cfg(tmp_path, kafka_bootstrap, input_topic, model, **kw):
+    from ntm_spark.config import load_config
+
+    out = f"out-{uuid.uuid4().hex[:8]}"
+    overrides = {
+        "bootstrap_servers": kafka_bootstrap, "input_topics": input_topic, "output_topic": out, "dead_letter_topic": out + "-dlq",
+        "starting_offsets": "earliest", "trigger": "available_now", "checkpoint_location": str(tmp_path / "ckpt"),
+        "model_uri": str(model), "max_message_bytes": MAX_BYTES, "status_file": str(tmp_path / "status.json"),
+        **kw,
+    }  # fmt: skip
+    create_topics(kafka_bootstrap, out, out + "-dlq")
+    return load_config("stream", overrides=[f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+
+
+def check_outputs(kafka_bootstrap, cfg, expect_exact):
+    good = consume(kafka_bootstrap, cfg.output_topic, N_GOOD)
+    dead = consume(kafka_bootstrap, cfg.dead_letter_topic, N_BAD * len(BAD_KINDS), timeout=30)
+    by_id = {}
+    for key, rec in good:
+        assert key == rec["id"]
+        assert abs(sum(rec["topic_weights"]) - 1.0) < 1e-5
+        if rec["id"] in by_id:  # a documented at-least-once duplicate: same id, same output
+            assert by_id[rec["id"]]["topic_weights"] == rec["topic_weights"]
+        by_id[rec["id"]] = rec
+    assert len(by_id) == N_GOOD
+    codes = {}
+    for key, rec in dead:
+        codes.setdefault(rec["error_code"], set()).add(rec["source_offset"] * 10 + rec["source_partition"])
+        assert rec["key"] == key and key.startswith("bad-" + rec["error_code"]), rec
+        assert rec["raw_value"] and rec["error_message"] and rec["failed_at"]
+    assert {k: len(v) for k, v in codes.items()} == {k: N_BAD for k in BAD_KINDS}
+    if expect_exact:
+        assert len(good) == N_GOOD and len(dead) == N_BAD * len(BAD_KINDS)
+    return good, dead
+
+
+def test_stream_scores_every_message_and_dead_letters_the_malformed(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path):
+    from jobs.stream_score import run_stream
+
+    cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, stream_model_folder, max_offsets_per_trigger=1000)
+    start = time.monotonic()
+    summary = run_stream(spark, cfg, timeout=300)
+    print(f"stream drained {N_GOOD + N_BAD * len(BAD_KINDS)} messages in {time.monotonic() - start:.1f}s")
+    good, dead = check_outputs(kafka_bootstrap, cfg, expect_exact=True)
+    assert {r["id"] for _, r in good} == {d for d, _ in good_docs}
+    assert summary["total_scored"] == N_GOOD and summary["total_dead_letters"] == N_BAD * len(BAD_KINDS)
+    assert summary["model_version"] == good[0][1]["model_version"]
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["total_dead_letters"] == N_BAD * len(BAD_KINDS)
+
+
+def test_stream_stopped_midway_resumes_from_the_checkpoint(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path):
+    from jobs.stream_score import main, run_stream
+
+    cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, stream_model_folder, max_offsets_per_trigger=500)
+    first = run_stream(spark, cfg, max_batches=2)
+    assert 1 <= first["batches"] < 5  # stopped before the backlog was drained
+    # Restart through the CLI with the same checkpoint (from config): it drains the rest.
+    sets = [f"{k}={json.dumps(getattr(cfg, k))}" for k in (
+        "bootstrap_servers", "input_topics", "output_topic", "dead_letter_topic", "starting_offsets",
+        "checkpoint_location", "model_uri", "max_message_bytes", "status_file", "max_offsets_per_trigger",
+    )]  # fmt: skip
+    assert main(["--trigger", "available_now", *[a for s in sets for a in ("--set", s)]]) == 0
+    good, _ = check_outputs(kafka_bootstrap, cfg, expect_exact=False)
+    assert {r["id"] for _, r in good} == {d for d, _ in good_docs}
+    # At-least-once: at most the batch in flight at the stop is repeated.
+    assert len(good) - N_GOOD <= 500
+
+
+@pytest.mark.mlflow
+def test_moving_champion_swaps_the_model_without_a_restart(spark, kafka_bootstrap, stream_model_folder, newsgroups_test_docs, good_docs, mlflow_tracking, tmp_path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from conftest import make_stream_model_folder
+    from jobs.stream_score import start_stream
+    from ntm_spark.pyfunc_model import log_pyfunc_model
+
+    name = f"ntm-swap-{uuid.uuid4().hex[:6]}"
+    second = make_stream_model_folder(tmp_path / "v2", newsgroups_test_docs[:300], seed=5)
+    client = MlflowClient(mlflow_tracking, mlflow_tracking)
+    mlflow.set_experiment("ntm-stream-tests")
+    for folder in (stream_model_folder, second):
+        with mlflow.start_run():
+            log_pyfunc_model(folder, registered_model_name=name)
+    client.set_registered_model_alias(name, "champion", "1")
+
+    topic = f"swap-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, topic)
+    cfg = stream_cfg(
+        tmp_path, kafka_bootstrap, topic, f"models:/{name}@champion", trigger="processing_time",
+        processing_time="300 milliseconds", model_refresh_interval_s=1.0, tracking_uri=mlflow_tracking,
+    )  # fmt: skip
+    query = start_stream(spark, cfg)
+    prod = producer(kafka_bootstrap)
+    docs = good_docs[:300]
+    try:
+        for i, (doc_id, text) in enumerate(docs):
+            if i == 150:
+                prod.flush()
+                deadline = time.monotonic() + 90
+                while len(consume(kafka_bootstrap, cfg.output_topic, 150, timeout=5)) < 150 and time.monotonic() < deadline:
+                    pass
+                client.set_registered_model_alias(name, "champion", "2")
+                time.sleep(2.5)  # > model_refresh_interval_s
+            prod.send(topic, key=doc_id.encode(), value=json.dumps({"id": doc_id, "text": text}).encode())
+        prod.flush()
+        good = consume(kafka_bootstrap, cfg.output_topic, len(docs), timeout=120)
+    finally:
+        prod.close()
+        query.stop()
+    assert query.exception() is None
+    by_id = {r["id"]: r for _, r in good}
+    assert set(by_id) == {d for d, _ in docs}  # none lost across the swap
+    versions = [by_id[d]["model_version"] for d, _ in docs]
+    assert versions[0] == "1" and versions[-1] == "2"
+    assert set(versions[:150]) == {"1"} and set(versions[-100:]) == {"2"}

@@ -1,0 +1,100 @@
+import json
+import random
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.preprocess import main
+from ntm_spark.schema import SPLITS, bow_arrow_schema
+from ntm_spark.vocab import Vocabulary
+
+pytestmark = pytest.mark.spark
+
+SMALL = ["--set", "vocab_size=400", "--set", "threshold=5", "--set", "row_group_size=16", "--set", "num_train_shards=3"]
+
+
+def _read_split(path):
+    return pq.ParquetDataset(str(path)).read()
+
+
+def test_end_to_end_manifest_matches_parquet(spark, newsgroups_sample, tmp_path):
+    out = tmp_path / "out"
+    assert main(["--input", str(newsgroups_sample), "--output", str(out), *SMALL]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    vocab = Vocabulary.from_file(out / "vocab.txt")
+    assert manifest["vocabulary"]["size"] == len(vocab) == 400
+    assert manifest["vocabulary"]["sha256"] == vocab.sha256
+    assert manifest["code_version"]["git_commit"] and manifest["params"]["vocab_size"] == 400
+    assert manifest["text_rules"] == {"clean": True, "stop_words": "english", "module": "ntm_spark.text"}
+    docs = manifest["documents"]
+    assert docs["read"] == 200
+    assert docs["read"] == docs["kept"] + sum(docs["dropped"].values())
+    # Compare value types: Spark writes list elements as "not null", bow_arrow_schema() leaves them nullable.
+    expected_fields = {f.name: str(getattr(f.type, "value_type", f.type)) for f in bow_arrow_schema()}
+    for split in SPLITS:
+        table = _read_split(out / split)
+        assert table.num_rows == docs["per_split"][split] == manifest["splits"][split]["documents"]
+        assert {f.name: str(getattr(f.type, "value_type", f.type)) for f in table.schema} == expected_fields
+        for part in (out / split).glob("*.parquet"):
+            meta = pq.ParquetFile(part).metadata
+            assert all(meta.row_group(i).num_rows <= 16 for i in range(meta.num_row_groups))
+        rows = table.to_pylist()
+        for row in rows[:50]:
+            assert row["indices"] == sorted(row["indices"]) and max(row["indices"]) < len(vocab)
+            assert row["n_words"] == sum(row["values"]) > 5
+            assert row["label"] == row["id"].split("/")[1]
+    assert manifest["splits"]["train"]["files"] == 3
+
+    # An existing output is refused without --overwrite, and left alone.
+    before = (out / "manifest.json").read_text()
+    assert main(["--input", str(newsgroups_sample), "--output", str(out), *SMALL]) == 1
+    assert (out / "manifest.json").read_text() == before
+
+
+def test_bad_input_is_counted_never_fatal(spark, tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = random.Random(0)
+    words = "engine wheel brake piston valve gear clutch tire road fuel motor spark".split()
+    for i in range(24):
+        (corpus / f"doc{i:02d}.txt").write_text(" ".join(rng.choice(words) for _ in range(40)))
+    (corpus / "empty.txt").write_text("")
+    (corpus / "blank.txt").write_text("   \n\t\n")
+    (corpus / "junk.bin").write_bytes(bytes(rng.randrange(256) for _ in range(4096)))
+    (corpus / "latin1.txt").write_bytes(("caf\xe9 " + " ".join(words) * 3).encode("latin-1"))
+    (corpus / "huge.txt").write_text(("engine wheel " * 420_000)[: 10 * 1024 * 1024])  # a 10 MB document
+    out = tmp_path / "out"
+    args = ["--input", str(corpus), "--format", "text", "--output", str(out), "--set", "threshold=5"]
+    assert main([*args, "--set", "split=[0.5, 0.25, 0.25]"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    docs = manifest["documents"]
+    # Spark's file sources skip zero-byte files (empty.txt); the blank one is read and dropped.
+    assert docs["read"] == 28
+    assert docs["dropped"]["empty"] == 1 and docs["dropped"]["binary"] == 1
+    assert docs["decode_fallback"] >= 2  # latin-1 text and the junk
+    assert docs["kept"] == 26  # 24 + latin-1 + the 10 MB document
+    assert docs["kept"] == sum(_read_split(out / s).num_rows for s in SPLITS)
+    assert any("fewer than vocab_size=2000" in w for w in manifest["warnings"])  # only 12 words exist
+    assert manifest["vocabulary"]["size"] == 12
+
+    # --overwrite replaces it; too-large documents are dropped and counted.
+    assert main([*args, "--overwrite", "--set", "max_doc_bytes=1000000"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["documents"]["dropped"]["too_large"] == 1
+
+
+def test_missing_input_and_empty_corpus_give_clear_errors(spark, tmp_path, capsys):
+    missing = tmp_path / "does-not-exist"
+    assert main(["--input", str(missing), "--format", "text", "--output", str(tmp_path / "o1")]) == 1
+    assert str(missing) in capsys.readouterr().err
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "blank.txt").write_text(" ")
+    assert main(["--input", str(empty), "--format", "text", "--output", str(tmp_path / "o2")]) == 1
+    err = capsys.readouterr().err
+    assert "dropped" in err and "'empty': 1" in err
+    assert not (tmp_path / "o2").exists()
+
+    assert main(["--output", str(tmp_path / "o3"), "--set", "vocab_size=1"]) == 2
+    assert "vocab_size" in capsys.readouterr().err
