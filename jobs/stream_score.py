@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from ntm_spark.config import ConfigError, StreamConfig, load_config
-from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args
+from ntm_spark.session import add_spark_args, build_spark_session, is_local_master, spark_config_from_args
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -201,7 +202,7 @@ def run_stream(
     Returns:
         The listener's last progress summary plus ``batches`` (completed this run).
     """
-    from ntm_spark.streaming import make_listener
+    from ntm_spark.streaming import _progress_summary, make_listener
 
     listener = listener or make_listener(cfg.status_file)
     spark.streams.addListener(listener)
@@ -222,7 +223,11 @@ def run_stream(
         query.stop()
         time.sleep(0.5)  # let the listener bus deliver the last progress events
         spark.streams.removeListener(listener)
-    summary = dict(listener.last or {})
+    # Summarize from the query itself: listener events are delivered asynchronously.
+    totals: dict = {}
+    summary: dict = {}
+    for progress in query.recentProgress:
+        summary = _progress_summary(progress, totals)
     summary["batches"] = sum(1 for p in query.recentProgress if p.numInputRows > 0)
     return summary
 
@@ -246,8 +251,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 3
         print(json.dumps(status, indent=2))
         return 0
+    spark_cfg = spark_config_from_args(args)
+    if is_local_master(spark_cfg.master):
+        # Local Python workers run this interpreter (its venv has torch, pandas and pyarrow).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     created = SparkSession.getActiveSession() is None
-    spark = build_spark_session(spark_config_from_args(args), app_name="ntm-stream")
+    spark = build_spark_session(spark_cfg, app_name="ntm-stream")
     try:
         summary = run_stream(spark, cfg, timeout=args.timeout, max_batches=args.max_batches)
         print(json.dumps(summary, indent=2, default=str))

@@ -43,6 +43,7 @@ class NTMSystem(pl.LightningModule):
         encoder_layers: Hidden widths or ``"auto"``.
         encoder_layers_activation: Encoder activation.
         batch_norm: Encoder batch norm.
+        encoder_input: ``counts`` or ``log1p``.
         topic_activation: ``g`` in ``z = g(h)``.
         prior: ``normal`` or ``dirichlet``.
         dirichlet_alpha: Dirichlet concentration.
@@ -67,6 +68,7 @@ class NTMSystem(pl.LightningModule):
         encoder_layers: Union[str, Sequence[int]] = "auto",
         encoder_layers_activation: str = "sigmoid",
         batch_norm: bool = False,
+        encoder_input: str = "counts",
         topic_activation: str = "softmax",
         prior: str = "normal",
         dirichlet_alpha: float = 1.0,
@@ -96,6 +98,7 @@ class NTMSystem(pl.LightningModule):
             encoder_layers=encoder_layers,
             encoder_layers_activation=encoder_layers_activation,
             batch_norm=batch_norm,
+            encoder_input=encoder_input,
             topic_activation=topic_activation,
             prior=prior,
             dirichlet_alpha=dirichlet_alpha,

@@ -180,6 +180,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     sub_sample: float = 1.0
     # Model options beyond SageMaker's (null -> preset).
+    encoder_input: Optional[Literal["counts", "log1p"]] = None
     topic_activation: Optional[Literal["softmax", "sigmoid", "tanh", "identity"]] = None
     prior: Optional[Literal["normal", "dirichlet"]] = None
     dirichlet_alpha: Optional[float] = None

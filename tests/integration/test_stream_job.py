@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.spark, pyt
 N_GOOD = 2000
 N_BAD = 50
 BAD_KINDS = ("not_json", "missing_text", "text_not_string", "too_large", "empty_after_normalization")
-MAX_BYTES = 50_000
+MAX_BYTES = 400_000
 
 
 def create_topics(bootstrap, *names, partitions=2):
@@ -75,7 +75,7 @@ def good_docs(newsgroups_test_docs, stream_model_folder):
 
     scorer = TopicScorer.from_model_folder(stream_model_folder)
     _, errors = scorer.vectorize_texts([t for _, t in newsgroups_test_docs])
-    docs = [d for d, e in zip(newsgroups_test_docs, errors) if e is None][:N_GOOD]
+    docs = [d for d, e in zip(newsgroups_test_docs, errors) if e is None and len(d[1].encode()) < MAX_BYTES // 2][:N_GOOD]
     assert len(docs) == N_GOOD
     return docs
 

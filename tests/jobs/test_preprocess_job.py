@@ -62,9 +62,9 @@ def test_bad_input_is_counted_never_fatal(spark, tmp_path, capsys):
     (corpus / "blank.txt").write_text("   \n\t\n")
     (corpus / "junk.bin").write_bytes(bytes(rng.randrange(256) for _ in range(4096)))
     (corpus / "latin1.txt").write_bytes(("caf\xe9 " + " ".join(words) * 3).encode("latin-1"))
-    (corpus / "huge.txt").write_text(("engine wheel " * 420_000)[: 10 * 1024 * 1024])  # a 10 MB document
+    (corpus / "huge.txt").write_text((" ".join(words) + " ") * 150_000)  # a 10 MB document
     out = tmp_path / "out"
-    args = ["--input", str(corpus), "--format", "text", "--output", str(out), "--set", "threshold=5"]
+    args = ["--input", str(corpus), "--format", "text", "--output", str(out), "--set", "threshold=5", "--set", "max_df=1.0"]
     assert main([*args, "--set", "split=[0.5, 0.25, 0.25]"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     docs = manifest["documents"]
