@@ -21,7 +21,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path

@@ -63,7 +63,8 @@ def run_lda(spark, data: Path, k: int, vocab_size: int, max_iter: int, seed: int
     from pyspark.ml.linalg import SparseVector, VectorUDT
     from pyspark.sql import functions as F
 
-    to_vec = F.udf(lambda idx, val: SparseVector(vocab_size, idx, val), VectorUDT())
+    # useArrow=False: Arrow-backed Python UDFs cannot return the vector UDT.
+    to_vec = F.udf(lambda idx, val: SparseVector(vocab_size, idx, val), VectorUDT(), useArrow=False)
     df = spark.read.parquet(str(data / "train")).select(to_vec("indices", "values").alias("features")).cache()
     df.count()
     t0 = time.perf_counter()
@@ -82,6 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--lda-iter", type=int, default=100)
     parser.add_argument("--no-lda", action="store_true")
+    parser.add_argument("--fixed-epochs", type=int, default=0, help="also train the default preset for exactly N epochs (no early stop)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra TrainConfig key=value for the NTM")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -100,16 +102,19 @@ def main(argv=None) -> int:
     rows = []
     try:
         for k in args.k:
-            runs = {}
-            with tempfile.TemporaryDirectory() as tmp:
-                for preset in args.presets:
-                    runs[f"ntm_{preset}"] = run_ntm(data, k, preset, Path(tmp) / preset, args.epochs, overrides)
-            if spark is not None:
-                runs["spark_lda_online"] = run_lda(spark, data, k, vocab_size, args.lda_iter, 42)
-            for name, r in runs.items():
+            def report(name, r):
                 row = {"k": k, "model": name, **score(r.pop("topic_word"), ref), **r}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+
+            with tempfile.TemporaryDirectory() as tmp:
+                for preset in args.presets:
+                    report(f"ntm_{preset}", run_ntm(data, k, preset, Path(tmp) / preset, args.epochs, overrides))
+                if args.fixed_epochs:
+                    fixed = {**overrides, "num_patience_epochs": args.fixed_epochs}
+                    report(f"ntm_default_{args.fixed_epochs}ep", run_ntm(data, k, "default", Path(tmp) / "fixed", args.fixed_epochs, fixed))
+            if spark is not None:
+                report("spark_lda_online", run_lda(spark, data, k, vocab_size, args.lda_iter, 42))
     finally:
         if spark is not None:
             spark.stop()

@@ -1,4 +1,4 @@
-"""Score a whole corpus to Parquet with the streaming scorer: resumable, partition by partition.
+r"""Score a whole corpus to Parquet with the streaming scorer: resumable, partition by partition.
 
 Usage:
     spark-submit jobs/backfill.py --input PATH [--input-format 20newsgroups|text|csv|jsonl|parquet|bow] \\
@@ -25,7 +25,7 @@ FLAG_KEYS = {"input": "input_path", "input_format": "input_format", "output": "o
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The job's flags (each a shorthand for a ``backfill.*`` config key)."""
+    """Build the job's flags (each a shorthand for a ``backfill.*`` config key)."""
     parser = argparse.ArgumentParser(prog="ntm backfill", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", default=None, help="corpus path (default: the 20 Newsgroups archive)")
     parser.add_argument("--input-format", default=None, choices=["20newsgroups", "text", "csv", "jsonl", "parquet", "bow"])

@@ -1,4 +1,4 @@
-"""Preprocess a corpus into lemmatized bag-of-words Parquet splits, ``vocab.txt`` and ``manifest.json``.
+r"""Preprocess a corpus into lemmatized bag-of-words Parquet splits, ``vocab.txt`` and ``manifest.json``.
 
 Usage:
     spark-submit [--master local[2]] jobs/preprocess.py [--input PATH] [--format FORMAT] [--output DIR] [--overwrite]
@@ -10,9 +10,9 @@ Usage:
     ntm preprocess --output .ntm/data/20newsgroups --overwrite
 
     # a CSV file with "body" and "doc_id" columns, on a cluster
-    spark-submit --master yarn --py-files ntm_spark.zip \\
-        --archives nltk_data.tar.gz#nltk_data --conf spark.executorEnv.NLTK_DATA=./nltk_data \\
-        jobs/preprocess.py --input hdfs:///corpora/docs.csv --format csv \\
+    spark-submit --master yarn --py-files ntm_spark.zip \
+        --archives nltk_data.tar.gz#nltk_data --conf spark.executorEnv.NLTK_DATA=./nltk_data \
+        jobs/preprocess.py --input hdfs:///corpora/docs.csv --format csv \
         --set text_col=body --set id_col=doc_id --output hdfs:///ntm/data/docs
 
 Flags override ``conf/base/preprocess.yaml`` (then ``conf/local/preprocess.yaml``,
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from typing import Optional
@@ -35,7 +34,7 @@ log = logging.getLogger("jobs.preprocess")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
+    """Return the job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
     from ntm_spark.io import INPUT_FORMATS
     from ntm_spark.session import add_spark_args
 
@@ -107,11 +106,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from pyspark.sql import SparkSession
 
-    from ntm_spark.session import is_local_master
 
-    if is_local_master(spark_cfg.master):
-        # Local Python workers run this interpreter (its venv has pandas, pyarrow and NLTK).
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     start = time.perf_counter()
     # A session that already exists (a notebook, a test) belongs to its creator: reuse it, don't stop it.
     owned = SparkSession.getActiveSession() is None

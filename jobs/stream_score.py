@@ -1,4 +1,4 @@
-"""Tag a Kafka stream of documents with topic mixtures: Kafka -> score_batch -> Kafka (+ dead letters, + Parquet).
+r"""Tag a Kafka stream of documents with topic mixtures: Kafka -> score_batch -> Kafka (+ dead letters, + Parquet).
 
 Usage:
     spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0 jobs/stream_score.py \\
@@ -50,7 +50,7 @@ FLAG_KEYS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The job's flags (each a shorthand for a ``stream.*`` config key)."""
+    """Build the job's flags (each a shorthand for a ``stream.*`` config key)."""
     parser = argparse.ArgumentParser(prog="ntm stream", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap-servers", default=None, help="Kafka bootstrap servers, e.g. 127.0.0.1:9092")
     parser.add_argument("--input-topics", default=None, help="comma-separated input topics")
@@ -125,15 +125,15 @@ def build_scored(spark: "SparkSession", messages: "DataFrame", cfg: StreamConfig
 
 
 def write_batch(batch: "DataFrame", batch_id: int, cfg: StreamConfig) -> None:
-    """The ``foreachBatch`` sink: Kafka records (at-least-once) and Parquet at ``batch_id=<n>`` (idempotent).
+    """Write one micro-batch (the ``foreachBatch`` sink): Kafka records (at-least-once) and Parquet at ``batch_id=<n>`` (idempotent).
 
     The Parquet part of a replayed batch is written to a staging folder and renamed
     over ``<parquet_path>/batch_id=<n>``, so a replay replaces, never duplicates.
     """
+    from pyspark.sql import functions as F
+
     from ntm_spark.io import delete_path, path_exists, rename_path, staging_path
     from ntm_spark.streaming import ERROR_CODE_COL, to_kafka_records
-
-    from pyspark.sql import functions as F
 
     batch.persist()
     try:

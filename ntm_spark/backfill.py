@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from ntm_spark.model_loader import ModelSpec, get_loader, parse_model_ref, resolve_version
 from ntm_spark.schema import (

@@ -175,7 +175,7 @@ _LOCK = threading.Lock()
 
 
 def get_vectorizer(folder: str, max_text_bytes: int) -> LdaVectorizer:
-    """This process's cached :class:`LdaVectorizer` for ``folder``."""
+    """Return this process's cached :class:`LdaVectorizer` for ``folder``."""
     key = (str(folder), int(max_text_bytes))
     with _LOCK:
         if key not in _VECTORIZERS:

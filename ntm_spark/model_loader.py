@@ -131,7 +131,7 @@ def parse_model_ref(model_uri: str) -> ModelRef:
 
 
 def folder_version(path: os.PathLike | str) -> str:
-    """A model folder's version: the first 12 hex digits of ``model.pt``'s sha256."""
+    """Return a model folder's version: the first 12 hex digits of ``model.pt``'s sha256."""
     digest = hashlib.sha256()
     with open(Path(path) / "model.pt", "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

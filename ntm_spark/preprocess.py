@@ -39,7 +39,6 @@ from ntm_spark.io import DECODE_FALLBACK_COL, SOURCE_SPLIT_COL
 from ntm_spark.schema import (
     ID_COL,
     INDICES_COL,
-    LABEL_COL,
     N_WORDS_COL,
     SPLITS,
     TEXT_COL,

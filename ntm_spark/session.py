@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -122,6 +123,8 @@ def build_spark_session(cfg: Optional[SparkConfig] = None, app_name: Optional[st
     if local:
         # Bind the driver, the block manager and the UI to loopback only.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Local Python workers run this interpreter (its venv has pandas, pyarrow, NLTK, torch).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # Executors (local Python workers inherit the driver's environment) find the NLTK data here.
     env = nltk_data_env()
     os.environ.update(env)

@@ -1,4 +1,4 @@
-"""Streaming scoring as pure DataFrame functions: Kafka rows in, output and dead-letter records out.
+r"""Streaming scoring as pure DataFrame functions: Kafka rows in, output and dead-letter records out.
 
 The streaming job (``jobs/stream_score.py``) only wires
 ``readStream.format("kafka")`` -> :func:`parse_messages` -> :func:`score_batch`
@@ -23,7 +23,7 @@ Output record (JSON, Kafka key = ``id``)::
 Dead-letter record (JSON, Kafka key = the input key)::
 
     {"id": "d2", "error_code": "missing_text", "error_message": "...",
-     "raw_value": "{\\"id\\": \\"d2\\"}", "raw_value_truncated": false, "key": "d2",
+     "raw_value": "{\"id\": \"d2\"}", "raw_value_truncated": false, "key": "d2",
      "source_topic": "documents", "source_partition": 1, "source_offset": 7,
      "source_timestamp": "...", "failed_at": "...", "model_version": "7"}
 """
@@ -401,7 +401,7 @@ def score_batch_lda(
 
 
 def top_topics_expr(weights: Any, topic_words: Sequence[Sequence[str]], k: int, words: int) -> Any:
-    """A Spark expression for the ``k`` heaviest topics of an ``array<float>`` column (JVM only)."""
+    """Return a Spark expression for the ``k`` heaviest topics of an ``array<float>`` column (JVM only)."""
     from pyspark.sql import functions as F
 
     words_lit = F.array(*[F.array(*[F.lit(w) for w in list(ws)[:words]] or [F.lit(None).cast("string")]) for ws in topic_words])

@@ -1,4 +1,4 @@
-"""The one text normalization: raw document -> lemmatized tokens.
+r"""The one text normalization: raw document -> lemmatized tokens.
 
 Batch preprocessing (Spark executors), training, the streaming scorer and the
 served MLflow model all call :class:`TextNormalizer` (usually through
@@ -9,7 +9,7 @@ The rules follow the seed notebook (the SageMaker NTM 20 Newsgroups example):
 
 1. ``clean`` (optional): :func:`strip_newsgroup_noise` removes the header, quoted
    lines and attributions, and the signature footer.
-2. :func:`tokenize`: lowercase, token pattern ``(?u)\\b\\w\\w+\\b``, keep the tokens
+2. :func:`tokenize`: lowercase, token pattern ``(?u)\b\w\w+\b``, keep the tokens
    that start with a letter.
 3. Lemmatize each token with NLTK's ``WordNetLemmatizer`` (noun part of speech,
    as in the notebook), through a per-process cache.
@@ -81,6 +81,8 @@ _TOKEN_RE = re.compile(TOKEN_PATTERN)
 
 #: A blank line (only spaces or tabs): the end of the message header.
 _BLANK_LINE_RE = re.compile(r"^[^\S\n]*$", re.MULTILINE)
+#: An RFC 822 style header field on the first line: ``From: ...``, ``Subject: ...``, ``X-Mailer: ...``.
+_HEADER_FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:[^\S\n]", re.MULTILINE)
 #: A quoted line (starting, after blanks, with ``>`` or ``|``) or an attribution line
 #: ("... writes:", "... wrote:", "In article <...>", "Quoted from ..."), with its newline.
 _QUOTE_OR_ATTRIBUTION_RE = re.compile(
@@ -103,12 +105,18 @@ def normalize_newlines(text: str) -> str:
 
 
 def strip_header(text: str) -> str:
-    """Remove everything up to and including the first blank line (the message header).
+    """Remove the message header: everything up to and including the first blank line.
 
-    A text without a blank line is all header, as in scikit-learn's
-    ``strip_newsgroup_header``, and becomes empty.
+    Only a text whose first block holds a header field (a ``Name: value`` line,
+    as 20 Newsgroups' ``From:``/``Subject:``; some files open with a folded
+    continuation line) has a header. A bare body, such as a streamed message
+    without mail headers, is kept whole rather than treated as all header
+    (scikit-learn's ``strip_newsgroup_header`` would empty it).
     """
     match = _BLANK_LINE_RE.search(text)
+    head = text[: match.start()] if match else text
+    if not _HEADER_FIELD_RE.search(head):
+        return text
     return text[match.end() + 1 :] if match else ""
 
 

@@ -75,7 +75,7 @@ class Vocabulary:
             raise ValueError(f"malformed vocabulary file {str(path)!r}: {err}") from err
 
     def to_text(self) -> str:
-        """Return the ``vocab.txt`` content: each word followed by ``\\n``."""
+        """Return the ``vocab.txt`` content: each word followed by a newline."""
         return "".join(f"{w}\n" for w in self.words)
 
     def save(self, path: PathLike) -> Path:

@@ -171,9 +171,9 @@ def test_stream_stopped_midway_resumes_from_the_checkpoint(spark, kafka_bootstra
 @pytest.mark.mlflow
 def test_moving_champion_swaps_the_model_without_a_restart(spark, kafka_bootstrap, stream_model_folder, newsgroups_test_docs, good_docs, mlflow_tracking, tmp_path):
     import mlflow
+    from conftest import make_stream_model_folder
     from mlflow import MlflowClient
 
-    from conftest import make_stream_model_folder
     from jobs.stream_score import start_stream
     from ntm_spark.pyfunc_model import log_pyfunc_model
 

@@ -98,6 +98,7 @@ def test_model_has_no_device_calls_and_buffers_follow_state_dict():
         ({"prior": "laplace"}, "prior='laplace'"),
         ({"dropout": 1.0}, "dropout=1.0"),
         ({"dirichlet_alpha": 0.0}, "dirichlet_alpha=0.0"),
+        ({"encoder_input": "tfidf"}, "encoder_input='tfidf'"),
         ({"encoder_layers": "big"}, "encoder_layers='big'"),
         ({"encoder_layers": [10, 0]}, "encoder_layers="),
     ],

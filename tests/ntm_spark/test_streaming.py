@@ -116,6 +116,7 @@ def test_loader_hot_swaps_a_replaced_folder_and_keeps_the_old_model_on_failure(t
     import shutil
 
     from conftest import make_stream_model_folder
+
     from ntm_spark.model_loader import ModelSpec, ScorerLoader
 
     folder = make_stream_model_folder(tmp_path / "m", newsgroups_test_docs[:50], vocab_size=200, seed=1)

@@ -33,7 +33,10 @@ MESSAGE = (
 def test_strip_header_removes_up_to_first_blank_line():
     assert strip_header("From: a\nSubject: b\n\nbody line\n\nmore") == "body line\n\nmore"
     assert strip_header("From: a\n   \nbody") == "body"  # a line of blanks counts as blank
-    assert strip_header("no blank line at all") == ""  # all header, as in scikit-learn
+    assert strip_header("From: a\nSubject: only header") == ""  # a header with no body
+    # A bare body (a streamed message without mail headers) is not a header.
+    assert strip_header("no header line here\n\nsecond paragraph") == "no header line here\n\nsecond paragraph"
+    assert strip_header("Mac or PC: which is better?") == "Mac or PC: which is better?"
 
 
 def test_strip_quotes_removes_quoted_and_attribution_lines():

@@ -1,0 +1,283 @@
+"""Streaming and backfill benchmark: end-to-end latency, sustained throughput, NTM vs the MLlib LDA peer.
+
+Usage:
+    PYSPARK_PYTHON=.venv/bin/python .venv/bin/python bench/bench_streaming.py \\
+        [--bootstrap HOST:PORT] [--rates 100 1000] [--seconds 20] [--drain-docs 20000] \\
+        [--backfill-scales 1 10] [--json out.json]
+
+Latency is measured from the producer's send time (carried in the message) to the
+moment a consumer of the output topic receives the record. Throughput is the
+time to drain a backlog with ``trigger=available_now`` (query start excluded via
+the query's own progress durations). Everything runs on this machine: the real
+KRaft broker (started on free ports unless ``--bootstrap``) and Spark ``local[2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def read_docs(limit=None, split=None):
+    from ntm_spark.corpus import locate_20newsgroups
+
+    docs = []
+    with tarfile.open(locate_20newsgroups(download=False)) as tar:
+        for m in tar:
+            parts = m.name.split("/")
+            if not m.isfile() or len(parts) != 3 or (split and parts[0] != split):
+                continue
+            docs.append(("/".join(parts), tar.extractfile(m).read().decode("utf-8", errors="replace")))
+            if limit and len(docs) >= limit:
+                break
+    return docs
+
+
+def build_models(work, docs, k=20, vocab_size=2000):
+    """A (randomly initialised) NTM over the docs' vocabulary and an LDA peer trained on the same bag-of-words."""
+    import torch
+
+    from lightning_module.model import NTMModel
+    from lightning_module.model_folder import save_model_folder
+    from ntm_spark.text import get_normalizer
+    from ntm_spark.vocab import Vocabulary
+
+    norm = get_normalizer(clean=True, stop_words="english")
+    tokens = [norm.normalize(t) for _, t in docs]
+    df = Counter(w for toks in tokens for w in set(toks))
+    words = sorted(w for w, _ in df.most_common(vocab_size))
+    torch.manual_seed(0)
+    ntm = save_model_folder(work / "ntm", NTMModel(vocab_size=len(words), num_topics=k), words)
+    vocab = Vocabulary(words)
+    rows = []
+    for (doc_id, _), toks in zip(docs, tokens):
+        idx, val = vocab.to_bow(toks)
+        if len(idx):
+            rows.append((doc_id, None, int(val.sum()), [int(i) for i in idx], [float(v) for v in val]))
+    return ntm, rows
+
+
+def ensure_broker(bootstrap, work):
+    if bootstrap:
+        return bootstrap, None
+    from ntm_spark.config import load_config
+    from ntm_spark.services import KafkaBroker, free_port
+
+    cfg = load_config("services", overrides=[f"kafka_port={free_port()}", f"kafka_controller_port={free_port()}"])
+    broker = KafkaBroker(cfg, workdir=work / "kafka")
+    return broker.up(), broker
+
+
+def create_topics(bootstrap, *names, partitions=2):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
+    finally:
+        admin.close()
+
+
+def stream_cfg(bootstrap, topic, model, kind, work, **kw):
+    from ntm_spark.config import load_config
+
+    out = f"{topic}-out-{uuid.uuid4().hex[:6]}"
+    create_topics(bootstrap, out, out + "-dlq")
+    values = {
+        "bootstrap_servers": bootstrap, "input_topics": topic, "output_topic": out, "dead_letter_topic": out + "-dlq",
+        "checkpoint_location": str(work / f"ckpt-{uuid.uuid4().hex[:8]}"), "model_uri": str(model), "model_kind": kind,
+        "status_file": str(work / "status.json"), **kw,
+    }  # fmt: skip
+    return load_config("stream", overrides=[f"{k}={json.dumps(v)}" for k, v in values.items()])
+
+
+def percentiles(values):
+    import numpy as np
+
+    if not values:
+        return {"n": 0}
+    arr = np.asarray(values) * 1000.0
+    return {"n": len(values), "p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)), "p99_ms": float(np.percentile(arr, 99))}
+
+
+def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, **trigger):
+    """Offer ``rate`` msgs/s for ``seconds`` to a running query; return latency percentiles."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.serializer import DefaultSerializer
+
+    from jobs.stream_score import start_stream
+
+    topic = f"lat-{uuid.uuid4().hex[:8]}"
+    create_topics(bootstrap, topic)
+    cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="latest", **trigger)
+    query = start_stream(spark, cfg)
+    consumer = KafkaConsumer(cfg.output_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=500,
+                             group_id=f"b-{uuid.uuid4().hex[:6]}", fetch_max_wait_ms=10)  # fmt: skip
+    latencies, sent_at = [], {}
+    warm = [f"warm-{i}" for i in range(20)]
+    prod = KafkaProducer(bootstrap_servers=bootstrap, key_serializer=DefaultSerializer(), value_serializer=DefaultSerializer(), linger_ms=0)
+    time.sleep(3)
+    for i, w in enumerate(warm):  # load the model in the workers before timing
+        prod.send(topic, key=w.encode(), value=json.dumps({"id": w, "text": docs[i][1]}).encode())
+    prod.flush()
+    deadline = time.monotonic() + 120
+    seen = 0
+    while seen < len(warm) and time.monotonic() < deadline:
+        seen += sum(1 for _ in consumer)
+    stop = threading.Event()
+
+    def produce():
+        n, start = 0, time.monotonic()
+        while not stop.is_set() and time.monotonic() - start < seconds:
+            due = start + n / rate
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            doc_id, text = docs[n % len(docs)]
+            key = f"{n}:{doc_id}"
+            sent_at[key] = time.time()
+            prod.send(topic, key=key.encode(), value=json.dumps({"id": key, "text": text}).encode())
+            n += 1
+        prod.flush()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    end = time.monotonic() + seconds + 30
+    while time.monotonic() < end:
+        for msg in consumer:
+            key = msg.key.decode()
+            if key in sent_at:
+                latencies.append(time.time() - sent_at[key])
+        if not thread.is_alive() and len(latencies) >= len(sent_at):
+            break
+    stop.set()
+    thread.join()
+    consumer.close()
+    prod.close()
+    query.stop()
+    out = percentiles(latencies)
+    out.update({"offered": len(sent_at), "received": len(latencies), "rate": rate, "kind": kind, **{k: str(v) for k, v in trigger.items()}})
+    return out
+
+
+def measure_drain(spark, bootstrap, model, kind, docs, n, work):
+    """Produce ``n`` messages, then drain them with available_now; docs/s over the batches' own durations."""
+    from kafka import KafkaProducer
+    from kafka.serializer import DefaultSerializer
+
+    from jobs.stream_score import start_stream
+
+    topic = f"drain-{uuid.uuid4().hex[:8]}"
+    create_topics(bootstrap, topic)
+    prod = KafkaProducer(bootstrap_servers=bootstrap, key_serializer=DefaultSerializer(), value_serializer=DefaultSerializer(), linger_ms=20)
+    for i in range(n):
+        doc_id, text = docs[i % len(docs)]
+        prod.send(topic, key=f"{i}".encode(), value=json.dumps({"id": f"{i}:{doc_id}", "text": text}).encode())
+    prod.flush()
+    prod.close()
+    cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="earliest", trigger="available_now", max_offsets_per_trigger=5000)
+    t0 = time.monotonic()
+    query = start_stream(spark, cfg)
+    query.awaitTermination()
+    wall = time.monotonic() - t0
+    progress = [p for p in query.recentProgress if p.numInputRows > 0]
+    rows = sum(p.numInputRows for p in progress)
+    # Exclude the first batch (worker start, model load) from the sustained rate.
+    steady = progress[1:] or progress
+    steady_ms = sum(p.durationMs.get("triggerExecution", 0) for p in steady)
+    return {"kind": kind, "messages": rows, "wall_s": wall, "docs_per_s_wall": rows / wall,
+            "docs_per_s_sustained": sum(p.numInputRows for p in steady) / (steady_ms / 1000.0) if steady_ms else None}  # fmt: skip
+
+
+def measure_backfill(spark, model, work, scale):
+    from ntm_spark.backfill import run_backfill
+    from ntm_spark.config import load_config
+
+    src = work / "backfill_in" / f"x{scale}"
+    if not src.exists():
+        docs = read_docs()
+        base = spark.createDataFrame(docs, "id string, text string")
+        from pyspark.sql import functions as F
+
+        copies = spark.range(scale).withColumnRenamed("id", "copy")
+        base.crossJoin(copies).select(F.concat_ws("#", "id", F.col("copy").cast("string")).alias("id"), "text").write.parquet(str(src))
+    cfg = load_config("backfill", overrides=[f"input_path={src}", "input_format=parquet", f"output_path={work / f'backfill_out_x{scale}_{uuid.uuid4().hex[:6]}'}", f"model_uri={model}"])
+    report = run_backfill(spark, cfg, progress=lambda line: print(line, flush=True))
+    return {"scale": scale, "documents": report.documents_written, "seconds": report.seconds, "docs_per_s": report.docs_per_second}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bootstrap", default=os.environ.get("NTM_KAFKA_BOOTSTRAP"))
+    parser.add_argument("--work", default=str(ROOT / ".ntm" / "bench" / "streaming"))
+    parser.add_argument("--rates", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--triggers", nargs="*", default=["processing_time:100 milliseconds", "processing_time:500 milliseconds"])
+    parser.add_argument("--drain-docs", type=int, default=20000)
+    parser.add_argument("--backfill-scales", type=int, nargs="*", default=[1])
+    parser.add_argument("--kinds", nargs="*", default=["ntm", "lda"])
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    from ntm_spark.config import SparkConfig
+    from ntm_spark.lda_peer import train_lda_peer
+    from ntm_spark.schema import bow_spark_schema
+    from ntm_spark.session import build_spark_session
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    bootstrap, broker = ensure_broker(args.bootstrap, work)
+    spark = build_spark_session(SparkConfig(master="local[2]", conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}))
+    results = {"machine": f"{os.cpu_count()} cores", "latency": [], "drain": [], "backfill": []}
+    try:
+        train_docs = read_docs(limit=3000, split="20news-bydate-train")
+        test_docs = read_docs(limit=3000, split="20news-bydate-test")
+        ntm, rows = build_models(work, train_docs)
+        models = {"ntm": ntm}
+        if "lda" in args.kinds:
+            bow = spark.createDataFrame(rows, bow_spark_schema())
+            models["lda"] = train_lda_peer(spark, bow, ntm, work / "lda", max_iter=10)
+        for kind in args.kinds:
+            for trig in args.triggers:
+                mode, _, interval = trig.partition(":")
+                extra = {"trigger": mode}
+                if mode == "processing_time":
+                    extra["processing_time"] = interval
+                elif mode == "real_time":
+                    extra.update(real_time_batch_duration=interval or "10 seconds", real_time_allow_python=True)
+                for rate in args.rates:
+                    r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work, **extra)
+                    print(json.dumps(r), flush=True)
+                    results["latency"].append(r)
+            if args.drain_docs:
+                r = measure_drain(spark, bootstrap, models[kind], kind, test_docs, args.drain_docs, work)
+                print(json.dumps(r), flush=True)
+                results["drain"].append(r)
+        for scale in args.backfill_scales:
+            r = measure_backfill(spark, ntm, work, scale)
+            print(json.dumps(r), flush=True)
+            results["backfill"].append(r)
+    finally:
+        spark.stop()
+        if broker is not None:
+            broker.down()
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
