@@ -135,6 +135,8 @@ def build_spark_session(cfg: Optional[SparkConfig] = None, app_name: Optional[st
     defaults = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
+        # Stage progress bars only on a terminal; batch logs stay concise.
+        "spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false",
     }
     if local:
         defaults.update(
