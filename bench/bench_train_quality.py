@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT / ".ntm/data/20newsgroups"))
     parser.add_argument("--k", type=int, nargs="+", default=[20, 50])
-    parser.add_argument("--presets", nargs="+", default=["default", "sagemaker"])
+    parser.add_argument("--presets", nargs="*", default=["default", "sagemaker"])
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--lda-iter", type=int, default=100)
     parser.add_argument("--no-lda", action="store_true")
@@ -95,6 +95,9 @@ def main(argv=None) -> int:
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.overrides)}
     spark = None
     if not args.no_lda:
+        import os
+
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's numpy
         from ntm_spark.config import SparkConfig
         from ntm_spark.session import build_spark_session
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Optional
 
 from ntm_spark.config import BackfillConfig, ConfigError, load_config
-from ntm_spark.session import add_spark_args, build_spark_session, is_local_master, spark_config_from_args
+from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args
 
 FLAG_KEYS = {"input": "input_path", "input_format": "input_format", "output": "output_path", "model": "model_uri"}
 
@@ -60,8 +59,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as err:
         print(f"ntm backfill: {err}", file=sys.stderr)
         return 2
-    if is_local_master(spark_cfg.master):
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     owned = SparkSession.getActiveSession() is None
     spark = build_spark_session(spark_cfg, app_name="ntm-backfill")
     try:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from ntm_spark.config import ConfigError, StreamConfig, load_config
-from ntm_spark.session import add_spark_args, build_spark_session, is_local_master, spark_config_from_args
+from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -252,9 +251,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(json.dumps(status, indent=2))
         return 0
     spark_cfg = spark_config_from_args(args)
-    if is_local_master(spark_cfg.master):
-        # Local Python workers run this interpreter (its venv has torch, pandas and pyarrow).
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     created = SparkSession.getActiveSession() is None
     spark = build_spark_session(spark_cfg, app_name="ntm-stream")
     try:
