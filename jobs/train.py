@@ -1,4 +1,4 @@
-"""Train the neural topic model on the preprocessing output and write the model folder.
+r"""Train the neural topic model on the preprocessing output and write the model folder.
 
 Usage:
     ntm train [--data DIR] [--output DIR] [--num-topics K] [--epochs N] [--devices N] [--num-nodes N]
@@ -31,7 +31,7 @@ log = logging.getLogger("jobs.train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
+    """Build the job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
     from ntm_spark.session import add_spark_args
 
     parser = argparse.ArgumentParser(prog="ntm train", description="Train the NTM (Lightning, DDP) and write the model folder.")
@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: Lightning starts the ranks; torchrun: already started by torchrun; spark: TorchDistributor",
     )
     parser.add_argument("--resume", default=None, metavar="CKPT", help="resume from a checkpoint path, or 'last'")
+    mlf = parser.add_argument_group("MLflow")
+    mlf.add_argument("--no-mlflow", action="store_true", help="do not track the run in MLflow (nor register it)")
+    mlf.add_argument("--no-register", action="store_true", help="track the run but do not register the model")
+    mlf.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: conf mlflow.tracking_uri, "
+                     "$MLFLOW_TRACKING_URI, then sqlite:///.ntm/mlflow.db)")
+    mlf.add_argument("--run-name", default=None, help="MLflow run name")
     return add_spark_args(parser)
 
 
@@ -93,7 +99,7 @@ def apply_torchrun_env(cfg) -> Any:
 
 
 def train_on_executor(cfg_dict: dict) -> Any:
-    """The function TorchDistributor runs in each rank: ``devices=LOCAL_WORLD_SIZE``, ``num_nodes=WORLD_SIZE//LOCAL_WORLD_SIZE``."""
+    """Train in one TorchDistributor rank: ``devices=LOCAL_WORLD_SIZE``, ``num_nodes=WORLD_SIZE//LOCAL_WORLD_SIZE``."""
     import logging as _logging
 
     from lightning_module.train import train_model
@@ -123,6 +129,36 @@ def run_with_distributor(spark, cfg) -> Any:
     return distributor.run(train_on_executor, cfg_dict)
 
 
+def _mlflow_config(args: argparse.Namespace):
+    """The MLflow section, or ``None`` when tracking is off or MLflow is not installed."""
+    if args.no_mlflow:
+        return None
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        log.warning("mlflow is not installed: the run is not tracked (pip install -e .[serve] to track it).")
+        return None
+    from ntm_spark.config import load_config
+
+    return load_config("mlflow", overrides=[f"tracking_uri={args.tracking_uri}"] if args.tracking_uri else None)
+
+
+def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
+    if args.launcher == "spark":
+        from ntm_spark.session import build_spark_session, spark_config_from_args
+
+        spark = build_spark_session(spark_config_from_args(args), app_name="ntm-train")
+        try:
+            # Ranks run on executors, where no logger can be handed in: the finished
+            # model folder is logged afterwards (its CSV logs give the epoch history).
+            return run_with_distributor(spark, cfg)
+        finally:
+            spark.stop()
+    from lightning_module.train import train_model
+
+    return train_model(cfg, loggers=loggers)
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -140,18 +176,27 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = resolve_config(args)
         if args.launcher == "torchrun":
             cfg = apply_torchrun_env(cfg)
-        if args.launcher == "spark":
-            from ntm_spark.session import build_spark_session, spark_config_from_args
-
-            spark = build_spark_session(spark_config_from_args(args), app_name="ntm-train")
-            try:
-                result = run_with_distributor(spark, cfg)
-            finally:
-                spark.stop()
+        mlflow_cfg = _mlflow_config(args)
+        if mlflow_cfg is None:
+            result = _train(args, cfg, [])
         else:
-            from lightning_module.train import train_model
+            import dataclasses
 
-            result = train_model(cfg)
+            from ntm_spark.tracking import track_training
+
+            tracked = track_training(
+                lambda loggers: _train(args, cfg, loggers),
+                config=dataclasses.asdict(cfg),
+                mlflow_cfg=mlflow_cfg,
+                run_name=args.run_name,
+                register=not args.no_register,
+            )
+            result = tracked.train_result
+            if tracked.run_id:
+                log.info("MLflow run %s; model %s", tracked.run_id, tracked.model_uri)
+            if tracked.registration is not None:
+                reg = tracked.registration
+                print(f"registered {mlflow_cfg.registered_model_name} version {reg.version}: {reg.decision.reason}")
     except (ConfigError, FileNotFoundError) as err:
         print(f"ntm train: {err}", file=sys.stderr)
         return 2

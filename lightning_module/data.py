@@ -633,15 +633,15 @@ class BowDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, sharded training batches."""
+        """Return shuffled, sharded training batches."""
         return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches (every document once across ranks), or ``[]`` without that split."""
+        """Return validation batches (every document once across ranks), or ``[]`` without that split."""
         return self._loader("validation") if self.has_split("validation") else []
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches, or ``[]`` without that split."""
+        """Return test batches, or ``[]`` without that split."""
         return self._loader("test") if self.has_split("test") else []
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -52,6 +52,8 @@ class NTMSystem(pl.LightningModule):
         optimizer: ``adadelta``, ``sgd``, ``adam``, ``rmsprop`` or ``adagrad``.
         learning_rate: Step size. Ignored by ``adadelta``, as in MXNet's AdaDelta that
             SageMaker NTM runs on (its step is ``sqrt(E[dx^2] + eps) / sqrt(E[g^2] + eps) * g``).
+        adam_beta1: Adam's first-moment decay (``betas=(adam_beta1, 0.999)``); only ``adam`` uses it.
+            0.9 is MXNet's and torch's default; ProdLDA uses 0.99.
         weight_decay: L2 weight decay.
         rescale_gradient: Multiplies the gradients (SageMaker's ``rescale_gradient``).
         kl_warmup_epochs: Epochs over which the KL weight rises linearly from 0 to 1.
@@ -76,6 +78,7 @@ class NTMSystem(pl.LightningModule):
         dropout: float = 0.0,
         optimizer: str = "adadelta",
         learning_rate: float = 0.001,
+        adam_beta1: float = 0.9,
         weight_decay: float = 0.0,
         rescale_gradient: float = 1.0,
         kl_warmup_epochs: int = 0,
@@ -91,6 +94,8 @@ class NTMSystem(pl.LightningModule):
             raise ValueError(f"learning_rate={learning_rate!r}: use a positive number such as 0.001.")
         if kl_warmup_epochs < 0:
             raise ValueError(f"kl_warmup_epochs={kl_warmup_epochs!r}: use an integer >= 0 (0 disables warm-up).")
+        if not 0.0 <= adam_beta1 < 1.0:
+            raise ValueError(f"adam_beta1={adam_beta1!r}: use a number in [0, 1) such as 0.9 or 0.99.")
         self.save_hyperparameters()
         self.model = NTMModel(
             vocab_size,
@@ -121,7 +126,7 @@ class NTMSystem(pl.LightningModule):
         return self.model.infer_topics(x)
 
     def kl_weight(self) -> float:
-        """The current KL weight (linear warm-up over ``kl_warmup_epochs``)."""
+        """Return the current KL weight (linear warm-up over ``kl_warmup_epochs``)."""
         warm = self.hparams.kl_warmup_epochs
         if not warm or self._trainer is None:
             return 1.0
@@ -207,7 +212,7 @@ class NTMSystem(pl.LightningModule):
         if hp.optimizer == "sgd":
             return torch.optim.SGD(params, lr=lr, weight_decay=wd)
         if hp.optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+            return torch.optim.Adam(params, lr=lr, betas=(float(hp.adam_beta1), 0.999), weight_decay=wd)
         if hp.optimizer == "rmsprop":
             return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
         return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)

@@ -52,8 +52,10 @@ class TrainResult:
 
 
 class EarlyStoppingRule:
-    """SageMaker NTM's rule: stop when the loss has not improved by more than ``tolerance``
-    (relative) within ``patience`` epochs.
+    """SageMaker NTM's early-stopping rule.
+
+    Stop when the loss has not improved by more than ``tolerance`` (relative to the
+    best so far) within ``patience`` epochs.
 
     Args:
         patience: ``num_patience_epochs``.
@@ -116,7 +118,7 @@ class NTMEarlyStopping(pl.Callback):
             self._check(trainer)
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints so that resuming keeps the patience count."""
+        """Save the patience state in checkpoints so that resuming keeps it."""
         return {"best": self.rule.best, "wait": self.rule.wait, "stopped_epoch": self.stopped_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -187,6 +187,7 @@ class TrainConfig:
     decoder_batch_norm: Optional[bool] = None
     dropout: Optional[float] = None
     kl_warmup_epochs: Optional[int] = None
+    adam_beta1: Optional[float] = None  # Adam's beta1 (sagemaker: 0.9, MXNet's default; default: 0.99)
     sample_latent: bool = True
     # Data loading.
     reader: Literal["arrow", "petastorm"] = "arrow"
@@ -233,6 +234,7 @@ class TrainConfig:
         _check(0 < self.sub_sample <= 1, "train.sub_sample", self.sub_sample, "use a fraction in (0, 1]")
         _check(self.dirichlet_alpha is None or self.dirichlet_alpha > 0, "train.dirichlet_alpha", self.dirichlet_alpha, "use a positive number")
         _check(self.dropout is None or 0 <= self.dropout < 1, "train.dropout", self.dropout, "use a probability in [0, 1)")
+        _check(self.adam_beta1 is None or 0.0 <= self.adam_beta1 < 1.0, "train.adam_beta1", self.adam_beta1, "use a number in [0, 1) such as 0.9 or 0.99")
         _check(self.kl_warmup_epochs is None or self.kl_warmup_epochs >= 0, "train.kl_warmup_epochs", self.kl_warmup_epochs, "use an integer >= 0")
         _check(self.num_workers >= 0, "train.num_workers", self.num_workers, "use an integer >= 0")
         _check(self.shuffle_buffer >= 1, "train.shuffle_buffer", self.shuffle_buffer, "use an integer >= 1")

@@ -17,6 +17,18 @@ os.environ.setdefault("NTM_OFFLINE", "1")
 from ntm_spark.corpus import locate_20newsgroups  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_mlflow_store(tmp_path_factory):
+    """Point MLflow at a throw-away SQLite store unless a test session names one: never the user's."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        yield os.environ["MLFLOW_TRACKING_URI"]
+        return
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow-default') / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """A real local[2] Spark session with the Kafka connector jars, shared by all tests."""
@@ -120,13 +132,6 @@ def loopback_ddp(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return port
 
-# lightning_module/ became a package after the editable install was made (its finder maps only
-# jobs and ntm_spark until `pip install -e .` is rerun): import it from the checkout. Subprocesses
-# started by the training tests inherit PYTHONPATH.
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in os.sys.path:
-    os.sys.path.insert(0, _ROOT)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
 
 
 # --------------------------------------------------------------------------- MLflow (issue 5)

@@ -12,7 +12,6 @@ from lightning_module.model_folder import load_model_folder
 from lightning_module.train import EarlyStoppingRule, NTMEarlyStopping, resolve_model_options, train_model
 from ntm_spark.config import ConfigError, TrainConfig, from_dict, load_config
 
-
 # ----------------------------------------------------------------------------- early stopping
 
 
@@ -137,8 +136,9 @@ def _csv_metric(out, key):
 
 def test_synthetic_topics_beat_random_topics(bow_corpus, tmp_path):
     result = train_model(_cfg(bow_corpus, tmp_path, epochs=15, num_patience_epochs=15))
-    from ntm_spark.topic_metrics import npmi_coherence
     import pyarrow.parquet as pq
+
+    from ntm_spark.topic_metrics import npmi_coherence
 
     docs = [np.array(d) for f in sorted((bow_corpus / "test").glob("*.parquet")) for d in pq.read_table(f)["indices"].to_pylist()]
     random_top = np.random.default_rng(0).choice(120, size=(6, 10))
