@@ -144,7 +144,11 @@ def run_demo(args: argparse.Namespace) -> int:
             print("demo: preprocessing failed (see the log above).", file=sys.stderr)
             return 1
         manifest = json.loads((data_dir / "manifest.json").read_text())
-        print(f"    vocabulary {manifest.get('vocab_size')} words; documents per split {manifest.get('counts') or manifest.get('documents')}")
+        docs_info = manifest.get("documents", {})
+        print(
+            f"    vocabulary {manifest['vocabulary']['size']} words; read {docs_info.get('read')} documents, "
+            f"kept {docs_info.get('per_split')}; dropped {docs_info.get('dropped')}"
+        )
 
         # 3 + 4 ----------------------------------------------------- train, register, gate
         _step(3, f"train the NTM (K={args.num_topics}, up to {epochs} epochs, early stopping), tracked in MLflow")

@@ -48,6 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optimizer": "adadelta",
         "learning_rate": 0.001,
         "adam_beta1": 0.9,  # inert under adadelta; MXNet's Adam default if optimizer=adam
+        "min_epochs": 0,  # SageMaker's early-stopping rule applies from the first epoch
     },
     # ProdLDA-style: log1p encoder input, Laplace-Dirichlet(1) prior, BN on the encoder and
     # mu and on the decoder logits, dropout; picked by NPMI on 20 Newsgroups (BENCHMARKS.md).
@@ -64,6 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optimizer": "adam",
         "learning_rate": 0.002,
         "adam_beta1": 0.9,
+        "min_epochs": 0,
     },
 }
 

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Config fields that fall back to the preset when ``None``.
 PRESET_FIELDS = tuple(PRESETS["sagemaker"])
+#: Preset fields that configure training, not :class:`NTMSystem`.
+TRAINING_ONLY_FIELDS = ("min_epochs",)
 
 
 @dataclass
@@ -87,15 +89,21 @@ class NTMEarlyStopping(pl.Callback):
         monitor: ``val/loss``, or ``train/loss`` when there is no validation split.
         patience: ``num_patience_epochs``.
         tolerance: Relative tolerance.
+        min_epochs: The rule is first applied at the end of this epoch (1-based); earlier
+            epochs never stop training and do not count towards the patience (the preset's
+            ``min_epochs``; 0 applies it from the first epoch, as SageMaker NTM does).
     """
 
-    def __init__(self, monitor: str, patience: int, tolerance: float) -> None:
+    def __init__(self, monitor: str, patience: int, tolerance: float, min_epochs: int = 0) -> None:
         self.monitor = monitor
         self.rule = EarlyStoppingRule(patience, tolerance)
+        self.min_epochs = int(min_epochs)
         self.stopped_epoch: Optional[int] = None
 
     def _check(self, trainer: "pl.Trainer") -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        if trainer.current_epoch + 1 < self.min_epochs:
             return
         value = float(trainer.callback_metrics[self.monitor])
         stop = trainer.strategy.reduce_boolean_decision(self.rule.update(value), all=False)
@@ -199,7 +207,7 @@ def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] =
             f"invalid config value train.feature_dim={cfg.feature_dim!r}: the vocabulary in {cfg.data_dir!r} "
             f"has {vocab_size} words; leave feature_dim null or set it to {vocab_size}."
         )
-    opts = resolve_model_options(cfg)
+    opts = {k: v for k, v in resolve_model_options(cfg).items() if k not in TRAINING_ONLY_FIELDS}
     return NTMSystem(
         vocab_size=vocab_size,
         num_topics=cfg.num_topics,
@@ -271,7 +279,7 @@ def train_model(
             stacklevel=2,
         )
 
-    stopper = NTMEarlyStopping(monitor, cfg.num_patience_epochs, cfg.tolerance)
+    stopper = NTMEarlyStopping(monitor, cfg.num_patience_epochs, cfg.tolerance, resolve_model_options(cfg)["min_epochs"])
     cbs: list = [stopper, *(callbacks or [])]
     ckpt = None
     if cfg.checkpoint:

@@ -188,6 +188,7 @@ class TrainConfig:
     dropout: Optional[float] = None
     kl_warmup_epochs: Optional[int] = None
     adam_beta1: Optional[float] = None  # Adam's beta1 (sagemaker: 0.9, MXNet's default; default: 0.99)
+    min_epochs: Optional[int] = None  # early stopping is first evaluated after this epoch (sagemaker: 0)
     sample_latent: bool = True
     # Data loading.
     reader: Literal["arrow", "petastorm"] = "arrow"
@@ -235,6 +236,7 @@ class TrainConfig:
         _check(self.dirichlet_alpha is None or self.dirichlet_alpha > 0, "train.dirichlet_alpha", self.dirichlet_alpha, "use a positive number")
         _check(self.dropout is None or 0 <= self.dropout < 1, "train.dropout", self.dropout, "use a probability in [0, 1)")
         _check(self.adam_beta1 is None or 0.0 <= self.adam_beta1 < 1.0, "train.adam_beta1", self.adam_beta1, "use a number in [0, 1) such as 0.9 or 0.99")
+        _check(self.min_epochs is None or 0 <= self.min_epochs <= 100, "train.min_epochs", self.min_epochs, "use an integer between 0 and 100 (0: early stopping from the first epoch)")
         _check(self.kl_warmup_epochs is None or self.kl_warmup_epochs >= 0, "train.kl_warmup_epochs", self.kl_warmup_epochs, "use an integer >= 0")
         _check(self.num_workers >= 0, "train.num_workers", self.num_workers, "use an integer >= 0")
         _check(self.shuffle_buffer >= 1, "train.shuffle_buffer", self.shuffle_buffer, "use an integer >= 1")
