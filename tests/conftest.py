@@ -29,6 +29,17 @@ def _isolated_mlflow_store(tmp_path_factory):
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+@pytest.fixture(autouse=True)
+def _reset_mlflow_uris():
+    """Jobs call ``mlflow.set_tracking_uri`` (global state): after each test, follow the environment again."""
+    yield
+    mlflow = os.sys.modules.get("mlflow")
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if mlflow is not None and uri:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """A real local[2] Spark session with the Kafka connector jars, shared by all tests."""
