@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-services", action="store_true", help="leave Kafka and the MLflow server running")
     parser.add_argument("--workdir", default=None, help="demo state folder (default .ntm/demo)")
     parser.add_argument("--stream-timeout", type=float, default=None, help="seconds to wait for every tagged record")
+    parser.add_argument("--kafka-port", type=int, default=None, help="broker port (default services.kafka_port)")
+    parser.add_argument("--kafka-controller-port", type=int, default=None)
+    parser.add_argument("--mlflow-port", type=int, default=None, help="MLflow server port (default services.mlflow_port)")
     return parser
 
 
@@ -117,7 +120,10 @@ def run_demo(args: argparse.Namespace) -> int:
     epochs = args.epochs or (8 if quick else 50)
     n_messages = args.messages or (300 if quick else None)
 
-    svc_cfg = load_config("services")
+    svc_cfg = load_config(
+        "services",
+        overrides=[f"{k}={getattr(args, k)}" for k in ("kafka_port", "kafka_controller_port", "mlflow_port") if getattr(args, k)],
+    )
     broker, server = KafkaBroker(svc_cfg), MlflowServer(svc_cfg)
     started: list = []
     stream_proc: Optional[subprocess.Popen] = None
