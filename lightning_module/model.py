@@ -60,12 +60,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "prior": "dirichlet",
         "dirichlet_alpha": 1.0,
         "decoder_batch_norm": True,
-        "dropout": 0.2,
-        "kl_warmup_epochs": 0,
+        "dropout": 0.1,
+        # KL weight 0 -> 1 over the first 10 epochs; the topics form after the loss has nearly
+        # plateaued, so SageMaker's early-stopping rule is first applied after epoch 30.
+        "kl_warmup_epochs": 10,
         "optimizer": "adam",
-        "learning_rate": 0.002,
-        "adam_beta1": 0.9,
-        "min_epochs": 0,
+        "learning_rate": 0.005,
+        "adam_beta1": 0.99,  # ProdLDA's Adam beta1
+        "min_epochs": 30,
     },
 }
 
