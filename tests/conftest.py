@@ -29,6 +29,28 @@ def _isolated_mlflow_store(tmp_path_factory):
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+def live_processes_mentioning(marker: str) -> list:
+    """Live (non-zombie) processes whose command line mentions ``marker``: what a test left running."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmd and state != "Z":
+            found.append(f"{proc.name} {cmd[:200]}")
+    return found
+
+
+@pytest.fixture()
+def live_processes():
+    """The :func:`live_processes_mentioning` check, for tests that must leave nothing running."""
+    return live_processes_mentioning
+
+
 @pytest.fixture(autouse=True)
 def _reset_mlflow_uris():
     """Jobs call ``mlflow.set_tracking_uri`` (global state): after each test, follow the environment again."""

@@ -1,7 +1,5 @@
 """`ntm demo --quick` end to end against the real broker, Spark and MLflow, leaving nothing running."""
 
-from pathlib import Path
-
 import pytest
 
 from jobs import demo
@@ -12,22 +10,7 @@ from ntm_spark.services import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.spark, pytest.mark.mlflow, pytest.mark.slow]
 
 
-def _live_processes_mentioning(marker: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmd and state != "Z":
-            found.append(f"{proc.name} {cmd[:200]}")
-    return found
-
-
-def test_quick_demo_tags_every_document_and_stops_everything(tmp_path, monkeypatch, capsys):
+def test_quick_demo_tags_every_document_and_stops_everything(tmp_path, monkeypatch, capsys, live_processes):
     home = tmp_path / "ntm_home"
     monkeypatch.setenv("NLTK_DATA", str(find_wordnet(download=False)))  # before NTM_HOME hides the project's copy
     monkeypatch.setenv("NTM_JARS_DIR", str(jars_dir()))
@@ -50,4 +33,4 @@ def test_quick_demo_tags_every_document_and_stops_everything(tmp_path, monkeypat
     report = home / "demo" / "report" / "index.html"
     assert report.is_file() and report.stat().st_size > 10_000
     # Nothing the demo started is left: not the broker, the MLflow server nor the stream job.
-    assert _live_processes_mentioning(str(home)) == []
+    assert live_processes(str(home)) == []

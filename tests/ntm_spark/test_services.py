@@ -1,28 +1,11 @@
 import os
 import socket
-from pathlib import Path
 
 import pytest
 
 from ntm_spark import services
 from ntm_spark.config import load_config
 from ntm_spark.services import KafkaBroker, ServiceError, free_port, java_version
-
-
-def _ours(marker: str) -> list[str]:
-    """Live (non-zombie) processes whose command line mentions ``marker``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmd and state != "Z":
-            found.append(f"{proc.name} {cmd}")
-    return found
 
 
 def test_java_is_new_enough():
@@ -62,7 +45,7 @@ def test_reset_refuses_without_yes_when_not_interactive(tmp_path, monkeypatch):
 @pytest.mark.integration
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_up_status_down_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+def test_up_status_down_leaves_nothing_behind(tmp_path, monkeypatch, capsys, live_processes):
     from ntm_spark.paths import jars_dir
 
     monkeypatch.setenv("NTM_JARS_DIR", str(jars_dir()))
@@ -75,11 +58,11 @@ def test_up_status_down_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
         assert "kafka: 127.0.0.1:" in out and "mlflow: http://127.0.0.1:" in out
         assert services.main(["status", *ports]) == 0
         assert '"healthy": true' in capsys.readouterr().out
-        assert _ours(str(tmp_path))  # the broker runs with our marker
+        assert live_processes(str(tmp_path))  # the broker runs with our marker
     finally:
         assert services.main(["down", *ports]) == 0
     assert "stopped: kafka, mlflow" in capsys.readouterr().out
-    assert _ours(str(tmp_path)) == []
+    assert live_processes(str(tmp_path)) == []
     assert services.main(["status", *ports]) == 3
     assert services.main(["reset", "--yes", *ports]) == 0
     assert not (tmp_path / "services").exists()
