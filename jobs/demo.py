@@ -117,7 +117,7 @@ def run_demo(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     run_tag = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
     data_dir, model_dir, report_dir = work / "data", work / "model", work / "report"
-    epochs = args.epochs or (8 if quick else 50)
+    epochs = args.epochs or (40 if quick else 50)
     n_messages = args.messages or (300 if quick else None)
 
     svc_cfg = load_config(
@@ -140,12 +140,12 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"    kafka {bootstrap}   mlflow {tracking_uri}")
 
         # 2 ------------------------------------------------------------ preprocess
-        _step(2, f"preprocess 20 Newsgroups with Spark ({'a 25% sample' if quick else 'the whole corpus'})")
+        _step(2, f"preprocess 20 Newsgroups with Spark ({'a 50% sample' if quick else 'the whole corpus'})")
         from jobs import preprocess
 
         pre_args = ["--output", str(data_dir), "--overwrite", "--set", "keep_official_split=true"]
         if quick:
-            pre_args += ["--set", "sample_fraction=0.25", "--set", "num_train_shards=2"]
+            pre_args += ["--set", "sample_fraction=0.5", "--set", "num_train_shards=2"]
         if preprocess.main(pre_args) != 0:
             print("demo: preprocessing failed (see the log above).", file=sys.stderr)
             return 1
@@ -209,6 +209,8 @@ def run_demo(args: argparse.Namespace) -> int:
         stream_log = open(work / "stream.log", "wb")  # noqa: SIM115 - closed in finally
         stream_proc = subprocess.Popen(stream_cmd, stdout=stream_log, stderr=subprocess.STDOUT, start_new_session=True)
         print(f"    streaming job pid {stream_proc.pid}, log {work / 'stream.log'}")
+        ready_s = _wait_until_scoring(bootstrap, in_topic, out_topic, docs[0]["text"], timeout, stream_proc)
+        print(f"    the stream answered a warm-up message after {ready_s:.1f} s (Spark start-up and model load)")
 
         # 7 + 8 ------------------------------------------------------ produce, consume
         _step(7, f"produce {len(docs)} 20 Newsgroups test documents to {in_topic}")
@@ -266,6 +268,37 @@ def run_demo(args: argparse.Namespace) -> int:
             for svc in started:
                 svc.down()
             print(f"    stopped: {', '.join(type(s).__name__ for s in started) or 'nothing (services were already running)'}")
+
+
+def _wait_until_scoring(bootstrap: str, in_topic: str, out_topic: str, text: str, timeout: float, proc) -> float:
+    """Send one warm-up message and wait for its record, so latency figures exclude start-up."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.serializer import DefaultSerializer, JsonSerializer
+
+    start = time.monotonic()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, key_serializer=DefaultSerializer(), value_serializer=JsonSerializer())
+    producer.send(in_topic, key="demo-warmup", value={"id": "demo-warmup", "text": text})
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        out_topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=f"demo-warmup-{uuid.uuid4().hex[:6]}",
+        value_deserializer=JsonSerializer(),
+        consumer_timeout_ms=1000,
+    )
+    try:
+        while time.monotonic() - start < timeout:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the streaming job exited with code {proc.returncode} before scoring; see its log")
+            for msg in consumer:
+                if msg.value.get("id") == "demo-warmup":
+                    return time.monotonic() - start
+        raise RuntimeError(f"the streaming job scored nothing within {timeout:.0f} s; see its log")
+    finally:
+        consumer.close()
 
 
 def _create_topics(bootstrap: str, topics: list[str]) -> None:
@@ -329,8 +362,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the demo; return 0 when every streamed document came back tagged."""
     args = build_parser().parse_args(argv)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    from ntm_spark.services import ServiceError
+
     try:
         return run_demo(args)
+    except (ServiceError, RuntimeError) as err:
+        print(f"demo: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)
         return 130
