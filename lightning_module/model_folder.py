@@ -19,7 +19,6 @@ Layout (:func:`save_model_folder`)::
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -113,15 +112,10 @@ def write_topics(
     topic_tu: Optional[np.ndarray] = None,
 ) -> None:
     """Write ``topics.csv`` and ``topics.md`` (top words per topic with weights)."""
-    from ntm_spark.topic_metrics import top_words
+    from ntm_spark.topic_metrics import top_words, write_top_words_csv
 
     top = top_words(topic_word, top_n)
-    with open(path / TOPICS_CSV, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["topic", "rank", "word", "weight"])
-        for k, ids in enumerate(top):
-            for r, i in enumerate(ids):
-                writer.writerow([k, r + 1, vocab[i], f"{topic_word[k, i]:.6f}"])
+    write_top_words_csv(path / TOPICS_CSV, topic_word, vocab, top)
     lines = ["| topic | npmi | tu | top words (weight) |", "|---:|---:|---:|---|"]
     for k, ids in enumerate(top):
         words = ", ".join(f"{vocab[i]} ({topic_word[k, i]:.3f})" for i in ids)

@@ -706,18 +706,13 @@ def write_top_words(
     npmi: Optional[np.ndarray] = None,
 ) -> tuple[Path, Path]:
     """Write ``top_words.csv`` (topic, rank, word, weight) and ``top_words.md``; return both paths."""
-    from ntm_spark.topic_metrics import top_words, topic_uniqueness
+    from ntm_spark.topic_metrics import top_words, topic_uniqueness, write_top_words_csv
 
     out_dir = Path(out_dir)
     top = top_words(topic_word, min(top_n, topic_word.shape[1]))
     tu = topic_uniqueness(top, per_topic=True)
     csv_path = out_dir / "top_words.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["topic", "rank", "word", "weight"])
-        for k, ids in enumerate(top):
-            for r, i in enumerate(ids):
-                writer.writerow([k, r + 1, words[i], f"{topic_word[k, i]:.6f}"])
+    write_top_words_csv(csv_path, topic_word, words, top)
     lines = ["| topic | prevalence | npmi | tu | top words (weight) |", "|---:|---:|---:|---:|---|"]
     for k, ids in enumerate(top):
         prev = f"{prevalence[k]:.3f}" if prevalence is not None else ""

@@ -200,6 +200,21 @@ def topic_diversity(top_ids_or_topic_word: np.ndarray, n: int = 25) -> float:
     return float(len(np.unique(top)) / top.size)
 
 
+def write_top_words_csv(path, topic_word: np.ndarray, words: Sequence[str], top_ids: np.ndarray) -> None:
+    """Write the top-words table ``topic, rank, word, weight`` (one row per topic and rank) as CSV.
+
+    The one format shared by the model folder's ``topics.csv`` and the report's ``top_words.csv``.
+    """
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["topic", "rank", "word", "weight"])
+        for k, ids in enumerate(top_ids):
+            for r, i in enumerate(ids):
+                writer.writerow([k, r + 1, words[i], f"{topic_word[k, i]:.6f}"])
+
+
 def format_topics(
     topic_word: np.ndarray,
     vocab: Sequence[str],

@@ -59,7 +59,9 @@ def _reset_mlflow_uris():
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if mlflow is not None and uri:
         mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+        # set_registry_uri() also exports MLFLOW_REGISTRY_URI: clear both so the registry follows tracking.
+        mlflow.set_registry_uri(None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
 @pytest.fixture(scope="session")
