@@ -179,7 +179,7 @@ def main(argv=None) -> int:
         corpora = [("quick", 1500, 1500, 2)]
         batches, vocab, k, workers = [128, 512], 300, 10, min(args.workers, 2)
     else:
-        corpora = [("20ng_size", 11_314, 11_314, 4)]
+        corpora = [("20ng_size", 11_314, 11_314, 6)]
         if not args.skip_large:
             corpora.append(("1M", 1_000_000, 100_000, 2))
         batches, vocab, k, workers = [256, 1024, 4096], 2000, 50, args.workers
@@ -202,6 +202,7 @@ def main(argv=None) -> int:
                     row[f"ratio_{key}"] = row[key]["docs_per_s"] / row["pure"]["docs_per_s"]
                 row["peak_host_rss_mb"] = peak_rss_mb()
                 results["runs"].append(row)
+                write_results(results, args.json)  # after every row: a run cut short still reports
                 print(
                     f"{name:9s} batch {b:5d}: pure {row['pure']['docs_per_s']:10.0f} docs/s | "
                     f"resident {row['lightning_resident']['docs_per_s']:10.0f} ({row['ratio_lightning_resident']:.2f}x) | "
@@ -214,11 +215,16 @@ def main(argv=None) -> int:
                 torch.cuda.empty_cache()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    write_results(results, args.json)
+    return 0
+
+
+def write_results(results: dict, json_path: str | None) -> None:
+    """Write the results to ``--json`` and to ``$OUT/gpu_bench.json`` when set."""
     text = json.dumps(results, indent=2)
-    for target in filter(None, [args.json, os.environ.get("OUT") and str(Path(os.environ["OUT"]) / "gpu_bench.json")]):
+    for target in filter(None, [json_path, os.environ.get("OUT") and str(Path(os.environ["OUT"]) / "gpu_bench.json")]):
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(text)
-    return 0
 
 
 if __name__ == "__main__":

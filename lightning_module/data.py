@@ -288,7 +288,8 @@ def densify_batch(batch: dict[str, Any], vocab_size: int) -> Tensor:
     indptr, indices, values = batch["indptr"], batch["indices"], batch["values"]
     b = indptr.numel() - 1
     counts = indptr[1:] - indptr[:-1]  # (B,)
-    rows = torch.repeat_interleave(torch.arange(b, device=indptr.device), counts)  # (nnz,)
+    # output_size: the nnz is known on the host, so no device sync per batch
+    rows = torch.repeat_interleave(torch.arange(b, device=indptr.device), counts, output_size=indices.numel())  # (nnz,)
     x = torch.zeros(b, vocab_size, dtype=values.dtype, device=values.device)  # (B, V)
     x[rows, indices.long()] = values
     return x
@@ -454,9 +455,12 @@ class ResidentBowDataset(IterableDataset):
     :meth:`BowDataModule.on_after_batch_transfer` gathers the rows on the device.
     """
 
-    def __init__(self, num_rows: int, num_real: int, batch_size: int, shuffle: bool, seed: int, rank: int) -> None:
+    def __init__(
+        self, num_rows: int, num_real: int, batch_size: int, shuffle: bool, seed: int, rank: int, lengths: Optional[np.ndarray] = None
+    ) -> None:
         super().__init__()
         self.num_rows, self.num_real, self.batch_size = num_rows, num_real, batch_size
+        self.lengths = lengths  # (num_real,) non-zeros per row: batches carry their nnz, so gathering needs no sync
         self.shuffle, self.seed, self.rank, self.epoch = shuffle, seed, rank, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -475,8 +479,12 @@ class ResidentBowDataset(IterableDataset):
         rows[: self.num_real] = torch.from_numpy(order)
         weight = torch.zeros(self.num_rows)
         weight[: self.num_real] = 1.0
+        lens = None if self.lengths is None else torch.from_numpy(np.asarray(self.lengths, dtype=np.int64))
         for i in range(0, self.num_rows, self.batch_size):
-            yield {"rows": rows[i : i + self.batch_size], "weight": weight[i : i + self.batch_size]}
+            batch = {"rows": rows[i : i + self.batch_size], "weight": weight[i : i + self.batch_size]}
+            if lens is not None and len(lens):
+                batch["nnz"] = int(lens[batch["rows"]].sum())
+            yield batch
 
 
 class PetastormBowDataset(IterableDataset):
@@ -614,7 +622,7 @@ class BowDataModule(pl.LightningDataModule):
             block = Csr.concat([reader._read(s) for s in plan.segments]) if plan.segments else Csr.empty()
             self._resident[split] = (block, {"num_rows": plan.num_rows, "num_real": plan.num_real})
         block, info = self._resident[split]
-        ds = ResidentBowDataset(info["num_rows"], info["num_real"], bs, train, self.seed, rank)
+        ds = ResidentBowDataset(info["num_rows"], info["num_real"], bs, train, self.seed, rank, lengths=np.diff(block.indptr))
         ds.set_epoch(self._current_epoch() if train else 0)
         return ds
 
@@ -669,7 +677,7 @@ class BowDataModule(pl.LightningDataModule):
         lens = indptr[rows + 1] - indptr[rows]  # (B,)
         new_indptr = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
         torch.cumsum(lens, 0, out=new_indptr[1:])
-        total = int(new_indptr[-1])
+        total = int(batch["nnz"]) if "nnz" in batch else int(new_indptr[-1])  # a Python int: no device sync
         pos = torch.repeat_interleave(indptr[rows] - new_indptr[:-1], lens, output_size=total)
         pos = pos + torch.arange(total, device=rows.device)
         return {"indptr": new_indptr, "indices": indices[pos], "values": values[pos], "weight": batch["weight"]}
