@@ -25,6 +25,11 @@ How an epoch is laid out (:func:`plan_epoch`):
 
 Batches are CSR (``indptr``, ``indices``, ``values``, ``weight``) built straight from
 the Parquet list offsets, and are densified on the device (:func:`densify_batch`).
+
+With ``steps_per_execution=n`` (Keras's name) the training loader yields groups
+``{"steps": [batch, ...]}`` of up to ``n`` consecutive batches of one worker; the system
+takes one optimizer step per batch, in the same order, so only Lightning's per-call
+overhead changes (:class:`GroupedSteps`).
 """
 
 from __future__ import annotations
@@ -295,6 +300,21 @@ def densify_batch(batch: dict[str, Any], vocab_size: int) -> Tensor:
     return x
 
 
+def dense_on_device(block: "Csr", vocab_size: int, device: torch.device, chunk_rows: int = 65536) -> Tensor:
+    """Build the dense ``(rows, V)`` float32 count matrix of a CSR block on ``device``, in chunks."""
+    out = torch.zeros(len(block), vocab_size, dtype=torch.float32, device=device)  # (N, V)
+    for r0 in range(0, len(block), chunk_rows):
+        r1 = min(r0 + chunk_rows, len(block))
+        lo, hi = int(block.indptr[r0]), int(block.indptr[r1])
+        part = {
+            "indptr": torch.from_numpy(np.asarray(block.indptr[r0 : r1 + 1] - lo)).to(device),
+            "indices": torch.from_numpy(np.asarray(block.indices[lo:hi])).to(device),
+            "values": torch.from_numpy(np.asarray(block.values[lo:hi])).to(device),
+        }
+        out[r0:r1] = densify_batch(part, vocab_size)
+    return out
+
+
 # --------------------------------------------------------------------------- dataset
 
 
@@ -487,6 +507,40 @@ class ResidentBowDataset(IterableDataset):
             yield batch
 
 
+class GroupedSteps(IterableDataset):
+    """Group consecutive batches of ``inner`` into ``{"steps": [batch, ...]}`` of up to ``n``.
+
+    Grouping happens inside each DataLoader worker, which holds a contiguous range of
+    whole batches (:meth:`ParquetBowDataset.__iter__`), so ``len()`` is exact given
+    ``num_workers``.
+    """
+
+    def __init__(self, inner: IterableDataset, n: int, num_workers: int = 0) -> None:
+        super().__init__()
+        if n < 1:
+            raise ValueError(f"steps_per_execution={n!r}: use an integer >= 1.")
+        self.inner, self.n, self.num_workers = inner, int(n), max(1, int(num_workers))
+
+    @property
+    def num_steps(self) -> int:
+        """Batches (optimizer steps) per epoch."""
+        return len(self.inner)
+
+    def __len__(self) -> int:
+        nb, w = len(self.inner), self.num_workers
+        return sum(math.ceil((nb * (i + 1) // w - nb * i // w) / self.n) for i in range(w))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        group: list[dict[str, Any]] = []
+        for batch in self.inner:
+            group.append(batch)
+            if len(group) == self.n:
+                yield {"steps": group}
+                group = []
+        if group:
+            yield {"steps": group}
+
+
 class PetastormBowDataset(IterableDataset):
     """``reader: petastorm``: batches from :func:`lightning_module.petastorm_backend.iter_petastorm_batches`.
 
@@ -537,6 +591,10 @@ class BowDataModule(pl.LightningDataModule):
         shuffle_buffer: Rows shuffled together within a worker.
         resident: Read each rank's shard once and iterate on the device (corpus must fit).
         eval_batch_size: Batch size for validation/test; default ``batch_size``.
+        steps_per_execution: Training batches per Lightning step (see the module docstring).
+        resident_dense: With ``resident``, hold each shard as a dense ``(rows, V)`` float32
+            matrix on the device and gather rows from it (no CSR work per batch). ``None``
+            (default): on CUDA when the matrix takes at most a quarter of the free GPU memory.
     """
 
     def __init__(
@@ -551,8 +609,14 @@ class BowDataModule(pl.LightningDataModule):
         shuffle_buffer: int = 4096,
         resident: bool = False,
         eval_batch_size: Optional[int] = None,
+        steps_per_execution: int = 1,
+        resident_dense: Optional[bool] = None,
     ) -> None:
         super().__init__()
+        if int(steps_per_execution) < 1:
+            raise ValueError(f"steps_per_execution={steps_per_execution!r}: use an integer >= 1 (1 = one batch per step).")
+        self.steps_per_execution = int(steps_per_execution)
+        self.train_steps_per_epoch: Optional[int] = None  # optimizer steps per epoch, set with the train loader
         if reader not in ("arrow", "petastorm"):
             raise ValueError(f"reader={reader!r}: choose 'arrow' or 'petastorm'.")
         self.data_dir = str(data_dir)
@@ -561,6 +625,7 @@ class BowDataModule(pl.LightningDataModule):
         self.reader, self.num_workers, self.seed = reader, int(num_workers), int(seed)
         self.drop_last, self.sub_sample, self.shuffle_buffer = drop_last, float(sub_sample), int(shuffle_buffer)
         self.resident = resident
+        self.resident_dense = resident_dense
         self.vocab = read_vocab(self.data_dir)
         self.manifest = read_manifest(self.data_dir)
         if not split_files(self.data_dir, "train"):
@@ -569,7 +634,7 @@ class BowDataModule(pl.LightningDataModule):
                 "or set data_dir to its output_path."
             )
         self._resident: dict[str, tuple[Csr, dict]] = {}
-        self._device_cache: dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]] = {}
+        self._device_cache: dict[tuple[str, str], tuple[Tensor, ...]] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -629,6 +694,10 @@ class BowDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         ds = self.dataset(split)
         workers = 0 if (self.resident or self.reader == "petastorm") else self.num_workers
+        if split == "train":
+            self.train_steps_per_epoch = len(ds)
+            if self.steps_per_execution > 1:
+                ds = GroupedSteps(ds, self.steps_per_execution, workers)
         trainer = getattr(self, "trainer", None)
         pin = bool(trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
         return DataLoader(
@@ -653,14 +722,24 @@ class BowDataModule(pl.LightningDataModule):
         return self._loader("test") if self.has_split("test") else []
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Resident mode: gather the batch's rows from the shard cached on the device."""
-        if not self.resident or "rows" not in batch:
+        """Resident mode: gather the batch's rows (each step's, when grouped) from the shard on the device."""
+        if not self.resident:
             return batch
         trainer = self.trainer
         split = {"train": "train", "validate": "validation", "sanity_check": "validation", "test": "test"}.get(
             trainer.state.stage.value if trainer.state.stage else "train", "train"
         )
-        return self.gather_resident(split, batch)
+        if "steps" in batch:
+            return {"steps": [self.gather_resident(split, b) if "rows" in b else b for b in batch["steps"]]}
+        return self.gather_resident(split, batch) if "rows" in batch else batch
+
+    def _use_dense(self, num_rows: int, device: torch.device) -> bool:
+        if self.resident_dense is not None:
+            return bool(self.resident_dense)
+        if device.type != "cuda":
+            return False
+        free, _ = torch.cuda.mem_get_info(device)
+        return num_rows * self.vocab_size * 4 <= free // 4
 
     def gather_resident(self, split: str, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Build a CSR batch on ``batch``'s device from a resident shard."""
@@ -668,12 +747,18 @@ class BowDataModule(pl.LightningDataModule):
         key = (split, str(rows.device))
         if key not in self._device_cache:
             block, _ = self._resident[split]
-            self._device_cache[key] = (
-                torch.from_numpy(block.indptr).to(rows.device),
-                torch.from_numpy(block.indices).to(rows.device),
-                torch.from_numpy(block.values).to(rows.device),
-            )
-        indptr, indices, values = self._device_cache[key]
+            if self._use_dense(len(block), rows.device):
+                self._device_cache[key] = (dense_on_device(block, self.vocab_size, rows.device),)
+            else:
+                self._device_cache[key] = (
+                    torch.from_numpy(block.indptr).to(rows.device),
+                    torch.from_numpy(block.indices).to(rows.device),
+                    torch.from_numpy(block.values).to(rows.device),
+                )
+        cached = self._device_cache[key]
+        if len(cached) == 1:  # dense shard: one gather
+            return {"x": cached[0][rows], "weight": batch["weight"]}
+        indptr, indices, values = cached
         lens = indptr[rows + 1] - indptr[rows]  # (B,)
         new_indptr = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
         torch.cumsum(lens, 0, out=new_indptr[1:])

@@ -57,6 +57,7 @@ class NTMSystem(pl.LightningModule):
             0.9 is MXNet's and torch's default; ProdLDA uses 0.99.
         weight_decay: L2 weight decay.
         rescale_gradient: Multiplies the gradients (SageMaker's ``rescale_gradient``).
+        clip_gradient: Clip each gradient value to ``[-c, c]`` (SageMaker's ``clip_gradient``); ``None`` = off.
         kl_warmup_epochs: Epochs over which the KL weight rises linearly from 0 to 1.
         sample_latent: Sample ``h`` during training (``False`` uses ``h = mu``; for tests).
         npmi_top_n: Top words per topic for NPMI and TU.
@@ -82,6 +83,7 @@ class NTMSystem(pl.LightningModule):
         adam_beta1: float = 0.9,
         weight_decay: float = 0.0,
         rescale_gradient: float = 1.0,
+        clip_gradient: Optional[float] = None,
         kl_warmup_epochs: int = 0,
         sample_latent: bool = True,
         npmi_top_n: int = 10,
@@ -98,6 +100,9 @@ class NTMSystem(pl.LightningModule):
         if not 0.0 <= adam_beta1 < 1.0:
             raise ValueError(f"adam_beta1={adam_beta1!r}: use a number in [0, 1) such as 0.9 or 0.99.")
         self.save_hyperparameters()
+        # Manual optimization: a training "batch" may hold several optimizer steps
+        # (``steps_per_execution``), which spreads Lightning's per-call overhead over them.
+        self.automatic_optimization = False
         self.model = NTMModel(
             vocab_size,
             num_topics,
@@ -131,7 +136,12 @@ class NTMSystem(pl.LightningModule):
         warm = self.hparams.kl_warmup_epochs
         if not warm or self._trainer is None:
             return 1.0
-        per_epoch = max(1, int(self.trainer.num_training_batches or 1)) if math.isfinite(self.trainer.num_training_batches) else 1
+        steps = getattr(getattr(self.trainer, "datamodule", None), "train_steps_per_epoch", None)  # grouped batches
+        if steps:
+            per_epoch = int(steps)
+        else:
+            n = self.trainer.num_training_batches
+            per_epoch = max(1, int(n or 1)) if math.isfinite(n) else 1
         return min(1.0, (self.global_step + 1) / (warm * per_epoch))
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
@@ -155,8 +165,22 @@ class NTMSystem(pl.LightningModule):
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """One optimization step; the returned loss is scaled by ``rescale_gradient``."""
-        return self._shared_step(batch, "train") * self.hparams.rescale_gradient
+        """One optimizer step per mini-batch: one, or the ``"steps"`` of a grouped batch.
+
+        The loss is scaled by ``rescale_gradient`` before the backward pass and gradients
+        are clipped by value to ``clip_gradient``; returns the last step's loss.
+        """
+        opt = self.optimizers()
+        hp = self.hparams
+        loss = None
+        for step in batch["steps"] if "steps" in batch else (batch,):
+            loss = self._shared_step(step, "train") * hp.rescale_gradient
+            opt.zero_grad()
+            self.manual_backward(loss)
+            if hp.clip_gradient:
+                self.clip_gradients(opt, gradient_clip_val=hp.clip_gradient, gradient_clip_algorithm="value")
+            opt.step()
+        return loss.detach()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Accumulate validation sums and co-occurrence counts."""

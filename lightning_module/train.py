@@ -214,6 +214,7 @@ def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] =
         encoder_layers=cfg.encoder_layers,
         weight_decay=cfg.weight_decay,
         rescale_gradient=cfg.rescale_gradient,
+        clip_gradient=cfg.clip_gradient,
         sample_latent=cfg.sample_latent,
         num_threads=num_threads,
         **opts,
@@ -269,6 +270,7 @@ def train_model(
         sub_sample=cfg.sub_sample,
         shuffle_buffer=cfg.shuffle_buffer,
         resident=cfg.resident,
+        steps_per_execution=cfg.steps_per_execution,
     )
     system = build_system(cfg, dm.vocab_size, num_threads=threads)
     has_val, has_test = dm.has_split("validation"), dm.has_split("test")
@@ -310,8 +312,6 @@ def train_model(
         logger=[CSVLogger(str(out), name="logs"), *(loggers or [])],
         enable_progress_bar=interactive,
         enable_model_summary=interactive,
-        gradient_clip_val=cfg.clip_gradient,
-        gradient_clip_algorithm="value" if cfg.clip_gradient else None,
         deterministic=cfg.deterministic,
         num_sanity_val_steps=0,
         log_every_n_steps=cfg.log_every_n_steps,

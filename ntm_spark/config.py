@@ -196,6 +196,7 @@ class TrainConfig:
     shuffle_buffer: int = 4096
     drop_last: bool = False
     resident: bool = False  # read each rank's shard once and iterate on the device
+    steps_per_execution: int = 1  # training batches per Lightning step (spreads its per-step overhead)
     # Hardware and distribution.
     accelerator: str = "auto"  # auto | cpu | gpu
     devices: Union[int, str] = "auto"
@@ -239,6 +240,7 @@ class TrainConfig:
         _check(self.min_epochs is None or 0 <= self.min_epochs <= 100, "train.min_epochs", self.min_epochs, "use an integer between 0 and 100 (0: early stopping from the first epoch)")
         _check(self.kl_warmup_epochs is None or self.kl_warmup_epochs >= 0, "train.kl_warmup_epochs", self.kl_warmup_epochs, "use an integer >= 0")
         _check(self.num_workers >= 0, "train.num_workers", self.num_workers, "use an integer >= 0")
+        _check(self.steps_per_execution >= 1, "train.steps_per_execution", self.steps_per_execution, "use an integer >= 1 (1 = one batch per step)")
         _check(self.shuffle_buffer >= 1, "train.shuffle_buffer", self.shuffle_buffer, "use an integer >= 1")
         _check(
             self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1) or (isinstance(self.devices, str) and self.devices.lstrip("-").isdigit()),

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from lightning_module.data import (
     BowDataModule,
     DataNotFoundError,
+    GroupedSteps,
     ParquetBowDataset,
     densify_batch,
     list_row_groups,
@@ -115,13 +116,30 @@ def test_densify_matches_scipy_like_layout():
     assert x.tolist() == [[1, 0, 0, 2], [0, 0, 0, 0], [0, 5, 0, 0]]
 
 
-def test_datamodule_resident_gather_equals_streaming(bow_corpus):
-    dm = BowDataModule(str(bow_corpus), batch_size=50, resident=True)
+@pytest.mark.parametrize("dense", [False, True])
+def test_datamodule_resident_gather_equals_streaming(bow_corpus, dense):
+    dm = BowDataModule(str(bow_corpus), batch_size=50, resident=True, resident_dense=dense)
     ds = dm.dataset("validation")
+    first = dm.gather_resident("validation", next(iter(ds)))
+    assert ("x" in first) is dense  # dense shard: rows gathered from a (rows, V) matrix
     dense = torch.cat([densify_batch(dm.gather_resident("validation", b), dm.vocab_size) for b in ds])
     stream = BowDataModule(str(bow_corpus), batch_size=50).dataset("validation")
     dense2 = torch.cat([densify_batch(b, dm.vocab_size) for b in stream])
     assert torch.equal(dense, dense2)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_grouped_steps_keep_every_batch_and_an_exact_len(bow_corpus, workers):
+    files = split_files(str(bow_corpus), "train")
+    plain = ParquetBowDataset(files, 16, 0, 1, with_ids=True)
+    grouped = GroupedSteps(ParquetBowDataset(files, 16, 0, 1, with_ids=True), 3, workers)
+    groups = list(DataLoader(grouped, batch_size=None, num_workers=workers))
+    assert len(groups) == len(grouped) and grouped.num_steps == len(plain)
+    assert all(1 <= len(g["steps"]) <= 3 for g in groups) and sum(len(g["steps"]) for g in groups) == len(plain)
+    flat = [tuple(b["ids"]) for g in groups for b in g["steps"]]
+    assert sorted(flat) == sorted(tuple(b["ids"]) for b in DataLoader(plain, batch_size=None, num_workers=workers))
+    with pytest.raises(ValueError, match="steps_per_execution"):
+        BowDataModule(str(bow_corpus), steps_per_execution=0)
 
 
 def test_missing_data_names_the_fix(tmp_path):

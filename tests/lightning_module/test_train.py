@@ -160,6 +160,24 @@ def test_seeded_runs_are_identical(bow_corpus, tmp_path):
     assert np.array_equal(np.load(tmp_path / "a" / "topic_word.npy"), np.load(tmp_path / "b" / "topic_word.npy"))
 
 
+@pytest.mark.parametrize("resident", [False, True])
+def test_steps_per_execution_takes_the_same_optimizer_steps(bow_corpus, tmp_path, resident):
+    # Grouping batches per Lightning step changes only the call overhead: same batches, same
+    # order, one optimizer step each (the default preset's KL warm-up counts steps too).
+    kw = {"epochs": 2, "checkpoint": False, "resident": resident}
+    a = train_model(_cfg(bow_corpus, tmp_path / "a", steps_per_execution=1, **kw))
+    b = train_model(_cfg(bow_corpus, tmp_path / "b", steps_per_execution=3, **kw))
+    assert a.metrics["val_loss"] == pytest.approx(b.metrics["val_loss"], rel=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "a" / "topic_word.npy"), np.load(tmp_path / "b" / "topic_word.npy"), rtol=1e-5, atol=1e-7)
+
+
+def test_clip_gradient_changes_the_updates(bow_corpus, tmp_path):
+    kw = {"epochs": 1, "checkpoint": False, "optimizer": "sgd", "learning_rate": 0.1, "preset": "sagemaker"}
+    a = train_model(_cfg(bow_corpus, tmp_path / "a", **kw))
+    b = train_model(_cfg(bow_corpus, tmp_path / "b", clip_gradient=0.001, **kw))
+    assert not np.allclose(np.load(tmp_path / "a" / "topic_word.npy"), np.load(tmp_path / "b" / "topic_word.npy"))
+
+
 def test_no_validation_split_monitors_train_loss(tmp_path):
     from lightning_module.synthetic import write_synthetic_corpus
 
