@@ -6,13 +6,14 @@ manifest with its text rules, and ``lemmas.json``) and never downloads anything.
 Normalization, vectorization and inference are the scorer's; this module only
 adapts MLflow's pandas input and output.
 
-Input (one kind per request; MLflow drops columns that are not in the signature):
+Input (one kind per request; the signature has no input schema, so the model checks the columns):
 
 * ``text``: raw documents, normalized with the model's text rules and vocabulary;
 * ``counts``: dense bag-of-words rows (arrays of length ``feature_dim``);
 * ``indices`` + ``values``: sparse bag-of-words rows;
-* columns ``"0"`` .. ``"<feature_dim - 1>"``: dense rows as plain columns, only when the
-  python model is called without MLflow's signature enforcement (``unwrap_python_model()``).
+* columns ``"0"`` .. ``"<feature_dim - 1>"``: dense rows as plain columns;
+* ``feature_dim`` numeric columns under any other header (``text/csv`` from pandas'
+  ``to_csv(index=False)``): dense rows, taken by position.
 
 Output: a DataFrame with ``topic_weights`` per document (served as
 ``{"predictions": [{"topic_weights": [...]}, ...]}``), plus ``top_topics`` when
@@ -176,7 +177,12 @@ def _to_frame(model_input: Any, feature_dim: int) -> pd.DataFrame:
     if isinstance(model_input, pd.Series):
         return model_input.to_frame(name=model_input.name if model_input.name is not None else TEXT_COL)
     if isinstance(model_input, dict):
-        return pd.DataFrame(model_input)
+        # MLflow's ``instances``/``inputs`` arrive as {column: array}; 2-D arrays hold one row per document.
+        cols = {k: list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v for k, v in model_input.items()}
+        try:
+            return pd.DataFrame(cols)
+        except ValueError as err:
+            raise ScoringInputError(UNKNOWN_COLUMN, f"the input's columns could not form a table ({err}): send {_expected_columns(feature_dim)}.") from err
     if isinstance(model_input, str):
         return pd.DataFrame({TEXT_COL: [model_input]})
     if isinstance(model_input, np.ndarray) and model_input.ndim == 2:
@@ -220,6 +226,14 @@ def _expand_column_format(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(nested)
 
 
+def _positional_dense(frame: pd.DataFrame, named: set, dense_cols: dict) -> bool:
+    """Whether the frame is dense rows as numeric columns with a header that is not ours."""
+    columns = list(frame.columns)
+    if not columns or set(columns) & named or len(dense_cols) == len(columns):
+        return False
+    return all(pd.api.types.is_numeric_dtype(frame[c]) for c in columns)
+
+
 def _expected_columns(feature_dim: int) -> str:
     return (
         f"one of: {TEXT_COL!r} (raw documents), {COUNTS_COL!r} (dense rows of feature_dim={feature_dim} counts), "
@@ -239,6 +253,16 @@ def score_frame(scorer: TopicScorer, model_input: Any) -> ScoreResult:
     dense_cols = {c: _dense_column_index(c, v) for c in columns}
     dense_cols = {c: i for c, i in dense_cols.items() if i is not None}
     named = {TEXT_COL, COUNTS_COL, INDICES_COL, VALUES_COL}
+    if _positional_dense(frame, named, dense_cols):
+        # Dense rows as plain numeric columns under any header (CSV from pandas' to_csv):
+        # taken by position, as SageMaker's text/csv rows are.
+        if len(columns) != v:
+            from ntm_spark.scoring import BAD_LENGTH
+
+            raise ScoringInputError(
+                BAD_LENGTH, f"dense rows (CSV) need feature_dim={v} numeric columns, got {len(columns)}: send every position, zeros included."
+            )
+        return scorer.score_dense(frame.to_numpy(dtype=np.float64, na_value=np.nan))
     unknown = [c for c in columns if c not in named and c not in dense_cols]
     if unknown:
         raise ScoringInputError(UNKNOWN_COLUMN, f"unknown column(s) {unknown!r}: send {_expected_columns(v)}.")
@@ -414,21 +438,18 @@ def stage_model_folder(model_dir: Union[str, Path], dest: Union[str, Path], lemm
 
 
 def model_signature(feature_dim: int, num_topics: int) -> Any:
-    """Return the pyfunc signature: optional ``text``/``counts``/``indices``/``values`` columns and the params.
+    """Return the pyfunc signature: the outputs and the params, with no input schema.
 
-    Dense rows travel as one ``counts`` array per row rather than ``feature_dim`` scalar
-    columns: a signature with array columns cannot also take MLflow's CSV input
-    (``parse_csv_input`` needs scalar types only), and sparse rows need arrays.
+    The accepted inputs (``text``, ``counts``, ``indices`` + ``values``, or ``feature_dim``
+    plain dense columns, e.g. CSV) are checked by :func:`score_frame`, which names each
+    problem. An input schema would need array columns for ``counts`` and sparse rows, and
+    MLflow 3.17's scoring server cannot parse ``text/csv`` for a signature with any array
+    column (``Schema.pandas_types`` raises), so CSV of dense rows would be refused. The
+    input columns are described in the version's description and shown by the input example.
     """
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-    inputs = [
-        ColSpec("string", TEXT_COL, required=False),
-        ColSpec(Array("double"), COUNTS_COL, required=False),
-        ColSpec(Array("long"), INDICES_COL, required=False),
-        ColSpec(Array("double"), VALUES_COL, required=False),
-    ]
     outputs = [
         ColSpec(Array("double"), WEIGHTS_COL),
         ColSpec("string", ERROR_CODE_COL, required=False),
@@ -441,7 +462,7 @@ def model_signature(feature_dim: int, num_topics: int) -> Any:
             ParamSpec("top_words", "long", DEFAULT_PARAMS["top_words"]),
         ]
     )
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
+    return ModelSignature(inputs=None, outputs=Schema(outputs), params=params)
 
 
 def example_text(folder: Union[str, Path], words_per_topic: int = 3, topics: int = 3) -> str:

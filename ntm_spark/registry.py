@@ -113,6 +113,17 @@ def topics_markdown(words: list, topic_word: np.ndarray, top_n: int = 10, title:
     return "\n".join(lines) + "\n"
 
 
+def serving_inputs_markdown(feature_dim: int) -> str:
+    """Return the version description's note on what the model accepts (the signature has no input schema)."""
+    return (
+        "**Input** (one kind per request; `POST /invocations` JSON `dataframe_records`, `dataframe_split` or "
+        "`instances`, or `text/csv`): `text` (raw documents); `counts` (dense rows of "
+        f"{feature_dim} counts); `indices` + `values` (sparse rows); or {feature_dim} numeric columns "
+        "(CSV of dense rows, by position). **Output**: `topic_weights` per document. "
+        "**Params**: `top_topics`, `top_words`, `on_error` (`raise` | `column`).\n"
+    )
+
+
 def corpus_summary(manifest: dict) -> str:
     """Return a short JSON summary of the preprocessing manifest for the ``corpus`` tag."""
     source = manifest.get("source") or {}
@@ -437,7 +448,7 @@ def register_run_model(
             files["topic_word"],
             title=f"**{tags['num_topics']} topics**, feature_dim {tags['feature_dim']}, npmi {tags.get('npmi', '?')}, "
             f"tu {tags.get('tu', '?')}, val_loss {tags.get('val_loss', '?')}",
-        )
+        ) + "\n" + serving_inputs_markdown(int(tags["feature_dim"]))
     try:
         client.get_registered_model(name)
     except MlflowException:

@@ -43,6 +43,7 @@ def test_register_gate_both_ways_then_rollback(mlflow_tracking, logged_runs):
     assert float(mv.tags["val_loss"]) == pytest.approx(10.0) and float(mv.tags["tu"]) == pytest.approx(0.9)
     assert mv.tags["git_commit"] and json.loads(mv.tags["corpus"])["vocab_size"] == 30
     assert "| topic | top words |" in mv.description
+    assert "**Input**" in mv.description and "text/csv" in mv.description  # no input schema: the description says what it takes
 
     better = register_run_model(logged_runs["better"], cfg)  # npmi 0.2 > 0.1, val_loss +2% (< 5%)
     assert better.decision.promoted, better.decision.reason
