@@ -52,6 +52,7 @@ def build_models(work, docs, k=20, vocab_size=2000):
 
     from lightning_module.model import NTMModel
     from lightning_module.model_folder import save_model_folder
+    from ntm_spark.pyfunc_model import stage_model_folder
     from ntm_spark.text import get_normalizer
     from ntm_spark.vocab import Vocabulary
 
@@ -60,7 +61,9 @@ def build_models(work, docs, k=20, vocab_size=2000):
     df = Counter(w for toks in tokens for w in set(toks))
     words = sorted(w for w, _ in df.most_common(vocab_size))
     torch.manual_seed(0)
-    ntm = save_model_folder(work / "ntm", NTMModel(vocab_size=len(words), num_topics=k), words)
+    raw = save_model_folder(work / "ntm-raw", NTMModel(vocab_size=len(words), num_topics=k), words)
+    # As the registry stages it: with the lemma table closed over the vocabulary (no WordNet in the workers).
+    ntm = stage_model_folder(raw, work / "ntm")
     vocab = Vocabulary(words)
     rows = []
     for (doc_id, _), toks in zip(docs, tokens):

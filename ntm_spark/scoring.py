@@ -222,7 +222,7 @@ class TopicScorer:
             return RowError(MISSING_TEXT, "the document has no 'text' value")
         if not isinstance(text, str):
             return RowError(TEXT_NOT_STRING, f"'text' must be a string, got {type(text).__name__}")
-        if len(text.encode("utf-8", errors="replace")) > self.max_text_bytes:
+        if len(text) * 4 > self.max_text_bytes and len(text.encode("utf-8", errors="replace")) > self.max_text_bytes:
             return RowError(TOO_LARGE, f"'text' is larger than max_text_bytes={self.max_text_bytes}")
         if not text.strip():
             return RowError(EMPTY_TEXT, "'text' is empty")
@@ -233,15 +233,21 @@ class TopicScorer:
         texts = list(texts)
         dense = np.zeros((len(texts), self.feature_dim), dtype=np.float32)
         errors: list = []
+        rows: list[int] = []
+        cols: list[int] = []
+        normalize, indices_of = self.normalizer.normalize, self.vocab.indices_of
         for i, text in enumerate(texts):
             err = self.check_text(text)
             if err is None:
-                idx, val = self.vocab.to_bow(self.normalizer.normalize(text))
-                if len(idx) == 0:
+                hits = indices_of(normalize(text))
+                if not hits:
                     err = RowError(EMPTY_AFTER_NORMALIZATION, "no vocabulary word is left after normalization")
                 else:
-                    dense[i, idx] = val
+                    cols.extend(hits)
+                    rows.extend([i] * len(hits))
             errors.append(err)
+        if cols:
+            np.add.at(dense, (np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)), 1.0)  # counts
         return dense, errors
 
     def score_texts(self, texts: Iterable[Any]) -> ScoreResult:

@@ -231,7 +231,7 @@ class KafkaBroker:
 
     def __init__(self, cfg: ServicesConfig, workdir: Optional[Path] = None):
         self.cfg = cfg
-        self.workdir = Path(workdir or services_dir() / "kafka")
+        self.workdir = Path(workdir or services_dir() / "kafka").resolve()  # the broker runs with cwd=workdir
         self.proc = ManagedProcess("kafka", self.workdir, marker=str(self.workdir / "server.properties"))
 
     @property
@@ -391,7 +391,7 @@ class MlflowServer:
 
     def __init__(self, cfg: ServicesConfig, workdir: Optional[Path] = None):
         self.cfg = cfg
-        self.workdir = Path(workdir or services_dir() / "mlflow")
+        self.workdir = Path(workdir or services_dir() / "mlflow").resolve()
         self.proc = ManagedProcess("mlflow", self.workdir, marker="mlflow")
 
     @property

@@ -107,14 +107,23 @@ def parse_messages(
     bad = [f for f in passthrough_fields if not isinstance(f, str) or not f or f in (ID_COL, TEXT_COL)]
     if bad:
         raise ValueError(f"passthrough_fields holds {bad!r}: list other top-level field names (not 'id' or 'text').")
+    # Parse each value once: the variant and the derived fields are materialized by a first
+    # projection (Spark does not collapse projections that would repeat expensive expressions),
+    # then the classification below only reads columns.
     value = F.col("value")
     nbytes = F.octet_length(value)
+    too_large_0 = nbytes > F.lit(int(max_message_bytes))
+    parsed_v = F.when(value.isNotNull() & ~too_large_0, F.try_parse_json(value.cast("string")))
+    df = df.select("*", nbytes.alias("_nbytes"), parsed_v.alias("_v")).select(
+        "*",
+        F.schema_of_variant(F.col("_v")).alias("_v_type"),
+        F.try_variant_get(F.col("_v"), "$.text", "variant").alias("_t"),
+    )
+    df = df.select("*", F.schema_of_variant(F.col("_t")).alias("_t_type"))
+    nbytes = F.col("_nbytes")
     too_large = nbytes > F.lit(int(max_message_bytes))
     as_text = value.cast("string")
-    v = F.when(value.isNotNull() & ~too_large, F.try_parse_json(as_text))
-    v_type = F.schema_of_variant(v)
-    t = F.try_variant_get(v, "$.text", "variant")
-    t_type = F.schema_of_variant(t)
+    v, v_type, t, t_type = F.col("_v"), F.col("_v_type"), F.col("_t"), F.col("_t_type")
     code = (
         F.when(value.isNull(), F.lit(NOT_JSON))
         .when(too_large, F.lit(TOO_LARGE))
@@ -142,7 +151,7 @@ def parse_messages(
     cols = [
         F.coalesce(F.try_variant_get(v, "$.id", "string"), fallback_id).alias(ID_COL),
         F.col("key").cast("string").alias(KEY_COL),
-        F.when(code.isNull(), F.try_variant_get(v, "$.text", "string")).alias(TEXT_COL),
+        F.when(code.isNull(), F.try_variant_get(t, "$", "string")).alias(TEXT_COL),
         raw.alias(RAW_VALUE_COL),
         F.coalesce(too_large & (nbytes > DEAD_LETTER_MAX_RAW_CHARS), F.lit(False)).alias(RAW_TRUNCATED_COL),
         F.col("topic").alias(SOURCE_TOPIC_COL),

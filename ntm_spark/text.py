@@ -278,6 +278,10 @@ class TextNormalizer:
         self._wordnet = None
         self._wordnet_lock = threading.Lock()
         self._lemmatize_cached = functools.lru_cache(maxsize=cache_size)(self._lemmatize_uncached)
+        # token -> its output lemma, or "" when the token is dropped (not starting with a letter,
+        # a stop word, or lemmatized to one): one dict lookup per token on the hot path.
+        self._token_table: dict[str, str] = {}
+        self._token_table_size = cache_size
 
     def __getstate__(self) -> dict:
         # Ship only the settings: each process builds its own WordNet and cache.
@@ -322,16 +326,26 @@ class TextNormalizer:
             return []
         if self.clean:
             text = strip_newsgroup_noise(text)
-        stop = self.stop_words
-        lemmatize = self._lemmatize_cached
+        table = self._token_table
+        get = table.get
         out = []
-        for token in tokenize(text):
-            if token in stop:
-                continue
-            lemma = lemmatize(token)
-            if lemma not in stop:
+        for token in _TOKEN_RE.findall(text.lower()):  # the rule of tokenize(), resolved per distinct token
+            lemma = get(token)
+            if lemma is None:
+                lemma = self._resolve_token(token)
+                if len(table) >= self._token_table_size:
+                    table.clear()  # bounded: a stream of ever-new tokens never grows it past cache_size
+                table[token] = lemma
+            if lemma:
                 out.append(lemma)
         return out
+
+    def _resolve_token(self, token: str) -> str:
+        """The output of one raw token: its lemma, or ``""`` when the token is dropped."""
+        if not token[0].isalpha() or token in self.stop_words:
+            return ""
+        lemma = self._lemmatize_cached(token)
+        return "" if lemma in self.stop_words else lemma
 
     def normalize_many(self, texts: Iterable[Optional[str]]) -> list[list[str]]:
         """Apply :meth:`normalize` to each text (a list, a pandas Series...)."""

@@ -115,6 +115,10 @@ class Vocabulary:
         """Return ``word``'s index, or -1 when it is not in the vocabulary."""
         return self._index.get(word, -1)
 
+    def indices_of(self, tokens: Sequence[str]) -> list[int]:
+        """Return the vocabulary index of each in-vocabulary token, in order (unknown ones are skipped)."""
+        return [i for i in map(self._index.get, tokens) if i is not None]
+
     def to_bow(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Count the in-vocabulary tokens of one document.
 
@@ -124,8 +128,7 @@ class Vocabulary:
         Returns:
             ``(indices, values)``: ascending ``int32`` indices and their ``float32`` counts.
         """
-        index = self._index
-        hits = [i for i in map(index.get, tokens) if i is not None]
+        hits = self.indices_of(tokens)
         if not hits:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32)
         indices, counts = np.unique(np.asarray(hits, dtype=np.int32), return_counts=True)

@@ -29,6 +29,13 @@ def test_port_in_use_is_named(tmp_path):
             KafkaBroker(cfg, workdir=tmp_path / "k").up()
 
 
+def test_relative_workdir_is_made_absolute(tmp_path, monkeypatch):
+    # The broker runs with cwd=workdir: a relative path would point at workdir/workdir/server.properties.
+    monkeypatch.chdir(tmp_path)
+    broker = KafkaBroker(load_config("services"), workdir="rel/k")
+    assert broker.workdir == tmp_path / "rel" / "k" and broker.workdir.is_absolute()
+
+
 def test_missing_jars_say_make_jars(tmp_path, monkeypatch):
     monkeypatch.setenv("NTM_JARS_DIR", str(tmp_path))
     cfg = load_config("services")
