@@ -186,6 +186,13 @@ def start_stream(spark: "SparkSession", cfg: StreamConfig, query_name: Optional[
         writer = writer.outputMode("update").trigger(realTime=cfg.real_time_batch_duration)
     else:
         writer = writer.trigger(processingTime=cfg.processing_time)
+        if cfg.async_progress_tracking and not cfg.parquet_path:
+            # Spark supports it for the Kafka sink with a processing-time trigger: the offset and
+            # commit logs no longer hold up each micro-batch; a restart may replay the last
+            # async_progress_interval_ms of input (still at-least-once, keyed by id).
+            writer = writer.option("asyncProgressTrackingEnabled", "true").option(
+                "asyncProgressTrackingCheckpointIntervalMs", str(cfg.async_progress_interval_ms)
+            )
     return writer.start()
 
 

@@ -300,6 +300,9 @@ class StreamConfig:
     real_time_batch_duration: str = "5 minutes"
     #: Real-time mode rejects Python operators; true bypasses Spark's allowlist check (see docs/streaming.md).
     real_time_allow_python: bool = False
+    #: Write the offset and commit logs off the critical path (Kafka sink, processing_time trigger only).
+    async_progress_tracking: bool = True
+    async_progress_interval_ms: int = 1000
     checkpoint_location: str = ".ntm/checkpoints/stream"
     model_uri: str = "models:/ntm-20newsgroups@champion"
     model_kind: Literal["ntm", "lda"] = "ntm"
@@ -334,6 +337,7 @@ class StreamConfig:
         _check(self.top_k >= 1, "stream.top_k", self.top_k, "use an integer >= 1")
         _check(self.top_words >= 0, "stream.top_words", self.top_words, "use an integer >= 0")
         _check(self.arrow_batch_size >= 1, "stream.arrow_batch_size", self.arrow_batch_size, "use an integer >= 1")
+        _check(self.async_progress_interval_ms >= 0, "stream.async_progress_interval_ms", self.async_progress_interval_ms, "use an integer >= 0")
         _check(self.output_topic != self.dead_letter_topic, "stream.dead_letter_topic", self.dead_letter_topic, "use a topic other than output_topic")
 
 
