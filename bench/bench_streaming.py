@@ -170,13 +170,19 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, **
     thread.join()
     consumer.close()
     prod.close()
+    batches = [p for p in query.recentProgress if p.numInputRows > 0]
     query.stop()
     out = percentiles(latencies)
+    if batches:  # where a micro-batch's time goes (medians over the last progress reports)
+        import numpy as np
+
+        out["batch_ms_median"] = {k: float(np.median([p.durationMs.get(k, 0) for p in batches])) for k in ("triggerExecution", "addBatch", "queryPlanning", "walCommit", "commitOffsets", "latestOffset")}
+        out["batch_rows_median"] = float(np.median([p.numInputRows for p in batches]))
     out.update({"offered": len(sent_at), "received": len(latencies), "rate": rate, "kind": kind, **{k: str(v) for k, v in trigger.items()}})
     return out
 
 
-def measure_drain(spark, bootstrap, model, kind, docs, n, work):
+def measure_drain(spark, bootstrap, model, kind, docs, n, work, per_batch=5000, **kw):
     """Produce ``n`` messages, then drain them with available_now; docs/s over the batches' own durations."""
     from kafka import KafkaProducer
     from kafka.serializer import DefaultSerializer
@@ -191,7 +197,7 @@ def measure_drain(spark, bootstrap, model, kind, docs, n, work):
         prod.send(topic, key=f"{i}".encode(), value=json.dumps({"id": f"{i}:{doc_id}", "text": text}).encode())
     prod.flush()
     prod.close()
-    cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="earliest", trigger="available_now", max_offsets_per_trigger=5000)
+    cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="earliest", trigger="available_now", max_offsets_per_trigger=per_batch, **kw)
     t0 = time.monotonic()
     query = start_stream(spark, cfg)
     query.awaitTermination()
@@ -201,7 +207,7 @@ def measure_drain(spark, bootstrap, model, kind, docs, n, work):
     # Exclude the first batch (worker start, model load) from the sustained rate.
     steady = progress[1:] or progress
     steady_ms = sum(p.durationMs.get("triggerExecution", 0) for p in steady)
-    return {"kind": kind, "messages": rows, "wall_s": wall, "docs_per_s_wall": rows / wall,
+    return {"kind": kind, "messages": rows, "per_batch": per_batch, "wall_s": wall, "docs_per_s_wall": rows / wall,
             "docs_per_s_sustained": sum(p.numInputRows for p in steady) / (steady_ms / 1000.0) if steady_ms else None}  # fmt: skip
 
 
@@ -230,6 +236,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--triggers", nargs="*", default=["processing_time:100 milliseconds", "processing_time:500 milliseconds"])
     parser.add_argument("--drain-docs", type=int, default=20000)
+    parser.add_argument("--drain-batch", type=int, default=5000, help="maxOffsetsPerTrigger while draining")
+    parser.add_argument("--arrow-batch", type=int, default=None, help="stream.arrow_batch_size (default: the config's)")
     parser.add_argument("--backfill-scales", type=int, nargs="*", default=[1])
     parser.add_argument("--kinds", nargs="*", default=["ntm", "lda"])
     parser.add_argument("--json", default=None)
@@ -266,7 +274,8 @@ def main(argv=None):
                     print(json.dumps(r), flush=True)
                     results["latency"].append(r)
             if args.drain_docs:
-                r = measure_drain(spark, bootstrap, models[kind], kind, test_docs, args.drain_docs, work)
+                extra = {"arrow_batch_size": args.arrow_batch} if args.arrow_batch and kind == "ntm" else {}
+                r = measure_drain(spark, bootstrap, models[kind], kind, test_docs, args.drain_docs, work, args.drain_batch, **extra)
                 print(json.dumps(r), flush=True)
                 results["drain"].append(r)
         for scale in args.backfill_scales:

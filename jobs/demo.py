@@ -50,7 +50,7 @@ def _step(n: int, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The demo's flags."""
+    """Return the demo's flags."""
     parser = argparse.ArgumentParser(prog="ntm demo", description="Run every stage end to end.")
     parser.add_argument("--quick", action="store_true", help="a corpus sample and few epochs (minutes on 2 cores)")
     parser.add_argument("--messages", type=int, default=None, help="test documents to stream (default: 300 quick, all full)")
@@ -271,7 +271,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _json_producer(bootstrap: str, **options):
-    """A producer of JSON values keyed by a string (kafka-python 3.x serializer objects)."""
+    """Return a producer of JSON values keyed by a string (kafka-python 3.x serializer objects)."""
     from kafka import KafkaProducer
     from kafka.serializer import DefaultSerializer, JsonSerializer
 
@@ -279,7 +279,7 @@ def _json_producer(bootstrap: str, **options):
 
 
 def _json_consumer(bootstrap: str, topics: list[str], group: str):
-    """A consumer of JSON values from the beginning of ``topics``, in a fresh consumer group."""
+    """Return a consumer of JSON values from the beginning of ``topics``, in a fresh consumer group."""
     from kafka import KafkaConsumer
     from kafka.serializer import DefaultSerializer, JsonSerializer
 

@@ -130,7 +130,7 @@ def run_with_distributor(spark, cfg) -> Any:
 
 
 def _mlflow_config(args: argparse.Namespace):
-    """The MLflow section, or ``None`` when tracking is off or MLflow is not installed."""
+    """Return the MLflow section, or ``None`` when tracking is off or MLflow is not installed."""
     if args.no_mlflow:
         return None
     try:

@@ -308,7 +308,7 @@ class TopicScorer:
     # ------------------------------------------------------------------ output
 
     def top_topics(self, weights: np.ndarray, k: int = 3, words: int = 5) -> list[dict]:
-        """The ``k`` heaviest topics of one row as ``[{"topic", "weight", "words"}]``."""
+        """Return the ``k`` heaviest topics of one row as ``[{"topic", "weight", "words"}]``."""
         order = np.argsort(-weights)[:k]
         return [
             {

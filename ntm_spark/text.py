@@ -200,20 +200,60 @@ def resolve_stop_words(stop_words: StopWords) -> frozenset[str]:
 # ----------------------------------------------------------------------------- lemmas
 
 
+#: The noun part of WordNet that ``_morphy`` reads, saved beside the corpus by the first load.
+NOUN_MORPHY_CACHE = "ntm-noun-morphy.json"
+
+
+def _wordnet_key(root) -> dict:
+    """Identify the WordNet files (and NLTK) a morphy cache was built from."""
+    import nltk
+
+    wn = root / "corpora" / "wordnet"
+    files = [wn / "index.noun", wn / "noun.exc"] if (wn / "index.noun").is_file() else [root / "corpora" / "wordnet.zip"]
+    return {"nltk": nltk.__version__, "files": [[f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in files]}
+
+
+def _read_morphy_cache(path, key: dict) -> Optional[dict]:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("key") == key else None
+
+
+def _write_morphy_cache(path, data: dict) -> None:
+    """Best effort, atomic: a read-only data folder only means the next process loads WordNet again."""
+    import json
+    import os
+
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
 def load_noun_lemmatizer() -> Callable[[str], str]:
     """Return NLTK's ``WordNetLemmatizer().lemmatize`` (noun POS) as a function, loaded quickly.
 
-    ``nltk.corpus.wordnet`` also builds the Open Multilingual WordNet sense mapping when it
-    loads (parsing ``index.sense`` twice: about 4 s per process), which lemmatizing never
-    uses. This builds NLTK's own ``WordNetCorpusReader`` without that mapping and applies
-    the lemmatizer's rule (the shortest of ``_morphy``'s lemmas, else the word), so every
-    Spark Python worker starts about 3x sooner with the same lemmas (the tests compare them
-    with ``WordNetLemmatizer``). When NLTK's internals differ, it falls back to
-    :func:`ntm_spark.nltk_data.load_wordnet_lemmatizer`. It never downloads.
+    NLTK's lemmatizer is the shortest of ``WordNetCorpusReader._morphy(word, "n")``'s lemmas,
+    else the word; ``_morphy`` reads only the noun exception list and the set of noun lemma
+    forms. The first load builds NLTK's reader (without the Open Multilingual WordNet
+    mapping that ``nltk.corpus.wordnet`` also parses: about 4 s per process instead of 6)
+    and saves those two pieces as ``corpora/ntm-noun-morphy.json`` (keyed by the WordNet
+    files and the NLTK version); later processes, such as every Spark Python worker, read
+    that file in well under a second and call NLTK's own ``_morphy`` on it, so the lemmas
+    are NLTK's (the tests compare them with ``WordNetLemmatizer``). When NLTK's internals
+    differ, it falls back to :func:`ntm_spark.nltk_data.load_wordnet_lemmatizer`. It never
+    downloads.
 
     Raises:
         ntm_spark.nltk_data.NltkDataError: when WordNet is not installed, naming the fix.
     """
+    import types
     import warnings
 
     from ntm_spark.nltk_data import find_wordnet, load_wordnet_lemmatizer
@@ -222,15 +262,32 @@ def load_noun_lemmatizer() -> Callable[[str], str]:
     try:
         from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-        class _LemmaOnlyReader(WordNetCorpusReader):
-            def map_wn(self, version: str = "wordnet"):
-                return None  # the multilingual mapping: unused for lemmas
+        cache = root / "corpora" / NOUN_MORPHY_CACHE
+        key = _wordnet_key(root)
+        data = _read_morphy_cache(cache, key)
+        if data is None:
 
-        with warnings.catch_warnings():
-            # "multilingual functions are not available": expected, we pass no OMW reader.
-            warnings.simplefilter("ignore", UserWarning)
-            reader = _LemmaOnlyReader(str(root / "corpora" / "wordnet"), None)
-        morphy = reader._morphy
+            class _LemmaOnlyReader(WordNetCorpusReader):
+                def map_wn(self, version: str = "wordnet"):
+                    return None  # the multilingual mapping: unused for lemmas
+
+            with warnings.catch_warnings():
+                # "multilingual functions are not available": expected, we pass no OMW reader.
+                warnings.simplefilter("ignore", UserWarning)
+                reader = _LemmaOnlyReader(str(root / "corpora" / "wordnet"), None)
+            data = {
+                "key": key,
+                "exceptions": reader._exception_map["n"],
+                "forms": sorted(f for f, poses in reader._lemma_pos_offset_map.items() if "n" in poses),
+            }
+            _write_morphy_cache(cache, data)
+        noun = {"n": ()}  # _morphy only asks whether "n" is among a form's parts of speech
+        state = types.SimpleNamespace(
+            MORPHOLOGICAL_SUBSTITUTIONS=WordNetCorpusReader.MORPHOLOGICAL_SUBSTITUTIONS,
+            _exception_map={"n": data["exceptions"]},
+            _lemma_pos_offset_map=dict.fromkeys(data["forms"], noun),
+        )
+        morphy = functools.partial(WordNetCorpusReader._morphy, state)
         morphy("warmup", "n")
     except Exception:  # noqa: BLE001 - any NLTK internals change: use the public, slower path
         return load_wordnet_lemmatizer(download=False).lemmatize
@@ -341,7 +398,7 @@ class TextNormalizer:
         return out
 
     def _resolve_token(self, token: str) -> str:
-        """The output of one raw token: its lemma, or ``""`` when the token is dropped."""
+        """Return the output of one raw token: its lemma, or ``""`` when the token is dropped."""
         if not token[0].isalpha() or token in self.stop_words:
             return ""
         lemma = self._lemmatize_cached(token)

@@ -229,10 +229,10 @@ def mlflow_tracking(tmp_path_factory):
 @pytest.fixture(scope="session")
 def logged_runs(mlflow_tracking, tmp_path_factory):
     """Training-style runs logged with ntm_spark.tracking: base, better, worse, other_vocab -> run id."""
+    import mlflow
+
     from ntm_spark.config import MlflowConfig
     from ntm_spark.tracking import configure_tracking, ensure_experiment, log_training_run
-
-    import mlflow
 
     cfg = MlflowConfig(tracking_uri=mlflow_tracking, experiment="ntm-tests")
     configure_tracking(cfg)

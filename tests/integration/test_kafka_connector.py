@@ -12,8 +12,8 @@ N = 1000
 @pytest.fixture(scope="module")
 def filled_topic(kafka_bootstrap):
     from kafka import KafkaProducer
-    from kafka.serializer import DefaultSerializer, JsonSerializer
     from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.serializer import DefaultSerializer, JsonSerializer
 
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)

@@ -29,6 +29,27 @@ def test_lemmatizer_loads_from_installed_copy(tmp_path, monkeypatch):
     assert lem.lemmatize("cars") == "car"
 
 
+@needs_debian_wordnet
+def test_noun_lemmatizer_cache_is_written_then_used(tmp_path, monkeypatch):
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    from ntm_spark.text import NOUN_MORPHY_CACHE, load_noun_lemmatizer
+
+    root = install_wordnet(dest_root=tmp_path)
+    monkeypatch.setenv("NLTK_DATA", str(root))
+    words = ["parliaments", "cars", "geese", "mice", "children", "analyses", "buses", "wives", "ties", "feet", "matrices", "xyzzies"]
+    reference = nltk_data.load_wordnet_lemmatizer()
+    first = load_noun_lemmatizer()  # builds NLTK's reader and writes the cache
+    assert (root / "corpora" / NOUN_MORPHY_CACHE).is_file()
+
+    def no_reader(*args, **kwargs):
+        raise AssertionError("WordNet was parsed again instead of reading the cache")
+
+    monkeypatch.setattr(WordNetCorpusReader, "__init__", no_reader)
+    second = load_noun_lemmatizer()
+    assert [second(w) for w in words] == [first(w) for w in words] == [reference.lemmatize(w) for w in words]
+
+
 def test_missing_debian_files_name_the_package(tmp_path):
     (tmp_path / "src").mkdir()
     with pytest.raises(NltkDataError, match="apt-get install wordnet-base"):
