@@ -216,3 +216,27 @@ def test_moving_champion_swaps_the_model_without_a_restart(spark, kafka_bootstra
     versions = [by_id[d]["model_version"] for d, _ in docs]
     assert versions[0] == "1" and versions[-1] == "2"
     assert set(versions[:150]) == {"1"} and set(versions[-100:]) == {"2"}
+
+
+def test_parquet_sink_writes_every_good_record_once_per_batch(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path):
+    from pyspark.sql import functions as F
+
+    from jobs.stream_score import run_stream, write_batch
+
+    parquet = tmp_path / "scored"
+    cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, stream_model_folder, max_offsets_per_trigger=1000, parquet_path=str(parquet))
+    summary = run_stream(spark, cfg, timeout=300)
+    check_outputs(kafka_bootstrap, cfg, expect_exact=True)  # the Kafka records of the same batches
+    batches = sorted(p.name for p in parquet.iterdir() if p.name.startswith("batch_id="))
+    assert len(batches) == summary["batches"] >= 2
+    rows = spark.read.parquet(str(parquet)).select("id", "topic_weights", "model_version", "error_code").collect()
+    assert sorted(r["id"] for r in rows) == sorted(d for d, _ in good_docs)  # good records only, each once
+    assert all(r["error_code"] is None and abs(sum(r["topic_weights"]) - 1) < 1e-5 for r in rows)
+
+    # A replayed batch (same batch_id, as after a failure) replaces its folder instead of adding rows.
+    first = spark.read.parquet(str(parquet / batches[0]))
+    before = first.count()
+    replay = first.withColumn("raw_value", F.lit(None).cast("string")).withColumn("raw_value_truncated", F.lit(False))
+    write_batch(replay.localCheckpoint(), int(batches[0].split("=")[1]), cfg)
+    assert spark.read.parquet(str(parquet / batches[0])).count() == before
+    assert spark.read.parquet(str(parquet)).count() == len(rows)
