@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
+from ntm_spark.services import create_topics  # noqa: E402
+
 
 def read_docs(limit=None, split=None):
     from ntm_spark.corpus import locate_20newsgroups
@@ -82,16 +84,6 @@ def ensure_broker(bootstrap, work):
     cfg = load_config("services", overrides=[f"kafka_port={free_port()}", f"kafka_controller_port={free_port()}"])
     broker = KafkaBroker(cfg, workdir=work / "kafka")
     return broker.up(), broker
-
-
-def create_topics(bootstrap, *names, partitions=2):
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
-    finally:
-        admin.close()
 
 
 def stream_cfg(bootstrap, topic, model, kind, work, **kw):

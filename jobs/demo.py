@@ -108,7 +108,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ntm_spark.config import load_config
-    from ntm_spark.services import KafkaBroker, MlflowServer
+    from ntm_spark.services import KafkaBroker, MlflowServer, create_topics
 
     quick = args.quick
     work = Path(args.workdir or state_dir() / "demo").resolve()
@@ -193,7 +193,7 @@ def run_demo(args: argparse.Namespace) -> int:
         # 6 ------------------------------------------------------------ stream
         in_topic, out_topic, dlq = f"demo-documents-{run_tag}", f"demo-topics-{run_tag}", f"demo-dead-letters-{run_tag}"
         _step(6, f"start the streaming job: {in_topic} -> {out_topic} (dead letters: {dlq})")
-        _create_topics(bootstrap, [in_topic, out_topic, dlq])
+        create_topics(bootstrap, in_topic, out_topic, dlq)
         docs = _test_documents(n_messages)
         timeout = args.stream_timeout or (300 if quick else 1800)
         stream_cmd = [
@@ -313,16 +313,6 @@ def _wait_until_scoring(bootstrap: str, in_topic: str, out_topic: str, text: str
         raise RuntimeError(f"the streaming job scored nothing within {timeout:.0f} s; see its log")
     finally:
         consumer.close()
-
-
-def _create_topics(bootstrap: str, topics: list[str]) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(t, num_partitions=2, replication_factor=1) for t in topics])
-    finally:
-        admin.close()
 
 
 def _produce(bootstrap: str, topic: str, docs: list[dict], tqdm) -> None:

@@ -66,6 +66,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def create_topics(bootstrap: str, *names: str, partitions: int = 2) -> None:
+    """Create Kafka topics (``replication_factor=1``, the local broker) with kafka-python's admin client."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
+    finally:
+        admin.close()
+
+
 def java_version(java: str = "java") -> int:
     """Return the major version of ``java``.
 

@@ -111,18 +111,13 @@ def parse_messages(
     # projection (Spark does not collapse projections that would repeat expensive expressions),
     # then the classification below only reads columns.
     value = F.col("value")
-    nbytes = F.octet_length(value)
-    too_large_0 = nbytes > F.lit(int(max_message_bytes))
-    parsed_v = F.when(value.isNotNull() & ~too_large_0, F.try_parse_json(value.cast("string")))
-    df = df.select("*", nbytes.alias("_nbytes"), parsed_v.alias("_v")).select(
-        "*",
-        F.schema_of_variant(F.col("_v")).alias("_v_type"),
-        F.try_variant_get(F.col("_v"), "$.text", "variant").alias("_t"),
-    )
-    df = df.select("*", F.schema_of_variant(F.col("_t")).alias("_t_type"))
+    df = df.select("*", F.octet_length(value).alias("_nbytes"))
     nbytes = F.col("_nbytes")
     too_large = nbytes > F.lit(int(max_message_bytes))
     as_text = value.cast("string")
+    df = df.select("*", F.when(value.isNotNull() & ~too_large, F.try_parse_json(as_text)).alias("_v"))
+    df = df.select("*", F.schema_of_variant(F.col("_v")).alias("_v_type"), F.try_variant_get(F.col("_v"), "$.text", "variant").alias("_t"))
+    df = df.select("*", F.schema_of_variant(F.col("_t")).alias("_t_type"))
     v, v_type, t, t_type = F.col("_v"), F.col("_v_type"), F.col("_t"), F.col("_t_type")
     code = (
         F.when(value.isNull(), F.lit(NOT_JSON))

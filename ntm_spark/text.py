@@ -160,7 +160,17 @@ def tokenize(text: str) -> list[str]:
         >>> tokenize("In 1993, X11R5 and 3D_cards were __hot__ (a)!")
         ['in', 'x11r5', 'and', 'were']
     """
-    return [t for t in _TOKEN_RE.findall(text.lower()) if t[0].isalpha()]
+    return [t for t in raw_tokens(text) if keeps_token(t)]
+
+
+def raw_tokens(text: str) -> list[str]:
+    """Lowercase ``text`` and return every match of :data:`TOKEN_PATTERN` (before :func:`keeps_token`)."""
+    return _TOKEN_RE.findall(text.lower())
+
+
+def keeps_token(token: str) -> bool:
+    """Whether a raw token is kept: it starts with a letter."""
+    return token[0].isalpha()
 
 
 def resolve_stop_words(stop_words: StopWords) -> frozenset[str]:
@@ -386,7 +396,7 @@ class TextNormalizer:
         table = self._token_table
         get = table.get
         out = []
-        for token in _TOKEN_RE.findall(text.lower()):  # the rule of tokenize(), resolved per distinct token
+        for token in raw_tokens(text):  # tokenize()'s rule, with keeps_token resolved once per distinct token
             lemma = get(token)
             if lemma is None:
                 lemma = self._resolve_token(token)
@@ -399,7 +409,7 @@ class TextNormalizer:
 
     def _resolve_token(self, token: str) -> str:
         """Return the output of one raw token: its lemma, or ``""`` when the token is dropped."""
-        if not token[0].isalpha() or token in self.stop_words:
+        if not keeps_token(token) or token in self.stop_words:
             return ""
         lemma = self._lemmatize_cached(token)
         return "" if lemma in self.stop_words else lemma

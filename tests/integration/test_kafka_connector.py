@@ -12,15 +12,12 @@ N = 1000
 @pytest.fixture(scope="module")
 def filled_topic(kafka_bootstrap):
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.serializer import DefaultSerializer, JsonSerializer
 
+    from ntm_spark.services import create_topics
+
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        admin.close()
+    create_topics(kafka_bootstrap, topic, partitions=3)
     producer = KafkaProducer(
         bootstrap_servers=kafka_bootstrap,
         key_serializer=DefaultSerializer(),

@@ -6,22 +6,14 @@ import uuid
 
 import pytest
 
+from ntm_spark.services import create_topics
+
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
 
 N_GOOD = 2000
 N_BAD = 50
 BAD_KINDS = ("not_json", "missing_text", "text_not_string", "too_large", "empty_after_normalization")
 MAX_BYTES = 400_000
-
-
-def create_topics(bootstrap, *names, partitions=2):
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
-    finally:
-        admin.close()
 
 
 def producer(bootstrap):
