@@ -113,6 +113,45 @@ def list_row_groups(files: Sequence[str | os.PathLike]) -> list[RowGroup]:
     return groups
 
 
+def document_cooccurrence(
+    data_dir: str | os.PathLike, vocab_size: int, split: str = "train", max_docs: int = 100_000, block_rows: int = 4096
+) -> tuple[Tensor, int]:
+    """Count, for every pair of words, the documents of a split that contain both.
+
+    Streams the split's row groups (only the ``indices`` column) in file order and stops
+    after ``max_docs`` documents, so memory is ``O(V^2)`` whatever the corpus size.
+
+    Returns:
+        ``(counts, n_docs)``: float64 counts of shape ``(V, V)`` (the diagonal holds document
+        frequencies) and how many documents were counted.
+
+    Raises:
+        DataNotFoundError: when the split has no Parquet files.
+    """
+    files = split_files(data_dir, split)
+    if not files:
+        raise DataNotFoundError(f"no Parquet files under {str(Path(data_dir) / split)!r}: run `ntm preprocess` first.")
+    co = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
+    n_docs = 0
+    for group in list_row_groups(files):
+        if n_docs >= max_docs:
+            break
+        table = pq.ParquetFile(group.path).read_row_group(group.index, columns=[INDICES_COL])
+        lists = table.column(INDICES_COL).combine_chunks()
+        offsets = np.asarray(lists.offsets, dtype=np.int64)
+        flat = np.asarray(lists.flatten(), dtype=np.int64)
+        rows = min(len(offsets) - 1, max_docs - n_docs)
+        for r0 in range(0, rows, block_rows):
+            r1 = min(rows, r0 + block_rows)
+            lo, hi = offsets[r0] - offsets[0], offsets[r1] - offsets[0]
+            row_of = np.repeat(np.arange(r1 - r0), np.diff(offsets[r0 : r1 + 1]))
+            present = torch.zeros(r1 - r0, vocab_size, dtype=torch.float32)
+            present[torch.from_numpy(row_of), torch.from_numpy(flat[lo:hi])] = 1.0
+            co += (present.t() @ present).double()  # exact: at most block_rows per entry
+        n_docs += rows
+    return co, n_docs
+
+
 # --------------------------------------------------------------------------- planning
 
 

@@ -63,6 +63,16 @@ class NTMSystem(pl.LightningModule):
         npmi_top_n: Top words per topic for NPMI and TU.
         diversity_top_n: Top words per topic for diversity.
         num_threads: ``torch.set_num_threads`` for this process (``None`` leaves it).
+        decoder: ``linear`` or ``embedding`` (see :class:`NTMModel`).
+        word_embeddings: Where the embedding decoder's word vectors came from (``ppmi`` or a
+            ``.npy`` path); recorded only, the vectors themselves are ``word_vectors``.
+        embedding_dim: Word/topic vector size of the embedding decoder.
+        beta_temperature: Temperature of the embedding decoder's ``beta``.
+        ecr_weight: Weight of the embedding-clustering regularizer added to each training
+            step's loss (0 = off; inert with the linear decoder). It is not part of the
+            logged ``loss``/``recon``/``kl``; ``train/ecr`` is logged with the batch loss.
+        word_vectors: Fixed word vectors ``(V, embedding_dim)`` for the embedding decoder; not
+            saved in the hyperparameters (the model's state_dict holds them).
     """
 
     def __init__(
@@ -89,6 +99,12 @@ class NTMSystem(pl.LightningModule):
         npmi_top_n: int = 10,
         diversity_top_n: int = 25,
         num_threads: Optional[int] = None,
+        decoder: str = "linear",
+        word_embeddings: str = "ppmi",
+        embedding_dim: int = 200,
+        beta_temperature: float = 0.2,
+        ecr_weight: float = 0.0,
+        word_vectors: Optional[Tensor] = None,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -99,7 +115,9 @@ class NTMSystem(pl.LightningModule):
             raise ValueError(f"kl_warmup_epochs={kl_warmup_epochs!r}: use an integer >= 0 (0 disables warm-up).")
         if not 0.0 <= adam_beta1 < 1.0:
             raise ValueError(f"adam_beta1={adam_beta1!r}: use a number in [0, 1) such as 0.9 or 0.99.")
-        self.save_hyperparameters()
+        if not ecr_weight >= 0 or math.isinf(ecr_weight):
+            raise ValueError(f"ecr_weight={ecr_weight!r}: use a number >= 0 such as 1000 (0 turns the regularizer off).")
+        self.save_hyperparameters(ignore=["word_vectors"])
         # Manual optimization: a training "batch" may hold several optimizer steps
         # (``steps_per_execution``), which spreads Lightning's per-call overhead over them.
         self.automatic_optimization = False
@@ -115,6 +133,10 @@ class NTMSystem(pl.LightningModule):
             dirichlet_alpha=dirichlet_alpha,
             decoder_batch_norm=decoder_batch_norm,
             dropout=dropout,
+            decoder=decoder,
+            embedding_dim=embedding_dim,
+            beta_temperature=beta_temperature,
+            word_vectors=word_vectors,
         )
         self._acc: dict[str, Tensor] = {}
         self._topic_state: dict[str, Any] = {}
@@ -154,6 +176,10 @@ class NTMSystem(pl.LightningModule):
         kl_w = self.kl_weight() if train else 1.0
         denom = weight.sum().clamp_min(1.0)
         loss = ((recon + kl_w * kl) * weight).sum() / denom
+        ecr = None
+        if train and self.hparams.ecr_weight and self.model.decoder_kind == "embedding":
+            ecr = self.model.clustering_cost()
+            loss = loss + self.hparams.ecr_weight * ecr
         # One fused weighted sum of (recon, kl, docs, words): few kernels, no host sync per step.
         terms = torch.stack([recon.detach(), kl.detach(), torch.ones_like(recon), x.sum(dim=1)], dim=1)  # (B, 4)
         self._acc[stage] += (terms * weight[:, None]).sum(dim=0).to(torch.float64)  # not a matmul: TF32 would round it
@@ -162,6 +188,8 @@ class NTMSystem(pl.LightningModule):
         elif self._trainer is None or self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             # Lightning's self.log costs ~0.5 ms per call; the batch loss is shown every log_every_n_steps.
             self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=x.shape[0])
+            if ecr is not None:
+                self.log("train/ecr", ecr.detach(), on_step=True, on_epoch=False, batch_size=x.shape[0])
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from lightning_module._compat import pl
-from lightning_module.data import BowDataModule, read_manifest
-from lightning_module.model import PRESETS
+from lightning_module.data import BowDataModule, document_cooccurrence, read_manifest
+from lightning_module.model import PRESETS, ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
 from ntm_spark.config import ConfigError, TrainConfig
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 PRESET_FIELDS = tuple(PRESETS["sagemaker"])
 #: Preset fields that configure training, not :class:`NTMSystem`.
 TRAINING_ONLY_FIELDS = ("min_epochs",)
+#: The PPMI word vectors need a (V, V) matrix and its eigendecomposition: above this, give a .npy.
+MAX_PPMI_VOCAB = 10_000
 
 
 @dataclass
@@ -200,8 +202,49 @@ def configure_threads(local_ranks: int, threads: Optional[int] = None) -> int:
     return n
 
 
-def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] = None) -> NTMSystem:
-    """Build the :class:`NTMSystem` that ``cfg`` describes."""
+def word_vectors(cfg: TrainConfig, vocab_size: int) -> Any:
+    """The embedding decoder's fixed word vectors ``(V, embedding_dim)``, or ``None`` for the linear decoder.
+
+    ``word_embeddings: ppmi`` derives them from the training split alone (at most its first
+    100,000 documents, so memory is ``O(V^2)``); a ``.npy`` path loads them (one row per
+    vocabulary word, in ``vocab.txt`` order). Every rank computes the same vectors.
+
+    Raises:
+        ConfigError: for a vocabulary too large for ``ppmi``, or a file that is missing or of the wrong shape.
+    """
+    import numpy as np
+    import torch
+
+    opts = resolve_model_options(cfg)
+    if opts["decoder"] != "embedding":
+        return None
+    dim, source = int(opts["embedding_dim"]), str(opts["word_embeddings"])
+    t0 = time.perf_counter()
+    if source == "ppmi":
+        if vocab_size > MAX_PPMI_VOCAB:
+            raise ConfigError(
+                f"invalid config value train.word_embeddings='ppmi': the vocabulary has {vocab_size} words and PPMI "
+                f"vectors are computed for at most {MAX_PPMI_VOCAB}; give a .npy of ({vocab_size}, {dim}) vectors "
+                "or use decoder: linear."
+            )
+        counts, n_docs = document_cooccurrence(cfg.data_dir, vocab_size)
+        vectors = ppmi_word_vectors(counts, n_docs, dim)
+        log.info("word vectors: PPMI-SVD of %d training documents, %d x %d (%.1f s)", n_docs, vocab_size, dim, time.perf_counter() - t0)
+        return vectors
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(f"invalid config value train.word_embeddings={source!r}: no file at {str(path)!r}; check the path.")
+    arr = np.load(path)
+    if arr.shape != (vocab_size, dim):
+        raise ConfigError(
+            f"invalid config value train.word_embeddings={source!r}: the array has shape {arr.shape}; the embedding "
+            f"decoder needs one row per vocabulary word and embedding_dim columns, ({vocab_size}, {dim})."
+        )
+    return torch.nn.functional.normalize(torch.as_tensor(arr, dtype=torch.float32), dim=1)
+
+
+def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] = None, vectors: Any = None) -> NTMSystem:
+    """Build the :class:`NTMSystem` that ``cfg`` describes (``vectors``: see :func:`word_vectors`)."""
     if cfg.feature_dim is not None and cfg.feature_dim != vocab_size:
         raise ConfigError(
             f"invalid config value train.feature_dim={cfg.feature_dim!r}: the vocabulary in {cfg.data_dir!r} "
@@ -217,6 +260,7 @@ def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] =
         clip_gradient=cfg.clip_gradient,
         sample_latent=cfg.sample_latent,
         num_threads=num_threads,
+        word_vectors=vectors,
         **opts,
     )
 
@@ -272,7 +316,7 @@ def train_model(
         resident=cfg.resident,
         steps_per_execution=cfg.steps_per_execution,
     )
-    system = build_system(cfg, dm.vocab_size, num_threads=threads)
+    system = build_system(cfg, dm.vocab_size, num_threads=threads, vectors=word_vectors(cfg, dm.vocab_size))
     has_val, has_test = dm.has_split("validation"), dm.has_split("test")
     monitor = "val/loss" if has_val else "train/loss"
     if not has_val:

@@ -189,6 +189,11 @@ class TrainConfig:
     kl_warmup_epochs: Optional[int] = None
     adam_beta1: Optional[float] = None  # Adam's beta1 (sagemaker: 0.9, MXNet's default; default: 0.99)
     min_epochs: Optional[int] = None  # early stopping is first evaluated after this epoch (sagemaker: 0)
+    decoder: Optional[Literal["linear", "embedding"]] = None  # embedding: ECRTM's (sagemaker: linear)
+    word_embeddings: Optional[str] = None  # ppmi (from the training split) or a .npy of (V, embedding_dim)
+    embedding_dim: Optional[int] = None
+    beta_temperature: Optional[float] = None
+    ecr_weight: Optional[float] = None  # weight of the embedding-clustering regularizer (sagemaker: 0)
     sample_latent: bool = True
     # Data loading.
     reader: Literal["arrow", "petastorm"] = "arrow"
@@ -239,6 +244,13 @@ class TrainConfig:
         _check(self.adam_beta1 is None or 0.0 <= self.adam_beta1 < 1.0, "train.adam_beta1", self.adam_beta1, "use a number in [0, 1) such as 0.9 or 0.99")
         _check(self.min_epochs is None or 0 <= self.min_epochs <= 100, "train.min_epochs", self.min_epochs, "use an integer between 0 and 100 (0: early stopping from the first epoch)")
         _check(self.kl_warmup_epochs is None or self.kl_warmup_epochs >= 0, "train.kl_warmup_epochs", self.kl_warmup_epochs, "use an integer >= 0")
+        _check(
+            self.word_embeddings is None or self.word_embeddings == "ppmi" or str(self.word_embeddings).endswith(".npy"),
+            "train.word_embeddings", self.word_embeddings, "use ppmi (vectors from the training split) or the path of a .npy file",
+        )
+        _check(self.embedding_dim is None or 2 <= self.embedding_dim <= 4096, "train.embedding_dim", self.embedding_dim, "use an integer between 2 and 4096 such as 200")
+        _check(self.beta_temperature is None or self.beta_temperature > 0, "train.beta_temperature", self.beta_temperature, "use a positive number such as 0.2")
+        _check(self.ecr_weight is None or self.ecr_weight >= 0, "train.ecr_weight", self.ecr_weight, "use a number >= 0 such as 1000 (0 turns the regularizer off)")
         _check(self.num_workers >= 0, "train.num_workers", self.num_workers, "use an integer >= 0")
         _check(self.steps_per_execution >= 1, "train.steps_per_execution", self.steps_per_execution, "use an integer >= 1 (1 = one batch per step)")
         _check(self.shuffle_buffer >= 1, "train.shuffle_buffer", self.shuffle_buffer, "use an integer >= 1")

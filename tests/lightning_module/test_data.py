@@ -11,6 +11,7 @@ from lightning_module.data import (
     GroupedSteps,
     ParquetBowDataset,
     densify_batch,
+    document_cooccurrence,
     list_row_groups,
     plan_epoch,
     split_files,
@@ -147,3 +148,15 @@ def test_missing_data_names_the_fix(tmp_path):
         BowDataModule(str(tmp_path))
     with pytest.raises(ValueError, match="reader='avro'"):
         BowDataModule(str(tmp_path), reader="avro")
+
+
+def test_document_cooccurrence_counts_pairs_of_words_per_document(bow_corpus):
+    docs = list(_all_docs(split_files(bow_corpus, "train")).values())
+    present = torch.zeros(len(docs), 120, dtype=torch.float64)
+    for r, (idx, _) in enumerate(docs):
+        present[r, idx] = 1.0
+    counts, n = document_cooccurrence(bow_corpus, 120, block_rows=7)  # blocks that cut row groups
+    assert n == len(docs) and torch.equal(counts, present.t() @ present)
+    capped, n10 = document_cooccurrence(bow_corpus, 120, max_docs=10)
+    first10 = [d for f in split_files(bow_corpus, "train") for d in pq.read_table(f)["indices"].to_pylist()][:10]
+    assert n10 == 10 and capped.diagonal().sum() == sum(len(d) for d in first10)

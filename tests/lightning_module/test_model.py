@@ -111,3 +111,80 @@ def test_invalid_model_args_name_the_parameter(kwargs, match):
 
 def test_resolve_encoder_layers_auto():
     assert resolve_encoder_layers("auto", 20) == [60, 40]
+
+
+# ----------------------------------------------------------------------------- the embedding decoder (ECRTM)
+
+
+def _embedding_model(v=30, k=4, d=8, **kw):
+    torch.manual_seed(0)
+    vectors = torch.nn.functional.normalize(torch.randn(v, d), dim=1)
+    return NTMModel(v, k, decoder="embedding", embedding_dim=d, word_vectors=vectors, **kw), vectors
+
+
+def test_embedding_decoder_shapes_topic_word_and_fixed_word_vectors():
+    model, vectors = _embedding_model(batch_norm=True, decoder_batch_norm=True)
+    x = _counts()
+    log_y, mu, logvar = model(x)
+    assert log_y.shape == (6, 30) and torch.allclose(log_y.exp().sum(1), torch.ones(6), atol=1e-5)
+    assert not hasattr(model, "decoder") and "word_embeddings" not in dict(model.named_parameters())
+    assert torch.equal(model.word_embeddings, vectors)
+    beta = model.beta()
+    assert beta.shape == (4, 30) and torch.allclose(beta.sum(0), torch.ones(30), atol=1e-5)  # softmax over topics
+    tw = model.eval().topic_word()
+    assert tw.shape == (4, 30) and torch.allclose(tw.sum(1), torch.ones(4), atol=1e-5)
+    # The state_dict carries the vectors: a model rebuilt from its config reads the same topics.
+    clone = NTMModel.from_config(model.config)
+    clone.load_state_dict(model.state_dict())
+    assert model.config["decoder"] == "embedding" and torch.allclose(clone.eval().topic_word(), tw)
+
+
+def test_embedding_decoder_gradcheck_and_clustering_cost_gradient():
+    model, _ = _embedding_model(v=12, k=3, d=4, encoder_layers=[5], prior="dirichlet")
+    model = model.double()
+    x = _counts(4, 12).double()
+
+    def f(topics):
+        log_y, mu, logvar = torch.func.functional_call(model, {"topic_embeddings": topics}, (x,), {"sample": False})
+        return ntm_loss(x, log_y, mu, logvar, model.prior_mu, model.prior_var).loss
+
+    topics = model.topic_embeddings.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (topics,), eps=1e-6, atol=1e-4)
+    cost = model.clustering_cost()
+    cost.backward()
+    assert cost > 0 and model.topic_embeddings.grad.abs().sum() > 0
+    assert NTMModel(12, 3).clustering_cost() == 0  # the linear decoder has no regularizer
+
+
+def test_sinkhorn_cost_follows_the_transport_plan():
+    from lightning_module.model import sinkhorn_transport_cost
+
+    # Two topics, four words: each topic near two words -> the plan keeps to the cheap cells.
+    apart = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.0, 0.0]])
+    assert sinkhorn_transport_cost(apart) < 1e-3
+    # Both topics near the same two words: half the mass must travel the expensive way (0.5 * 0.5).
+    shared = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5]])
+    assert sinkhorn_transport_cost(shared) == pytest.approx(0.25, abs=1e-3)
+    assert sinkhorn_transport_cost(torch.ones(3, 5)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_ppmi_word_vectors_put_co_occurring_words_together():
+    from lightning_module.model import ppmi_word_vectors
+
+    # Words 0-2 always appear together, 3-5 together, never across the groups; word 6 never.
+    docs = torch.tensor([[1, 1, 1, 0, 0, 0, 0]] * 5 + [[0, 0, 0, 1, 1, 1, 0]] * 5, dtype=torch.float64)
+    vec = ppmi_word_vectors(docs.t() @ docs, n_docs=10, dim=2)
+    assert vec.shape == (7, 2) and torch.allclose(vec.norm(dim=1), torch.ones(7), atol=1e-5)
+    cos = vec @ vec.t()
+    assert min(cos[0, 1], cos[1, 2], cos[3, 4], cos[4, 5]) > 0.99 and abs(float(cos[0, 3])) < 0.01
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"decoder": "mlp"}, "decoder='mlp'"), ({"embedding_dim": 1}, "embedding_dim=1"), ({"beta_temperature": 0.0}, "beta_temperature=0.0")],
+)
+def test_embedding_decoder_arguments_are_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NTMModel(30, 4, **kwargs)
+    with pytest.raises(ValueError, match="word_vectors has shape"):
+        NTMModel(30, 4, decoder="embedding", embedding_dim=8, word_vectors=torch.zeros(29, 8))

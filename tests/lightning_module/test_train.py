@@ -73,6 +73,10 @@ def test_callback_stops_training_at_the_right_epoch(tmp_path):
         ("clip_gradient=0", "train.clip_gradient=0.0"),
         ("learning_rate=5", "train.learning_rate=5.0"),
         ("reader=tfrecord", "train.reader='tfrecord'"),
+        ("decoder=mlp", "train.decoder='mlp'"),
+        ("word_embeddings=glove.txt", "train.word_embeddings='glove.txt'"),
+        ("ecr_weight=-1", "train.ecr_weight=-1.0"),
+        ("beta_temperature=0", "train.beta_temperature=0.0"),
         ("num_topic=20", "unknown config key 'train.num_topic'"),
     ],
 )
@@ -207,3 +211,37 @@ def test_model_folder_loads_with_torch_and_numpy_only(bow_corpus, tmp_path):
 def test_short_run_on_gpu(bow_corpus, tmp_path):
     result = train_model(_cfg(bow_corpus, tmp_path, accelerator="gpu", epochs=2, num_workers=2))
     assert np.isfinite(result.metrics["val_loss"])
+
+
+def test_default_preset_trains_the_embedding_decoder_on_ppmi_vectors(bow_corpus, tmp_path):
+    from lightning_module.data import document_cooccurrence
+    from lightning_module.model import ppmi_word_vectors
+
+    train_model(_cfg(bow_corpus, tmp_path, epochs=2, checkpoint=False, embedding_dim=16, log_every_n_steps=1))
+    model, hparams, _ = load_model_folder(tmp_path)
+    assert hparams["model"]["decoder"] == "embedding" and hparams["training"]["ecr_weight"] == 1000.0
+    counts, n = document_cooccurrence(bow_corpus, 120)
+    assert torch.allclose(model.word_embeddings, ppmi_word_vectors(counts, n, 16))  # fixed: still the PPMI vectors
+    ecr = _csv_metric(tmp_path, "train/ecr")
+    assert ecr and all(np.isfinite(ecr))
+
+
+def test_word_vectors_from_a_npy_file_and_its_errors(bow_corpus, tmp_path):
+    from ntm_spark.config import ConfigError
+
+    vectors = np.random.default_rng(0).normal(size=(120, 8)).astype(np.float32)
+    np.save(tmp_path / "vec.npy", vectors)
+    train_model(_cfg(bow_corpus, tmp_path / "run", epochs=1, checkpoint=False, embedding_dim=8, word_embeddings=str(tmp_path / "vec.npy")))
+    model, _, _ = load_model_folder(tmp_path / "run")
+    expected = torch.nn.functional.normalize(torch.from_numpy(vectors), dim=1)
+    assert torch.allclose(model.word_embeddings, expected)
+    with pytest.raises(ConfigError, match=r"shape \(120, 8\).*\(120, 16\)"):
+        train_model(_cfg(bow_corpus, tmp_path / "bad", embedding_dim=16, word_embeddings=str(tmp_path / "vec.npy")))
+    with pytest.raises(ConfigError, match="no file at"):
+        train_model(_cfg(bow_corpus, tmp_path / "bad", word_embeddings=str(tmp_path / "missing.npy")))
+
+
+def test_linear_decoder_override_keeps_the_seed_decoder(bow_corpus, tmp_path):
+    train_model(_cfg(bow_corpus, tmp_path, epochs=1, checkpoint=False, decoder="linear"))
+    model, hparams, _ = load_model_folder(tmp_path)
+    assert "decoder" not in hparams["model"] and isinstance(model.decoder, torch.nn.Linear)
