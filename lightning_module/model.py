@@ -393,7 +393,7 @@ class NTMModel(nn.Module):
         return (t.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1)[None, :] - 2.0 * t @ e.t()).clamp_min(0.0)
 
     def beta(self) -> Tensor:
-        """The embedding decoder's ``W`` as ``(K, V)``: ``softmax`` over topics of ``-cost / temperature``."""
+        """Return the embedding decoder's ``W`` as ``(K, V)``: ``softmax`` over topics of ``-cost / temperature``."""
         return F.softmax(-self.embedding_cost() / self.beta_temperature, dim=0)
 
     def clustering_cost(self) -> Tensor:

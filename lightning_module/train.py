@@ -203,7 +203,7 @@ def configure_threads(local_ranks: int, threads: Optional[int] = None) -> int:
 
 
 def word_vectors(cfg: TrainConfig, vocab_size: int) -> Any:
-    """The embedding decoder's fixed word vectors ``(V, embedding_dim)``, or ``None`` for the linear decoder.
+    """Return the embedding decoder's fixed word vectors ``(V, embedding_dim)``, or ``None`` for the linear decoder.
 
     ``word_embeddings: ppmi`` derives them from the training split alone (at most its first
     100,000 documents, so memory is ``O(V^2)``); a ``.npy`` path loads them (one row per
