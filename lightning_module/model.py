@@ -87,7 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "min_epochs": 30,
         # ECRTM's decoder and clustering regularizer over fixed PPMI-SVD word vectors of the
         # training split: NPMI 0.16-0.25 with diversity 0.93-0.98 at K=20 and 50 on 20NG,
-        # against 0.03-0.17 / 0.49-0.81 for the linear decoder (BENCHMARKS.md).
+        # against 0.01-0.17 / 0.49-0.81 for the linear decoder (BENCHMARKS.md).
         "decoder": "embedding",
         "word_embeddings": "ppmi",
         "embedding_dim": 200,
