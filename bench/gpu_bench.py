@@ -107,13 +107,25 @@ def steady(times: list[float], n_docs: int) -> float:
     return n_docs * len(t) / sum(t)
 
 
+#: ``--decoder``: ``linear`` (the figures recorded so far) or ``embedding`` (the default preset's
+#: ECRTM decoder, with its clustering regularizer in both loops; random word vectors).
+DECODER = {"decoder": "linear"}
+
+
 def model_kwargs(vocab: int, k: int) -> dict:
     p = PRESETS["default"]
-    return {
+    kw = {
         "vocab_size": vocab, "num_topics": k, "encoder_layers_activation": p["encoder_layers_activation"],
         "batch_norm": p["batch_norm"], "prior": p["prior"], "dirichlet_alpha": p["dirichlet_alpha"],
         "decoder_batch_norm": p["decoder_batch_norm"], "dropout": p["dropout"],
     }
+    if DECODER["decoder"] == "embedding":
+        kw.update(decoder="embedding", embedding_dim=p["embedding_dim"], beta_temperature=p["beta_temperature"])
+    return kw
+
+
+def ecr_weight() -> float:
+    return float(PRESETS["default"]["ecr_weight"]) if DECODER["decoder"] == "embedding" else 0.0
 
 
 def run_lightning(
@@ -123,7 +135,7 @@ def run_lightning(
     dm = BowDataModule(
         str(root), batch_size=batch, num_workers=workers, resident=resident, seed=0, steps_per_execution=steps_per_execution
     )
-    system = NTMSystem(optimizer="adam", learning_rate=0.002, kl_warmup_epochs=0, **model_kwargs(vocab, k))
+    system = NTMSystem(optimizer="adam", learning_rate=0.002, kl_warmup_epochs=0, ecr_weight=ecr_weight(), **model_kwargs(vocab, k))
     timer = EpochTimer()
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator=accel, devices=1, logger=False, enable_checkpointing=False,
@@ -158,6 +170,8 @@ def run_pure(x: torch.Tensor, vocab: int, k: int, batch: int, epochs: int) -> di
         for i in range(0, n, batch):
             xb = x[perm[i : i + batch]]  # (B, V)
             loss = model.loss(xb).loss
+            if ecr_weight():
+                loss = loss + ecr_weight() * model.clustering_cost()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -177,7 +191,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--skip-large", action="store_true", help="only the 20NG-size corpus")
     parser.add_argument("--steps-per-execution", type=int, default=8, help="training batches per Lightning step")
+    parser.add_argument("--decoder", choices=["linear", "embedding"], default="linear", help="linear (recorded so far) or the default preset's embedding decoder")
     args = parser.parse_args(argv)
+    DECODER["decoder"] = args.decoder
 
     cuda = torch.cuda.is_available()
     accel = "gpu" if cuda else "cpu"
@@ -193,7 +209,7 @@ def main(argv=None) -> int:
             corpora.append(("1M", 1_000_000, 100_000, 2))
         batches, vocab, k, workers = [256, 1024, 4096], 2000, 50, args.workers
     card = torch.cuda.get_device_name(0) if cuda else "cpu"
-    results = {"card": card, "torch": torch.__version__, "lightning": pl.__version__, "vocab": vocab, "num_topics": k,
+    results = {"card": card, "torch": torch.__version__, "lightning": pl.__version__, "vocab": vocab, "num_topics": k, "decoder": args.decoder,
                "workers": workers, "runs": []}
     print(f"device: {card}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="ntm-gpu-bench-"))

@@ -1,6 +1,6 @@
 """Run by test_ddp.py: train on CPU with N processes (gloo) and dump each rank's final weights.
 
-Usage: python tests/lightning_module/ddp_script.py DATA_DIR OUT_DIR DEVICES
+Usage: python tests/lightning_module/ddp_script.py DATA_DIR OUT_DIR DEVICES [DECODER]
 """
 
 import sys
@@ -24,9 +24,13 @@ class DumpWeights(pl.Callback):
 
 if __name__ == "__main__":
     data, out, devices = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    decoder = sys.argv[4] if len(sys.argv) > 4 else "linear"
+    # The embedding decoder: each rank derives the PPMI word vectors itself; ECR on every step.
+    extra = {"decoder": "embedding", "embedding_dim": 8, "ecr_weight": 10.0} if decoder == "embedding" else {}
     cfg = from_dict(
         TrainConfig,
         {
+            **extra,
             "data_dir": data, "output_dir": out, "preset": "sagemaker", "optimizer": "sgd", "learning_rate": 0.05,
             "num_topics": 4, "epochs": 3, "mini_batch_size": 404, "num_workers": 0, "accelerator": "cpu",
             "devices": devices, "sample_latent": False, "checkpoint": False, "progress_bar": False,

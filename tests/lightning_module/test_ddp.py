@@ -9,9 +9,9 @@ import torch
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 
 
-def _run(data, out, devices, env):
+def _run(data, out, devices, env, decoder="linear"):
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(data), str(out), str(devices)],
+        [sys.executable, str(SCRIPT), str(data), str(out), str(devices), decoder],
         capture_output=True, text=True, timeout=180, env=env, cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -19,10 +19,11 @@ def _run(data, out, devices, env):
 
 
 @pytest.mark.ddp
-def test_two_process_gloo_matches_one_process(bow_corpus, tmp_path, loopback_ddp):
+@pytest.mark.parametrize("decoder", ["linear", "embedding"])
+def test_two_process_gloo_matches_one_process(bow_corpus, tmp_path, loopback_ddp, decoder):
     env = dict(os.environ)
-    _run(bow_corpus, tmp_path / "one", 1, env)
-    proc = _run(bow_corpus, tmp_path / "two", 2, env)
+    _run(bow_corpus, tmp_path / "one", 1, env, decoder)
+    proc = _run(bow_corpus, tmp_path / "two", 2, env, decoder)
     r0 = torch.load(tmp_path / "two/weights/rank0.pt")
     r1 = torch.load(tmp_path / "two/weights/rank1.pt")
     single = torch.load(tmp_path / "one/weights/rank0.pt")
