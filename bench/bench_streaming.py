@@ -232,6 +232,7 @@ def main(argv=None):
     parser.add_argument("--arrow-batch", type=int, default=None, help="stream.arrow_batch_size (default: the config's)")
     parser.add_argument("--backfill-scales", type=int, nargs="*", default=[1])
     parser.add_argument("--kinds", nargs="*", default=["ntm", "lda"])
+    parser.add_argument("--scoring-udfs", nargs="*", default=["map_in_pandas"], help="stream.scoring_udf values to measure for the NTM")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -261,10 +262,13 @@ def main(argv=None):
                     extra["processing_time"] = interval
                 elif mode == "real_time":
                     extra.update(real_time_batch_duration=interval or "10 seconds", real_time_allow_python=True)
-                for rate in args.rates:
-                    r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work, **extra)
-                    print(json.dumps(r), flush=True)
-                    results["latency"].append(r)
+                for udf in args.scoring_udfs if kind == "ntm" else [None]:
+                    kw = {**extra, "scoring_udf": udf} if udf else extra
+                    for rate in args.rates:
+                        r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work, **kw)
+                        r["scoring_udf"] = udf
+                        print(json.dumps(r), flush=True)
+                        results["latency"].append(r)
             if args.drain_docs:
                 extra = {"arrow_batch_size": args.arrow_batch} if args.arrow_batch and kind == "ntm" else {}
                 r = measure_drain(spark, bootstrap, models[kind], kind, test_docs, args.drain_docs, work, args.drain_batch, **extra)
