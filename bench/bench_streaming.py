@@ -108,8 +108,24 @@ def percentiles(values):
     return {"n": len(values), "p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)), "p99_ms": float(np.percentile(arr, 99))}
 
 
-def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, **trigger):
-    """Offer ``rate`` msgs/s for ``seconds`` to a running query; return latency percentiles."""
+def trigger_kwargs(trig: str) -> dict:
+    """``"processing_time:100 milliseconds"`` -> the stream config's trigger fields."""
+    mode, _, interval = trig.partition(":")
+    extra = {"trigger": mode}
+    if mode == "processing_time":
+        extra["processing_time"] = interval
+    elif mode == "real_time":
+        extra.update(real_time_batch_duration=interval or "10 seconds", real_time_allow_python=True)
+    return extra
+
+
+def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, warmup_seconds=0.0, **trigger):
+    """Offer ``rate`` msgs/s for ``seconds`` to a running query; return latency percentiles.
+
+    The first ``warmup_seconds`` at the same rate are not measured (the workers' model load
+    and token tables, the JVM's JIT), and timing starts once the stream has caught up with
+    them: the figures are the steady state.
+    """
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.serializer import DefaultSerializer
 
@@ -134,21 +150,31 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, **
         seen += sum(1 for _ in consumer)
     stop = threading.Event()
 
-    def produce():
+    def produce(duration, measured, offset=0):
         n, start = 0, time.monotonic()
-        while not stop.is_set() and time.monotonic() - start < seconds:
+        while not stop.is_set() and time.monotonic() - start < duration:
             due = start + n / rate
             now = time.monotonic()
             if due > now:
                 time.sleep(due - now)
-            doc_id, text = docs[n % len(docs)]
-            key = f"{n}:{doc_id}"
-            sent_at[key] = time.time()
+            doc_id, text = docs[(offset + n) % len(docs)]
+            key = f"{'' if measured else 'w'}{n}:{doc_id}"
+            if measured:
+                sent_at[key] = time.time()
             prod.send(topic, key=key.encode(), value=json.dumps({"id": key, "text": text}).encode())
             n += 1
         prod.flush()
+        return n
 
-    thread = threading.Thread(target=produce)
+    n_warm = 0
+    if warmup_seconds:  # same rate, not timed; then let the stream catch up before measuring
+        n_warm = produce(warmup_seconds, measured=False)
+        deadline, last_new = time.monotonic() + 60, time.monotonic()
+        while time.monotonic() - last_new < 1.5 and time.monotonic() < deadline:
+            if sum(1 for _ in consumer):
+                last_new = time.monotonic()
+
+    thread = threading.Thread(target=produce, args=(seconds, True, n_warm))
     thread.start()
     end = time.monotonic() + seconds + 30
     while time.monotonic() < end:
@@ -226,6 +252,9 @@ def main(argv=None):
     parser.add_argument("--work", default=str(ROOT / ".ntm" / "bench" / "streaming"))
     parser.add_argument("--rates", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup-seconds", type=float, default=10, help="offered at the same rate before measuring (not timed)")
+    parser.add_argument("--warmup-run-seconds", type=float, default=20,
+                        help="one discarded NTM run at the highest rate first (JIT, workers): the first run of a process is always slower")  # fmt: skip
     parser.add_argument("--triggers", nargs="*", default=["processing_time:100 milliseconds", "processing_time:500 milliseconds"])
     parser.add_argument("--drain-docs", type=int, default=20000)
     parser.add_argument("--drain-batch", type=int, default=5000, help="maxOffsetsPerTrigger while draining")
@@ -254,24 +283,27 @@ def main(argv=None):
         if "lda" in args.kinds:
             bow = spark.createDataFrame(rows, bow_spark_schema())
             models["lda"] = train_lda_peer(spark, bow, ntm, work / "lda", max_iter=10)
+        if args.warmup_run_seconds and args.rates:
+            kw = {**trigger_kwargs(args.triggers[0]), **({"scoring_udf": args.scoring_udfs[0]} if args.scoring_udfs else {})}
+            r = measure_latency(spark, bootstrap, models["ntm"], "ntm", test_docs, max(args.rates), args.warmup_run_seconds, work, **kw)
+            print(json.dumps({"discarded_warmup_run": True, **r}), flush=True)
         for kind in args.kinds:
             for trig in args.triggers:
-                mode, _, interval = trig.partition(":")
-                extra = {"trigger": mode}
-                if mode == "processing_time":
-                    extra["processing_time"] = interval
-                elif mode == "real_time":
-                    extra.update(real_time_batch_duration=interval or "10 seconds", real_time_allow_python=True)
+                extra = trigger_kwargs(trig)
                 for udf in args.scoring_udfs if kind == "ntm" else [None]:
                     kw = {**extra, "scoring_udf": udf} if udf else extra
                     for rate in args.rates:
-                        r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work, **kw)
+                        r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
+                                            warmup_seconds=args.warmup_seconds, **kw)  # fmt: skip
                         r["scoring_udf"] = udf
                         print(json.dumps(r), flush=True)
                         results["latency"].append(r)
-            if args.drain_docs:
+            for udf in (args.scoring_udfs if kind == "ntm" else [None]) if args.drain_docs else []:
                 extra = {"arrow_batch_size": args.arrow_batch} if args.arrow_batch and kind == "ntm" else {}
+                if udf:
+                    extra["scoring_udf"] = udf
                 r = measure_drain(spark, bootstrap, models[kind], kind, test_docs, args.drain_docs, work, args.drain_batch, **extra)
+                r["scoring_udf"] = udf
                 print(json.dumps(r), flush=True)
                 results["drain"].append(r)
         for scale in args.backfill_scales:
