@@ -237,6 +237,18 @@ LOG4J2 = """Configuration:
 """
 
 
+def new_cluster_id() -> str:
+    """Return a KRaft cluster id: a random UUID in URL-safe base64 (22 characters), as Kafka makes them.
+
+    Like Kafka's ``Uuid.randomUuid``, an id that starts with ``-`` is drawn again: ``kafka-storage
+    format -t -abc...`` would read it as an option (1 start in 64 failed that way).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaBroker:
     """A single-node KRaft broker+controller on loopback, from the project's jars."""
 
@@ -310,7 +322,7 @@ class KafkaBroker:
         """Format KRaft storage once (a new cluster id); skipped when already formatted."""
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         out = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"),
             capture_output=True,

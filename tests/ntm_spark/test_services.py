@@ -87,3 +87,15 @@ def test_corrupted_storage_suggests_reset(tmp_path, monkeypatch):
             broker.up()
     finally:
         broker.down()
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch):
+    import uuid
+
+    # The first draw encodes to "-" + 21 chars (it would read as an option to kafka-storage); the next does not.
+    draws = iter([uuid.UUID(bytes=b"\xfb" + b"\x00" * 15), uuid.UUID(int=1)])
+    monkeypatch.setattr(services.uuid, "uuid4", lambda: next(draws))
+    cluster_id = services.new_cluster_id()
+    assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ" and len(cluster_id) == 22
+    monkeypatch.undo()
+    assert all(not services.new_cluster_id().startswith("-") for _ in range(2000))
