@@ -7,6 +7,10 @@ log sigma^2, decoder init, a separate dropout on z) are patched onto the module 
 Prints one JSON line per (K, seed) with test-reference NPMI / TU / diversity at the
 early-stopped point (``es``) and after each epoch in ``evals`` (no early stop).
 
+``arch=ecr`` is the experiment that led to ``decoder: embedding``; its PPMI vectors and Sinkhorn
+loop are kept here as run (with the ``detach`` variant and iteration counts), while training
+uses :func:`lightning_module.model.ppmi_word_vectors` and ``sinkhorn_transport_cost``.
+
 Usage:
     python bench/sweep_ntm_quality.py --k 20 50 --seeds 42 1 2 --tag drop0 --set dropout=0.0
 """

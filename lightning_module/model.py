@@ -132,7 +132,7 @@ def ppmi_word_vectors(cooccurrence: Tensor, n_docs: int, dim: int) -> Tensor:
 
     Returns:
         Float32 vectors ``U_d * sqrt(S_d)``, shape ``(V, dim)``, unit length per row (a word
-        that never occurs gets a zero row's fallback, a unit vector along its own index).
+        whose vector is zero, one that never co-occurs, gets a unit vector along its own index).
     """
     co = cooccurrence.double()
     v = co.shape[0]
