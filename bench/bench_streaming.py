@@ -288,9 +288,10 @@ def main(argv=None):
             r = measure_latency(spark, bootstrap, models["ntm"], "ntm", test_docs, max(args.rates), args.warmup_run_seconds, work, **kw)
             print(json.dumps({"discarded_warmup_run": True, **r}), flush=True)
         for kind in args.kinds:
+            udfs = args.scoring_udfs if kind == "ntm" else [None]  # the LDA peer has no scoring UDF choice
             for trig in args.triggers:
                 extra = trigger_kwargs(trig)
-                for udf in args.scoring_udfs if kind == "ntm" else [None]:
+                for udf in udfs:
                     kw = {**extra, "scoring_udf": udf} if udf else extra
                     for rate in args.rates:
                         r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
@@ -298,7 +299,7 @@ def main(argv=None):
                         r["scoring_udf"] = udf
                         print(json.dumps(r), flush=True)
                         results["latency"].append(r)
-            for udf in (args.scoring_udfs if kind == "ntm" else [None]) if args.drain_docs else []:
+            for udf in udfs if args.drain_docs else []:
                 extra = {"arrow_batch_size": args.arrow_batch} if args.arrow_batch and kind == "ntm" else {}
                 if udf:
                     extra["scoring_udf"] = udf
