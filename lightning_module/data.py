@@ -38,6 +38,7 @@ import json
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -363,6 +364,31 @@ def _dist_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+class _ReadAhead:
+    """The first batches of an epoch, built by a daemon thread (see ``ParquetBowDataset(readahead=)``)."""
+
+    def __init__(self, key: tuple, rest: Iterator[dict[str, Any]], n: int) -> None:
+        self.key, self.rest, self.n = key, rest, n
+        self.batches: list[dict[str, Any]] = []
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, name="ntm-readahead", daemon=True)
+
+    @classmethod
+    def start(cls, key: tuple, batches: Iterator[dict[str, Any]], n: int) -> "_ReadAhead":
+        ahead = cls(key, batches, n)
+        ahead.thread.start()
+        return ahead
+
+    def _run(self) -> None:
+        try:
+            for batch in self.rest:
+                self.batches.append(batch)
+                if len(self.batches) >= self.n:
+                    break
+        except BaseException as exc:  # re-raised by the iteration that wanted these batches
+            self.error = exc
+
+
 class ParquetBowDataset(IterableDataset):
     """An epoch of CSR batches for one rank, streamed from Parquet row groups.
 
@@ -380,6 +406,12 @@ class ParquetBowDataset(IterableDataset):
         sub_sample: Fraction of rows per epoch.
         shuffle_buffer: Rows a worker shuffles together.
         with_ids: Add each batch's document ids (a list of str) as ``"ids"``.
+        readahead: When an epoch's iteration ends, build the first ``readahead`` batches of
+            the next epoch in a background thread (0 = off), so the next epoch's first
+            row-group reads overlap the end of this one (the epoch's last steps, validation,
+            Lightning's epoch hooks). Persistent DataLoader workers each read ahead their
+            own range. The batches are exactly those a synchronous iteration yields; a
+            ``set_epoch`` to another epoch discards them.
     """
 
     def __init__(
@@ -394,6 +426,7 @@ class ParquetBowDataset(IterableDataset):
         sub_sample: float = 1.0,
         shuffle_buffer: int = 4096,
         with_ids: bool = False,
+        readahead: int = 0,
     ) -> None:
         super().__init__()
         if not files:
@@ -410,6 +443,15 @@ class ParquetBowDataset(IterableDataset):
         self.epoch = 0
         self._iterations = 0  # per process: persistent workers never see set_epoch
         self._files: dict[str, pq.ParquetFile] = {}
+        if int(readahead) < 0:
+            raise ValueError(f"readahead={readahead!r}: use an integer >= 0 (0 = off).")
+        self.readahead = int(readahead)
+        self._ahead: Optional[_ReadAhead] = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_files"], state["_ahead"] = {}, None  # per-process caches (open files, a thread)
+        return state
 
     @property
     def num_rows(self) -> int:
@@ -452,16 +494,33 @@ class ParquetBowDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self.epoch + self._iterations
         self._iterations += 1
-        plan = self.plan(epoch)
         info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        worker = (info.id, info.num_workers) if info else (0, 1)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.thread.join()  # never two threads on the open files
+        if ahead is not None and ahead.key == (epoch, worker):
+            if ahead.error is not None:
+                raise ahead.error
+            yield from ahead.batches
+            batches = ahead.rest
+        else:
+            batches = self._epoch_batches(epoch, worker)
+        yield from batches
+        if self.readahead:
+            self._ahead = _ReadAhead.start((epoch + 1, worker), self._epoch_batches(epoch + 1, worker), self.readahead)
+
+    def _epoch_batches(self, epoch: int, worker: tuple[int, int]) -> Iterator[dict[str, Any]]:
+        """This rank's batches of ``epoch`` for DataLoader worker ``worker = (id, num_workers)``."""
+        plan = self.plan(epoch)
+        w, num_workers = worker
         # This worker's contiguous range of whole batches, then of row positions.
-        b0 = plan.num_batches * worker // num_workers
-        b1 = plan.num_batches * (worker + 1) // num_workers
+        b0 = plan.num_batches * w // num_workers
+        b1 = plan.num_batches * (w + 1) // num_workers
         p0, p1 = b0 * plan.batch_size, min(b1 * plan.batch_size, plan.num_rows)
         real0, real1 = min(p0, plan.num_real), min(p1, plan.num_real)
-        rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
-        yield from self._iter_range(plan, real0, real1, p1 - p0, rng)
+        rng = np.random.default_rng([self.seed, epoch, self.rank, w])
+        return self._iter_range(plan, real0, real1, p1 - p0, rng)
 
     def _iter_range(self, plan: RankPlan, real0: int, real1: int, n_rows: int, rng) -> Iterator[dict[str, Any]]:
         bs = plan.batch_size
@@ -634,6 +693,10 @@ class BowDataModule(pl.LightningDataModule):
         resident_dense: With ``resident``, hold each shard as a dense ``(rows, V)`` float32
             matrix on the device and gather rows from it (no CSR work per batch). ``None``
             (default): on CUDA when the matrix takes at most a quarter of the free GPU memory.
+        readahead: Training batches of the next epoch each worker builds in the background
+            when an epoch ends (see :class:`ParquetBowDataset`). ``None`` (default): the larger of
+            4, ``steps_per_execution`` and one shuffle buffer's worth (a small epoch is then built
+            whole before it starts); 0 turns it off.
     """
 
     def __init__(
@@ -650,6 +713,7 @@ class BowDataModule(pl.LightningDataModule):
         eval_batch_size: Optional[int] = None,
         steps_per_execution: int = 1,
         resident_dense: Optional[bool] = None,
+        readahead: Optional[int] = None,
     ) -> None:
         super().__init__()
         if int(steps_per_execution) < 1:
@@ -665,6 +729,9 @@ class BowDataModule(pl.LightningDataModule):
         self.drop_last, self.sub_sample, self.shuffle_buffer = drop_last, float(sub_sample), int(shuffle_buffer)
         self.resident = resident
         self.resident_dense = resident_dense
+        if readahead is not None and int(readahead) < 0:
+            raise ValueError(f"readahead={readahead!r}: use an integer >= 0 (0 = off) or None (automatic).")
+        self.readahead = readahead
         self.vocab = read_vocab(self.data_dir)
         self.manifest = read_manifest(self.data_dir)
         if not split_files(self.data_dir, "train"):
@@ -715,9 +782,15 @@ class BowDataModule(pl.LightningDataModule):
             sub_sample=self.sub_sample if train else 1.0,
             shuffle_buffer=self.shuffle_buffer,
             with_ids=with_ids,
+            readahead=self._readahead(bs) if train else 0,
         )
         ds.set_epoch(self._current_epoch() if train else 0)
         return ds
+
+    def _readahead(self, batch_size: int) -> int:
+        if self.readahead is not None:
+            return int(self.readahead)
+        return max(4, self.steps_per_execution, math.ceil(self.shuffle_buffer / batch_size))
 
     def _resident_dataset(self, split, files, bs, rank, world, train) -> ResidentBowDataset:
         if split not in self._resident:

@@ -143,6 +143,32 @@ def test_grouped_steps_keep_every_batch_and_an_exact_len(bow_corpus, workers):
         BowDataModule(str(bow_corpus), steps_per_execution=0)
 
 
+def _batch_key(b):
+    return tuple(b["ids"]), b["indices"].tolist(), b["values"].tolist(), b["weight"].tolist()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_readahead_yields_exactly_the_synchronous_epochs(bow_corpus, workers):
+    files = split_files(str(bow_corpus), "train")
+    kw = dict(shuffle=True, seed=3, with_ids=True, shuffle_buffer=40)
+    sync = ParquetBowDataset(files, 16, 0, 1, **kw)
+    ahead = ParquetBowDataset(files, 16, 0, 1, readahead=2, **kw)
+    loader_sync = DataLoader(sync, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+    loader_ahead = DataLoader(ahead, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+    epochs_sync = [[_batch_key(b) for b in loader_sync] for _ in range(3)]
+    epochs_ahead = [[_batch_key(b) for b in loader_ahead] for _ in range(3)]
+    assert epochs_ahead == epochs_sync
+    assert epochs_sync[0] != epochs_sync[1]  # the shuffle really changed, so a stale read-ahead would show
+    if workers == 0:
+        assert ahead._ahead is not None and ahead._ahead.key == (3, (0, 1))  # epoch 3's first batches are being built
+        ahead._ahead.thread.join()
+        assert len(ahead._ahead.batches) == 2
+        ahead.set_epoch(0)  # another epoch than the one read ahead: discarded, epoch 0 again
+        assert [_batch_key(b) for b in ahead] == epochs_sync[0]
+    with pytest.raises(ValueError, match="readahead"):
+        ParquetBowDataset(files, 16, 0, 1, readahead=-1)
+
+
 def test_missing_data_names_the_fix(tmp_path):
     with pytest.raises(DataNotFoundError, match="ntm preprocess"):
         BowDataModule(str(tmp_path))
