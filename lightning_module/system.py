@@ -73,6 +73,8 @@ class NTMSystem(pl.LightningModule):
             logged ``loss``/``recon``/``kl``; ``train/ecr`` is logged with the batch loss.
         word_vectors: Fixed word vectors ``(V, embedding_dim)`` for the embedding decoder; not
             saved in the hyperparameters (the model's state_dict holds them).
+        direct_steps: Let training steps skip Lightning's per-step wrappers where they would
+            do nothing (see :meth:`_direct_steps`); the updates are the same either way.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class NTMSystem(pl.LightningModule):
         beta_temperature: float = 0.2,
         ecr_weight: float = 0.0,
         word_vectors: Optional[Tensor] = None,
+        direct_steps: bool = True,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -200,15 +203,53 @@ class NTMSystem(pl.LightningModule):
         """
         opt = self.optimizers()
         hp = self.hparams
+        direct = self._direct_steps()
         loss = None
         for step in batch["steps"] if "steps" in batch else (batch,):
-            loss = self._shared_step(step, "train") * hp.rescale_gradient
+            loss = self._shared_step(step, "train")
+            if hp.rescale_gradient != 1.0:
+                loss = loss * hp.rescale_gradient
+            if direct:  # the same updates without Lightning's per-step wrappers (see _direct_steps)
+                opt.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                opt._on_before_step()  # Lightning's step counter (global_step), as opt.step() does
+                opt.optimizer.step()
+                opt._on_after_step()
+                continue
             opt.zero_grad()
             self.manual_backward(loss)
             if hp.clip_gradient:
                 self.clip_gradients(opt, gradient_clip_val=hp.clip_gradient, gradient_clip_algorithm="value")
             opt.step()
         return loss.detach()
+
+    #: Hooks that ``manual_backward``/``opt.step()`` run around each step; with none overridden they are no-ops.
+    _STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+
+    def _direct_steps(self) -> bool:
+        """Whether a training step may call ``loss.backward()`` and the optimizer directly.
+
+        True only where Lightning's wrappers would add nothing: one device (no DDP reducer
+        to prepare), full precision (no loss scaling), no gradient clipping, and no callback
+        or module override of the backward/optimizer-step hooks. Lightning's wrappers cost
+        about 0.3–1 ms per step, which a small model on a GPU notices (BENCHMARKS.md).
+        ``NTMSystem(direct_steps=False)`` turns it off.
+        """
+        cached = getattr(self, "_direct", None)
+        if cached is not None and cached[0] is self._trainer:
+            return cached[1]
+        tr = self._trainer
+        ok = (
+            tr is not None
+            and self.hparams.get("direct_steps", True)  # checkpoints from before the option: on
+            and type(tr.strategy) is pl.strategies.SingleDeviceStrategy
+            and type(tr.precision_plugin) is pl.plugins.precision.Precision
+            and not self.hparams.clip_gradient
+            and all(getattr(type(cb), h) is getattr(pl.Callback, h) for cb in tr.callbacks for h in self._STEP_HOOKS)
+            and all(getattr(type(self), h) is getattr(pl.LightningModule, h) for h in self._STEP_HOOKS + ("backward",))
+        )
+        self._direct = (tr, bool(ok))
+        return bool(ok)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Accumulate validation sums and co-occurrence counts."""
