@@ -75,7 +75,8 @@ def run(spark, cfg) -> dict:
     try:
         return write_preprocess_output(
             spark,
-            result.splits,
+            result.bow,
+            result.partitions,
             result.vocabulary,
             cfg.output_path,
             overwrite=cfg.overwrite,

@@ -36,10 +36,11 @@ import hashlib
 import json
 import logging
 import posixpath
+import re
 import tarfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from ntm_spark.schema import (
     ID_COL,
@@ -234,7 +235,8 @@ def read_20newsgroups(spark: "SparkSession", path: str, cache_path: Optional[str
 
     if is_archive(path):
         cached = cache_20newsgroups_archive(spark, path, cache_path=cache_path)
-        raw = spark.read.parquet(cached)
+        # The cache's schema is known: giving it saves the Spark job that would read it from a footer.
+        raw = spark.read.schema(_archive_cache_schema()).parquet(cached)
     else:
         files = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(path)
         parts = F.split(F.col("path"), "/")
@@ -285,6 +287,20 @@ def _iter_archive_documents(archive: str):
             yield f"{split}/{group}/{article}", group, split, fh.read()
 
 
+def _archive_cache_schema():
+    """Return the columns of the unpacked-archive cache (``content`` holds the article's bytes)."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField(ID_COL, T.StringType(), False),
+            T.StructField(LABEL_COL, T.StringType(), True),
+            T.StructField(SOURCE_SPLIT_COL, T.StringType(), True),
+            T.StructField("content", T.BinaryType(), False),
+        ]
+    )
+
+
 def cache_20newsgroups_archive(
     spark: "SparkSession",
     archive: str,
@@ -301,7 +317,6 @@ def cache_20newsgroups_archive(
         ValueError: when the archive holds no ``<split>/<group>/<article>`` files.
     """
     import pandas as pd
-    from pyspark.sql import types as T
 
     from ntm_spark.paths import state_dir
 
@@ -318,14 +333,7 @@ def cache_20newsgroups_archive(
         log.info("reading the unpacked archive from its cache %s", target)
         return target
     staging = f"{target}.staging-{uuid.uuid4().hex[:8]}"
-    schema = T.StructType(
-        [
-            T.StructField(ID_COL, T.StringType(), False),
-            T.StructField(LABEL_COL, T.StringType(), True),
-            T.StructField(SOURCE_SPLIT_COL, T.StringType(), True),
-            T.StructField("content", T.BinaryType(), False),
-        ]
-    )
+    schema = _archive_cache_schema()
     log.info("unpacking %s once into %s", local, target)
     local_target = _local_path(staging)
     total = 0
@@ -458,32 +466,93 @@ def staging_path(path: str) -> str:
     return posixpath.join(parent, f".{name}.staging-{uuid.uuid4().hex[:8]}")
 
 
-def write_bow(df: "DataFrame", path: str, row_group_size: int) -> int:
-    """Write a bag-of-words DataFrame (the schema of :func:`ntm_spark.schema.bow_spark_schema`) as Parquet.
+def write_bow_splits(
+    df: "DataFrame",
+    path: str,
+    partitions: Mapping[str, range],
+    row_group_size: int,
+    split_col: str = "split",
+) -> dict[str, dict]:
+    """Write every split of a bag-of-words DataFrame in one Spark job, as ``<path>/<split>/`` Parquet.
 
-    Parquet row groups hold at most ``row_group_size`` rows, so readers can shard by row group.
-    The DataFrame's partitions become the part files.
+    ``df`` has the columns of :func:`ntm_spark.schema.bow_spark_schema` plus ``split_col``,
+    and partition ``partitions[split][k]`` holds shard ``k`` of ``split`` (see
+    :func:`ntm_spark.preprocess.shard_splits`). Each partition becomes the part file
+    ``part-<k>-...`` of its split, as if each split had been written on its own: the
+    first shard always has a file (an empty one carries the schema of an empty split),
+    the others only when they hold documents, and each split folder has its
+    ``_SUCCESS`` marker. Parquet row groups hold at most ``row_group_size`` rows.
 
     Returns:
-        The number of part files written.
+        ``{split: {"path": split, "documents": rows, "files": part files}}``, the rows
+        counted from the Parquet footers.
     """
     from pyspark.sql import functions as F
 
+    spark = df.sparkSession
     schema = bow_spark_schema()
-    out = df.select(*[F.col(f.name).cast(f.dataType) for f in schema.fields])
+    out = df.select(*[F.col(f.name).cast(f.dataType) for f in schema.fields], F.col(split_col))
+    by_split = posixpath.join(path, "_by_split")
     (
         out.write.mode("errorifexists")
+        .partitionBy(split_col)
         .option("compression", "snappy")
         .option("parquet.block.row.count.limit", str(int(row_group_size)))
-        .parquet(path)
+        .parquet(by_split)
     )
-    fs, hpath = _hadoop_path(df.sparkSession, path)
-    return sum(1 for s in fs.listStatus(hpath) if s.getPath().getName().endswith(".parquet"))
+    fs, _ = _hadoop_path(spark, path)
+    written: dict[str, dict] = {}
+    for split, ids in partitions.items():
+        split_dir = posixpath.join(path, split)
+        _, hdir = _hadoop_path(spark, split_dir)
+        fs.mkdirs(hdir)
+        shards = {}
+        _, hsrc = _hadoop_path(spark, posixpath.join(by_split, f"{split_col}={split}"))
+        for status in fs.listStatus(hsrc) if fs.exists(hsrc) else []:
+            match = _PART_FILE_RE.match(status.getPath().getName())
+            if match and int(match.group(1)) in ids:
+                shards[int(match.group(1)) - ids.start] = (status.getPath(), _unpartitioned_name(match.group(2)))
+        if 0 not in shards:  # a split written alone always has its first part file, holding the schema
+            empty = posixpath.join(path, f"_empty_{split}")
+            out.drop(split_col).where(F.lit(False)).coalesce(1).write.option("compression", "snappy").parquet(empty)
+            _, hempty = _hadoop_path(spark, empty)
+            first = next(s.getPath() for s in fs.listStatus(hempty) if s.getPath().getName().endswith(".parquet"))
+            shards[0] = (first, _PART_FILE_RE.match(first.getName()).group(2))
+        rows = 0
+        for shard, (src, rest) in sorted(shards.items()):
+            _, dest = _hadoop_path(spark, posixpath.join(split_dir, f"part-{shard:05d}-{rest}"))
+            if not fs.rename(src, dest):
+                raise OSError(
+                    f"could not move {src.toString()!r} to {dest.toString()!r}: check the output file system."
+                )
+            rows += parquet_file_rows(spark, dest)
+        write_text_file(spark, posixpath.join(split_dir, "_SUCCESS"), "")
+        written[split] = {"path": split, "documents": rows, "files": len(shards)}
+    for leftover in [by_split] + [posixpath.join(path, f"_empty_{s}") for s in partitions]:
+        delete_path(spark, leftover)
+    return written
 
 
-def count_parquet_rows(spark: "SparkSession", path: str) -> int:
-    """Count the rows of a written Parquet dataset (from its footers)."""
-    return spark.read.parquet(path).count()
+#: A part file Spark writes: ``part-<partition>-<job uuid and the rest of the name>``.
+_PART_FILE_RE = re.compile(r"^part-(\d+)-(.+\.parquet)$")
+
+
+def _unpartitioned_name(rest: str) -> str:
+    # A partitioned write names its files "<uuid>.c000..." where a plain one writes "<uuid>-c000...".
+    return re.sub(r"^([0-9a-f-]{36})\.c(\d+)", r"\1-c\2", rest)
+
+
+def parquet_file_rows(spark: "SparkSession", hpath) -> int:
+    """Return the rows of one Parquet file (a Hadoop ``Path``) from its footer, without a Spark job."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
+        jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(hpath, conf)
+    )
+    try:
+        return int(reader.getRecordCount())
+    finally:
+        reader.close()
 
 
 def write_vocabulary(spark: "SparkSession", vocabulary: "Vocabulary", path: str) -> None:
@@ -517,7 +586,8 @@ def output_files(output_path: str) -> dict[str, str]:
 
 def write_preprocess_output(
     spark: "SparkSession",
-    splits: dict[str, "DataFrame"],
+    bow: "DataFrame",
+    partitions: Mapping[str, range],
     vocabulary: "Vocabulary",
     output_path: str,
     overwrite: bool,
@@ -532,7 +602,9 @@ def write_preprocess_output(
 
     Args:
         spark: The active session.
-        splits: Split name -> bag-of-words DataFrame; each partition becomes a part file.
+        bow: Every split's bag-of-words documents, with a ``split`` column; each partition
+            becomes a part file (see :func:`write_bow_splits`).
+        partitions: Split name -> the partition ids of ``bow`` holding it, in shard order.
         vocabulary: The fitted vocabulary.
         output_path: The output folder.
         overwrite: Replace an existing output.
@@ -546,13 +618,9 @@ def write_preprocess_output(
     check_output_path(spark, output_path, overwrite)
     staging = staging_path(output_path)
     try:
-        written: dict[str, dict] = {}
-        for split, df in splits.items():
-            split_path = posixpath.join(staging, split)
-            files = write_bow(df, split_path, row_group_size)
-            rows = count_parquet_rows(spark, split_path)
-            written[split] = {"path": split, "documents": rows, "files": files}
-            log.info("wrote %s: %d documents in %d files", split, rows, files)
+        written = write_bow_splits(bow, staging, partitions, row_group_size)
+        for split, info in written.items():
+            log.info("wrote %s: %d documents in %d files", split, info["documents"], info["files"])
         manifest = finalize_manifest(written)
         write_vocabulary(spark, vocabulary, posixpath.join(staging, VOCAB_FILE))
         write_manifest(spark, manifest, posixpath.join(staging, MANIFEST_FILE))

@@ -217,13 +217,15 @@ def fit_vocabulary(
             f"max_df={max_df!r} allows at most {max_count:g} documents, fewer than min_df={min_df!r} "
             f"({min_count:g} documents) over {n_docs} documents: raise max_df or lower min_df."
         )
-    term_counts = df.select(F.explode(input_col).alias("term")).groupBy("term").agg(F.count(F.lit(1)).alias("tf"))
-    doc_counts = (
-        df.select(F.explode(F.array_distinct(input_col)).alias("term")).groupBy("term").agg(F.count(F.lit(1)).alias("df"))
+    # Term and document counts in one aggregation (one shuffle, no join): each token adds to its
+    # term's count, each distinct token of a document to its document count.
+    occurrences = df.select(F.explode(input_col).alias("term"), F.lit(1).alias("tf"), F.lit(0).alias("df"))
+    documents = df.select(
+        F.explode(F.array_distinct(input_col)).alias("term"), F.lit(0).alias("tf"), F.lit(1).alias("df")
     )
+    counts = occurrences.unionByName(documents).groupBy("term").agg(F.sum("tf").alias("tf"), F.sum("df").alias("df"))
     rows = (
-        term_counts.join(doc_counts, "term")
-        .filter((F.col("df") >= F.lit(min_count)) & (F.col("df") <= F.lit(max_count)))
+        counts.filter((F.col("df") >= F.lit(min_count)) & (F.col("df") <= F.lit(max_count)))
         .orderBy(F.desc("tf"), F.asc("term"))
         .limit(int(vocab_size))
         .collect()
@@ -350,6 +352,49 @@ def shard_documents(df: "DataFrame", num_shards: int, key_col: str = SHUFFLE_KEY
     return df.repartition(int(num_shards), key_col).sortWithinPartitions(key_col)
 
 
+def split_partitions(shards: dict[str, int]) -> dict[str, range]:
+    """Return the partition ids of each split when all splits share one DataFrame (in ``shards`` order).
+
+    Raises:
+        ValueError: for a shard count below 1.
+    """
+    ranges, start = {}, 0
+    for split, n in shards.items():
+        if n < 1:
+            raise ValueError(f"the number of shards of split {split!r} is {n!r}: it must be >= 1.")
+        ranges[split] = range(start, start + int(n))
+        start += int(n)
+    return ranges
+
+
+def shard_splits(
+    df: "DataFrame",
+    partitions: dict[str, range],
+    split_col: str = SPLIT_COL,
+    key_col: str = SHUFFLE_KEY_COL,
+) -> "DataFrame":
+    """Shard every split at once: partition ``partitions[split][k]`` holds shard ``k`` of ``split``.
+
+    A document goes to the shard :func:`shard_documents` would give it on its split alone
+    (Spark's hash partitioning, ``pmod(hash(key), num_shards)``) and each partition is
+    sorted by ``key_col``, so one write job produces the same part files, in the same
+    order, as one :func:`shard_documents` write per split. Rows of a split missing from
+    ``partitions`` are dropped.
+    """
+    from pyspark.sql import functions as F
+
+    partition_id = None
+    for split, ids in partitions.items():
+        shard = F.pmod(F.hash(F.col(key_col)), F.lit(len(ids))) + F.lit(ids.start)
+        partition_id = (F.when if partition_id is None else partition_id.when)(F.col(split_col) == split, shard)
+    if partition_id is None:
+        raise ValueError("partitions is empty: give at least one split and its partition ids.")
+    total = max(ids.stop for ids in partitions.values())
+    tagged = df.filter(F.col(split_col).isin(list(partitions))).withColumn("_partition", partition_id)
+    # The split leads the sort so that a write partitioned by split needs no sort of its own.
+    return tagged.repartitionById(total, "_partition").drop("_partition").sortWithinPartitions(split_col, key_col)
+
+
 # ----------------------------------------------------------------------------- orchestration
 
 
@@ -358,15 +403,18 @@ class PreprocessResult:
     """What :func:`preprocess_corpus` produces, before anything is written.
 
     Attributes:
-        splits: Split name -> bag-of-words DataFrame (``bow_spark_schema`` columns),
-            partitioned into its part files. Lazy: writing runs them.
+        bow: Every split's bag-of-words documents (``bow_spark_schema`` columns plus
+            :data:`SPLIT_COL`), one partition per part file (see :func:`shard_splits`).
+            Lazy: writing runs it.
+        partitions: Split name -> the partition ids of ``bow`` that hold it, in shard order.
         vocabulary: The fitted vocabulary.
         manifest: The manifest so far; :meth:`finalize_manifest` completes it with the
             written counts.
         documents: The cached token table (release with :meth:`unpersist`).
     """
 
-    splits: dict[str, "DataFrame"]
+    bow: "DataFrame"
+    partitions: dict[str, range]
     vocabulary: Vocabulary
     manifest: dict[str, Any]
     documents: "DataFrame"
@@ -525,13 +573,10 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         )
     log.info("vocabulary: %d words (sha256 %s)", len(vocabulary), vocabulary.sha256[:12])
 
-    bow_columns = [f.name for f in bow_spark_schema().fields]
-    splits = {}
-    for split in SPLITS:
-        shards = cfg.num_train_shards if split == "train" else cfg.num_eval_shards
-        bow = vectorize_documents(kept.filter(F.col(SPLIT_COL) == split), vocabulary)
-        bow = shard_documents(drop_short_documents(bow, cfg.threshold), shards)
-        splits[split] = bow.select(*bow_columns)
+    # All splits in one DataFrame (one vectorizing pass, one write job), partitioned by split and shard.
+    partitions = split_partitions({s: cfg.num_train_shards if s == "train" else cfg.num_eval_shards for s in SPLITS})
+    bow = drop_short_documents(vectorize_documents(kept, vocabulary), cfg.threshold)
+    bow = shard_splits(bow, partitions).select(*[f.name for f in bow_spark_schema().fields], SPLIT_COL)
 
     manifest: dict[str, Any] = {
         "format_version": 1,
@@ -575,5 +620,10 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         "warnings": warnings,
     }
     return PreprocessResult(
-        splits=splits, vocabulary=vocabulary, manifest=manifest, documents=documents, candidates=candidates
+        bow=bow,
+        partitions=partitions,
+        vocabulary=vocabulary,
+        manifest=manifest,
+        documents=documents,
+        candidates=candidates,
     )
