@@ -111,7 +111,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     start = time.perf_counter()
     # A session that already exists (a notebook, a test) belongs to its creator: reuse it, don't stop it.
     owned = SparkSession.getActiveSession() is None
-    spark = build_spark_session(spark_cfg, app_name="ntm-preprocess")  # logs the Spark UI URL when local
+    # A short batch job on a few cores: the JIT's optimizing compiler (C2) would take CPU from the
+    # job for code that runs only seconds; C1 alone starts faster (issue 3's benchmark, BENCHMARKS.md).
+    spark = build_spark_session(  # logs the Spark UI URL when local
+        spark_cfg, app_name="ntm-preprocess", local_java_options=["-XX:TieredStopAtLevel=1"]
+    )
     try:
         manifest = run(spark, cfg)
     except (InputNotFoundError, OutputExistsError, EmptyCorpusError, NltkDataError, ValueError) as err:

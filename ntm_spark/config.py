@@ -45,6 +45,9 @@ class SparkConfig:
     #: Extra ``spark.*`` settings, e.g. ``{"spark.sql.shuffle.partitions": "8"}``.
     conf: dict = field(default_factory=dict)
     log_level: str = "WARN"
+    #: Local mode: map the driver JVM's classes from a class-data-sharing archive (JDK AppCDS)
+    #: saved under ``.ntm/jvm`` by the first session, which cuts session start-up by seconds.
+    class_data_sharing: bool = True
 
     def validate(self) -> None:
         """Check values that the types alone cannot."""

@@ -5,19 +5,32 @@ under ``.ntm/jars/spark`` (``make jars``); on a cluster it can instead set
 ``spark.jars.packages`` coordinates (``spark.kafka_connector: packages``).
 It also points executors at the NLTK data (``NLTK_DATA``) so that the one
 text-normalization function runs the same everywhere.
+
+In local mode the driver JVM maps its classes from a class-data-sharing archive
+(the JDK's AppCDS, ``spark.class_data_sharing``): the first session that finds
+none writes it when its JVM exits, under ``.ntm/jvm`` and keyed by the JVM and
+the jars, and every later session starts a few seconds faster (class loading is
+most of a local session's start-up).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import hashlib
 import logging
 import os
+import shutil
+import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from ntm_spark.config import ConfigError, SparkConfig, load_config
-from ntm_spark.paths import jars_dir
+from ntm_spark.paths import jars_dir, state_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -101,12 +114,73 @@ def is_local_master(master: Optional[str]) -> bool:
     return master is None or master.startswith("local")
 
 
-def build_spark_session(cfg: Optional[SparkConfig] = None, app_name: Optional[str] = None) -> "SparkSession":
+def class_archive_path(jars: Sequence[str] = ()) -> Path:
+    """Return where the driver JVM's class-data-sharing archive is kept for this JVM and these jars.
+
+    The name hashes the ``java`` that ``spark-submit`` runs (path and modification time),
+    Spark's own jars and ``jars``: an archive only maps into the JVM and classpath that wrote it.
+    """
+    import pyspark
+
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java") or "java"
+    java = os.path.realpath(java)
+    spark_jars = Path(pyspark.__file__).parent / "jars"
+    parts = [java, str(os.path.getmtime(java)) if os.path.exists(java) else "", pyspark.__version__]
+    parts += sorted(p.name for p in spark_jars.glob("*.jar")) + [str(j) for j in jars]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return state_dir() / "jvm" / f"spark-{key}.jsa"
+
+
+def _class_archive_options(archive: Path) -> tuple[list[str], Optional[Path]]:
+    """Return the JVM options that use ``archive``, or that write it, and the file being written."""
+    # The JVM's notes on classes it cannot archive (signed jars, old class files) are noise here.
+    quiet = "-Xlog:cds*=error"
+    if archive.is_file():
+        # Its age tells unused archives (older JVMs or jars) apart; a read-only folder only loses that.
+        with contextlib.suppress(OSError):
+            os.utime(archive)
+        return [f"-XX:SharedArchiveFile={archive}", quiet], None
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    for stale in archive.parent.glob("*.jsa.*.tmp"):  # left by a driver that was killed while writing
+        pid = stale.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
+            stale.unlink(missing_ok=True)
+    writing = archive.with_name(f"{archive.name}.{os.getpid()}.tmp")
+    return [f"-XX:ArchiveClassesAtExit={writing}", quiet], writing
+
+
+def _publish_class_archive(proc: "subprocess.Popen", writing: Path, archive: Path) -> None:
+    """At the driver's exit: let the JVM exit (it writes the archive then) and publish the archive."""
+    try:
+        # The JVM exits when its stdin closes, as at any driver exit, and only then writes the archive.
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=180)
+        if writing.is_file() and writing.stat().st_size > 0:
+            os.replace(writing, archive)
+            for old in archive.parent.glob("spark-*.jsa"):  # unused for a week: an older JVM or jars
+                if time.time() - old.stat().st_mtime > 7 * 86400:
+                    old.unlink(missing_ok=True)
+            log.info("saved the JVM class archive %s: later sessions start faster", archive)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        log.warning("could not save the JVM class archive %s (%s): sessions start without it", archive, err)
+    finally:
+        writing.unlink(missing_ok=True)
+
+
+def build_spark_session(
+    cfg: Optional[SparkConfig] = None,
+    app_name: Optional[str] = None,
+    local_java_options: Sequence[str] = (),
+) -> "SparkSession":
     """Build (or reuse) the Spark session configured for ntm-spark.
 
     Args:
         cfg: The Spark config; defaults to ``conf/base/spark.yaml``.
         app_name: Overrides ``cfg.app_name``.
+        local_java_options: Extra driver JVM options for a local master (a job's own
+            tuning); ``spark.driver.extraJavaOptions`` in ``cfg.conf`` replaces them all.
 
     Returns:
         An active :class:`pyspark.sql.SparkSession`.
@@ -153,9 +227,22 @@ def build_spark_session(cfg: Optional[SparkConfig] = None, app_name: Optional[st
         defaults["spark.jars"] = ",".join(str(j) for j in local_connector_jars())
     elif cfg.kafka_connector == "packages":
         defaults["spark.jars.packages"] = connector_packages()
+    from pyspark import SparkContext
+
+    new_jvm = SparkContext._gateway is None  # JVM options only apply to a JVM this call starts
+    java_options, writing = list(local_java_options) if local else [], None
+    if local and new_jvm and cfg.class_data_sharing:
+        archive = class_archive_path([defaults.get("spark.jars", ""), defaults.get("spark.jars.packages", "")])
+        cds_options, writing = _class_archive_options(archive)
+        java_options += cds_options
+    if java_options:
+        defaults["spark.driver.extraJavaOptions"] = " ".join(java_options)
     for key, value in {**defaults, **{k: str(v) for k, v in cfg.conf.items()}}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    proc = getattr(SparkContext._gateway, "proc", None)
+    if writing is not None and "spark.driver.extraJavaOptions" not in cfg.conf and proc is not None:
+        atexit.register(_publish_class_archive, proc, writing, archive)
     spark.sparkContext.setLogLevel(cfg.log_level)
     if local:
         url = spark.sparkContext.uiWebUrl

@@ -3,7 +3,9 @@ import pytest
 from ntm_spark.config import ConfigError
 from ntm_spark.session import (
     MissingJarsError,
+    _class_archive_options,
     add_spark_args,
+    class_archive_path,
     connector_packages,
     is_local_master,
     local_connector_jars,
@@ -28,6 +30,21 @@ def test_packages_match_pyspark_version():
     import pyspark
 
     assert connector_packages().startswith(f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}")
+
+
+def test_class_archive_is_written_once_then_mapped(tmp_path, monkeypatch):
+    monkeypatch.setenv("NTM_HOME", str(tmp_path))
+    archive = class_archive_path(["a.jar"])
+    assert archive.parent == tmp_path / "jvm" and archive != class_archive_path(["b.jar"])
+    stale = tmp_path / "jvm" / f"{archive.name}.999999999.tmp"  # a killed driver's partial dump
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"partial")
+    options, writing = _class_archive_options(archive)
+    assert options[0] == f"-XX:ArchiveClassesAtExit={writing}" and writing.parent == archive.parent
+    assert not stale.exists()
+    archive.write_bytes(b"archive")
+    options, writing = _class_archive_options(archive)
+    assert options[0] == f"-XX:SharedArchiveFile={archive}" and writing is None
 
 
 def test_cli_flags_override_spark_config():
