@@ -1,4 +1,4 @@
-"""GPU smoke check: ``train_model`` end to end on CUDA (streamed, resident + steps_per_execution, sagemaker + clipping).
+"""GPU smoke check: ``train_model`` end to end on CUDA (streamed, resident + steps_per_execution, in-process loading, sagemaker + clipping).
 
 Needs only torch, Lightning, pyarrow, numpy and PyYAML (the GPU box); writes a synthetic corpus.
 
@@ -26,6 +26,7 @@ print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.
 for name, kw in [
     ("stream", {}),
     ("resident_spe8", {"resident": True, "steps_per_execution": 8}),
+    ("stream_in_process", {"num_workers": 0}),  # batches pinned by the loader's read-ahead thread
     ("sagemaker_clip", {"preset": "sagemaker", "clip_gradient": 0.5}),
 ]:
     cfg = from_dict(

@@ -364,6 +364,11 @@ def _dist_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def _pin_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """Page-lock a batch's tensors (where they are built, e.g. the read-ahead thread, not the training loop)."""
+    return {k: v.pin_memory() if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
 class _ReadAhead:
     """The first batches of an epoch, built by a daemon thread (see ``ParquetBowDataset(readahead=)``)."""
 
@@ -371,6 +376,7 @@ class _ReadAhead:
         self.key, self.rest, self.n = key, rest, n
         self.batches: list[dict[str, Any]] = []
         self.error: Optional[BaseException] = None
+        self.whole = False  # the epoch ended within the first n batches: it is all in ``batches``
         self.thread = threading.Thread(target=self._run, name="ntm-readahead", daemon=True)
 
     @classmethod
@@ -384,7 +390,8 @@ class _ReadAhead:
             for batch in self.rest:
                 self.batches.append(batch)
                 if len(self.batches) >= self.n:
-                    break
+                    return
+            self.whole = True
         except BaseException as exc:  # re-raised by the iteration that wanted these batches
             self.error = exc
 
@@ -409,9 +416,11 @@ class ParquetBowDataset(IterableDataset):
         readahead: When an epoch's iteration ends, build the first ``readahead`` batches of
             the next epoch in a background thread (0 = off), so the next epoch's first
             row-group reads overlap the end of this one (the epoch's last steps, validation,
-            Lightning's epoch hooks). Persistent DataLoader workers each read ahead their
-            own range. The batches are exactly those a synchronous iteration yields; a
-            ``set_epoch`` to another epoch discards them.
+            Lightning's epoch hooks). When that covered a whole epoch (a small corpus), the
+            epoch after it is built as soon as this one starts, overlapping its training.
+            Persistent DataLoader workers each read ahead their own range. The batches are
+            exactly those a synchronous iteration yields; a ``set_epoch`` to another epoch
+            discards them.
     """
 
     def __init__(
@@ -447,6 +456,7 @@ class ParquetBowDataset(IterableDataset):
             raise ValueError(f"readahead={readahead!r}: use an integer >= 0 (0 = off).")
         self.readahead = int(readahead)
         self._ahead: Optional[_ReadAhead] = None
+        self.pin_memory = False  # set by BowDataModule for in-process loading on CUDA
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -502,12 +512,15 @@ class ParquetBowDataset(IterableDataset):
         if ahead is not None and ahead.key == (epoch, worker):
             if ahead.error is not None:
                 raise ahead.error
+            if ahead.whole and self.readahead:
+                # This epoch is already built: build the next one while this one trains.
+                self._ahead = _ReadAhead.start((epoch + 1, worker), self._epoch_batches(epoch + 1, worker), self.readahead)
             yield from ahead.batches
             batches = ahead.rest
         else:
             batches = self._epoch_batches(epoch, worker)
         yield from batches
-        if self.readahead:
+        if self.readahead and self._ahead is None:
             self._ahead = _ReadAhead.start((epoch + 1, worker), self._epoch_batches(epoch + 1, worker), self.readahead)
 
     def _epoch_batches(self, epoch: int, worker: tuple[int, int]) -> Iterator[dict[str, Any]]:
@@ -520,7 +533,8 @@ class ParquetBowDataset(IterableDataset):
         p0, p1 = b0 * plan.batch_size, min(b1 * plan.batch_size, plan.num_rows)
         real0, real1 = min(p0, plan.num_real), min(p1, plan.num_real)
         rng = np.random.default_rng([self.seed, epoch, self.rank, w])
-        return self._iter_range(plan, real0, real1, p1 - p0, rng)
+        batches = self._iter_range(plan, real0, real1, p1 - p0, rng)
+        return map(_pin_batch, batches) if self.pin_memory else batches
 
     def _iter_range(self, plan: RankPlan, real0: int, real1: int, n_rows: int, rng) -> Iterator[dict[str, Any]]:
         bs = plan.batch_size
@@ -812,6 +826,9 @@ class BowDataModule(pl.LightningDataModule):
                 ds = GroupedSteps(ds, self.steps_per_execution, workers)
         trainer = getattr(self, "trainer", None)
         pin = bool(trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
+        inner = ds.inner if isinstance(ds, GroupedSteps) else ds
+        if pin and workers == 0 and isinstance(inner, ParquetBowDataset):
+            inner.pin_memory = True  # pinned where the batch is built; the DataLoader's pin is then a no-op
         return DataLoader(
             ds,
             batch_size=None,

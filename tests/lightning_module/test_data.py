@@ -169,6 +169,21 @@ def test_readahead_yields_exactly_the_synchronous_epochs(bow_corpus, workers):
         ParquetBowDataset(files, 16, 0, 1, readahead=-1)
 
 
+def test_readahead_of_a_whole_epoch_builds_the_next_while_this_one_is_consumed(bow_corpus):
+    files = split_files(str(bow_corpus), "train")
+    kw = dict(shuffle=True, seed=3, with_ids=True, shuffle_buffer=40)
+    sync = ParquetBowDataset(files, 16, 0, 1, **kw)
+    ahead = ParquetBowDataset(files, 16, 0, 1, readahead=1000, **kw)  # more batches than an epoch has
+    expected = [[_batch_key(b) for b in sync] for _ in range(3)]
+    got = [[_batch_key(b) for b in ahead]]  # epoch 0 is read synchronously, epoch 1 is then built whole
+    it = iter(ahead)
+    first = _batch_key(next(it))  # epoch 1 has started...
+    assert ahead._ahead is not None and ahead._ahead.key == (2, (0, 1))  # ...and epoch 2 is being built already
+    got.append([first] + [_batch_key(b) for b in it])
+    got.append([_batch_key(b) for b in ahead])
+    assert got == expected
+
+
 def test_missing_data_names_the_fix(tmp_path):
     with pytest.raises(DataNotFoundError, match="ntm preprocess"):
         BowDataModule(str(tmp_path))
