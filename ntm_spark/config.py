@@ -46,7 +46,7 @@ class SparkConfig:
     conf: dict = field(default_factory=dict)
     log_level: str = "WARN"
     #: Local mode: map the driver JVM's classes from a class-data-sharing archive (JDK AppCDS)
-    #: saved under ``.ntm/jvm`` by the first session, which cuts session start-up by seconds.
+    #: saved beside the jars (``.ntm/jars/cds``) by the first session, which cuts session start-up by seconds.
     class_data_sharing: bool = True
 
     def validate(self) -> None:

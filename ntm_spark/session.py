@@ -8,7 +8,7 @@ text-normalization function runs the same everywhere.
 
 In local mode the driver JVM maps its classes from a class-data-sharing archive
 (the JDK's AppCDS, ``spark.class_data_sharing``): the first session that finds
-none writes it when its JVM exits, under ``.ntm/jvm`` and keyed by the JVM and
+none writes it when its JVM exits, beside the jars (``.ntm/jars/cds``), keyed by the JVM and
 the jars, and every later session starts a few seconds faster (class loading is
 most of a local session's start-up).
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from ntm_spark.config import ConfigError, SparkConfig, load_config
-from ntm_spark.paths import jars_dir, state_dir
+from ntm_spark.paths import jars_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -129,7 +129,8 @@ def class_archive_path(jars: Sequence[str] = ()) -> Path:
     parts = [java, str(os.path.getmtime(java)) if os.path.exists(java) else "", pyspark.__version__]
     parts += sorted(p.name for p in spark_jars.glob("*.jar")) + [str(j) for j in jars]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return state_dir() / "jvm" / f"spark-{key}.jsa"
+    # Beside the jars, not in the state folder: runs with their own NTM_HOME (tests, demos) share it.
+    return jars_dir() / "cds" / f"spark-{key}.jsa"
 
 
 def _class_archive_options(archive: Path) -> tuple[list[str], Optional[Path]]:

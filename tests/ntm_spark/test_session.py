@@ -33,10 +33,10 @@ def test_packages_match_pyspark_version():
 
 
 def test_class_archive_is_written_once_then_mapped(tmp_path, monkeypatch):
-    monkeypatch.setenv("NTM_HOME", str(tmp_path))
+    monkeypatch.setenv("NTM_JARS_DIR", str(tmp_path))
     archive = class_archive_path(["a.jar"])
-    assert archive.parent == tmp_path / "jvm" and archive != class_archive_path(["b.jar"])
-    stale = tmp_path / "jvm" / f"{archive.name}.999999999.tmp"  # a killed driver's partial dump
+    assert archive.parent == tmp_path / "cds" and archive != class_archive_path(["b.jar"])
+    stale = tmp_path / "cds" / f"{archive.name}.999999999.tmp"  # a killed driver's partial dump
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"partial")
     options, writing = _class_archive_options(archive)
