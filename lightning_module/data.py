@@ -524,7 +524,7 @@ class ParquetBowDataset(IterableDataset):
             self._ahead = _ReadAhead.start((epoch + 1, worker), self._epoch_batches(epoch + 1, worker), self.readahead)
 
     def _epoch_batches(self, epoch: int, worker: tuple[int, int]) -> Iterator[dict[str, Any]]:
-        """This rank's batches of ``epoch`` for DataLoader worker ``worker = (id, num_workers)``."""
+        """Return this rank's batches of ``epoch`` for DataLoader worker ``worker = (id, num_workers)``."""
         plan = self.plan(epoch)
         w, num_workers = worker
         # This worker's contiguous range of whole batches, then of row positions.
