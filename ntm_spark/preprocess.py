@@ -345,13 +345,6 @@ def drop_short_documents(df: "DataFrame", threshold: int, input_col: str = N_WOR
     return df.filter(F.col(input_col) > F.lit(int(threshold)))
 
 
-def shard_documents(df: "DataFrame", num_shards: int, key_col: str = SHUFFLE_KEY_COL) -> "DataFrame":
-    """Spread documents over ``num_shards`` partitions (the part files), shuffled by ``key_col``."""
-    if num_shards < 1:
-        raise ValueError(f"num_shards={num_shards!r} must be >= 1.")
-    return df.repartition(int(num_shards), key_col).sortWithinPartitions(key_col)
-
-
 def split_partitions(shards: dict[str, int]) -> dict[str, range]:
     """Return the partition ids of each split when all splits share one DataFrame (in ``shards`` order).
 
@@ -375,11 +368,11 @@ def shard_splits(
 ) -> "DataFrame":
     """Shard every split at once: partition ``partitions[split][k]`` holds shard ``k`` of ``split``.
 
-    A document goes to the shard :func:`shard_documents` would give it on its split alone
-    (Spark's hash partitioning, ``pmod(hash(key), num_shards)``) and each partition is
-    sorted by ``key_col``, so one write job produces the same part files, in the same
-    order, as one :func:`shard_documents` write per split. Rows of a split missing from
-    ``partitions`` are dropped.
+    A document of a split with ``n`` shards goes to shard ``pmod(hash(key), n)`` (Spark's
+    hash partitioning, as ``repartition(n, key)`` of that split alone would place it) and
+    each partition is sorted by ``key_col``, so one write job produces the same part files,
+    in the same order, as one write per split. Rows of a split missing from ``partitions``
+    are dropped.
     """
     from pyspark.sql import functions as F
 
