@@ -116,6 +116,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     spark = build_spark_session(  # logs the Spark UI URL when local
         spark_cfg, app_name="ntm-preprocess", local_java_options=["-XX:TieredStopAtLevel=1"]
     )
+    if owned and spark.conf.get("spark.sql.files.minPartitionNum", None) is None:
+        # Two input partitions per core: the corpus' files differ in size, and with one partition
+        # per core the largest decides when the tokenizing stage ends.
+        spark.conf.set("spark.sql.files.minPartitionNum", str(2 * spark.sparkContext.defaultParallelism))
     try:
         manifest = run(spark, cfg)
     except (InputNotFoundError, OutputExistsError, EmptyCorpusError, NltkDataError, ValueError) as err:

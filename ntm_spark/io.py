@@ -67,6 +67,9 @@ DECODE_FALLBACK_COL = "decode_fallback"
 DOCUMENT_COLUMNS = (ID_COL, LABEL_COL, SOURCE_SPLIT_COL, TEXT_COL, DECODE_FALLBACK_COL)
 
 INPUT_FORMATS = ("20newsgroups", "text", "csv", "jsonl", "parquet")
+#: Formats whose ids are file paths (``split/group/article``, a path relative to the folder), so
+#: unique by construction: preprocessing checks the others for repeated ids.
+UNIQUE_ID_FORMATS = ("20newsgroups", "text")
 ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar")
 
 #: Documents per batch when the driver streams an archive into the cache (bounds driver memory).

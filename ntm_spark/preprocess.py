@@ -99,13 +99,15 @@ def flag_documents(
         raise ValueError(f"max_doc_bytes={max_doc_bytes!r} must be >= 1.")
     text = F.col(input_col)
     n_chars = F.length(text)
-    n_control = n_chars - F.length(F.regexp_replace(text, _CONTROL_CHARS, ""))
+    # Counting control characters rewrites the whole text: only for texts that have one (a scan).
+    n_control = F.when(text.rlike(_CONTROL_CHARS), n_chars - F.length(F.regexp_replace(text, _CONTROL_CHARS, "")))
     reason = (
         F.when(F.col(id_col).isNull() | F.col(id_col).rlike(r"^\s*$"), F.lit("missing_id"))
         .when(text.isNull() | text.rlike(r"^\s*$"), F.lit("empty"))
         .when(F.octet_length(text) > F.lit(int(max_doc_bytes)), F.lit("too_large"))
         .when(
-            (F.instr(text, "\x00") > 0) | (n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars), F.lit("binary")
+            (F.instr(text, "\x00") > 0) | F.coalesce(n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars, F.lit(False)),
+            F.lit("binary"),
         )
     )
     return df.withColumn(output_col, reason)
@@ -174,6 +176,90 @@ def flag_duplicate_ids(df: "DataFrame", id_col: str = ID_COL) -> tuple["DataFram
 # ----------------------------------------------------------------------------- vocabulary
 
 
+def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
+    """Return each term's corpus count and document count: ``term``, ``tf``, ``df`` (longs).
+
+    Each partition is counted in its Python worker (``mapInPandas``: a ``Counter`` of the
+    tokens and one of each document's distinct tokens), so only one row per distinct term
+    and partition is shuffled, and one aggregation sums them.
+    """
+    from pyspark.sql import functions as F
+
+    _require_columns(df, input_col=input_col)
+
+    def partial_counts(batches):
+        from collections import Counter
+
+        import pandas as pd
+
+        tf: Counter = Counter()
+        doc_freq: Counter = Counter()
+        for pdf in batches:
+            for tokens in pdf[input_col]:
+                if tokens is not None and len(tokens):
+                    tf.update(tokens)
+                    doc_freq.update(set(tokens))
+        if tf:
+            terms = list(tf)
+            yield pd.DataFrame({"term": terms, "tf": [tf[t] for t in terms], "df": [doc_freq[t] for t in terms]})
+
+    partial = df.select(input_col).mapInPandas(partial_counts, "term string, tf long, df long")
+    return partial.groupBy("term").agg(F.sum("tf").alias("tf"), F.sum("df").alias("df"))
+
+
+def select_vocabulary(
+    counts: "DataFrame",
+    n_docs: int,
+    vocab_size: int = 2000,
+    min_df: float = 2.0,
+    max_df: float = 0.95,
+) -> Vocabulary:
+    """Pick the vocabulary from :func:`count_terms` output with ``CountVectorizer`` semantics.
+
+    Args:
+        counts: ``term``, ``tf``, ``df`` rows (one per term).
+        n_docs: The number of documents counted (fractional ``min_df``/``max_df`` refer to it).
+        vocab_size: The most words kept.
+        min_df: Least documents a word appears in: a count if ``>= 1``, else a fraction.
+        max_df: Most documents a word appears in: a fraction if ``<= 1``, else a count.
+
+    Returns:
+        The vocabulary, most frequent word first (ties alphabetical). It may be
+        smaller than ``vocab_size``.
+
+    Raises:
+        EmptyCorpusError: when there are no documents or no word passes the document-frequency limits.
+        ValueError: for out-of-range settings.
+    """
+    from pyspark.sql import functions as F
+
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size={vocab_size!r} must be >= 1.")
+    if min_df < 0 or max_df <= 0:
+        raise ValueError(f"min_df={min_df!r} and max_df={max_df!r} must be positive (counts or fractions).")
+    if n_docs == 0:
+        raise EmptyCorpusError("cannot fit a vocabulary on 0 documents: check the input and the drop counts.")
+    min_count = float(min_df) if min_df >= 1 else float(min_df) * n_docs
+    max_count = float(max_df) * n_docs if max_df <= 1 else float(max_df)
+    if max_count < min_count:
+        raise ValueError(
+            f"max_df={max_df!r} allows at most {max_count:g} documents, fewer than min_df={min_df!r} "
+            f"({min_count:g} documents) over {n_docs} documents: raise max_df or lower min_df."
+        )
+    rows = (
+        counts.filter((F.col("df") >= F.lit(min_count)) & (F.col("df") <= F.lit(max_count)))
+        .orderBy(F.desc("tf"), F.asc("term"))
+        .limit(int(vocab_size))
+        .collect()
+    )
+    if not rows:
+        raise EmptyCorpusError(
+            f"the vocabulary is empty: no word appears in at least min_df={min_df!r} and at most "
+            f"max_df={max_df!r} of {n_docs} documents. Lower min_df or raise max_df."
+        )
+    return Vocabulary(r["term"] for r in rows)
+
+
 def fit_vocabulary(
     df: "DataFrame",
     input_col: str = TOKENS_COL,
@@ -183,6 +269,8 @@ def fit_vocabulary(
     n_docs: Optional[int] = None,
 ) -> Vocabulary:
     """Fit the vocabulary with ``CountVectorizer`` semantics (see the module docstring).
+
+    :func:`count_terms`, then :func:`select_vocabulary`.
 
     Args:
         df: Documents with a tokens column.
@@ -200,42 +288,11 @@ def fit_vocabulary(
         EmptyCorpusError: when ``df`` is empty or no word passes the document-frequency limits.
         ValueError: for out-of-range settings.
     """
-    from pyspark.sql import functions as F
-
     _require_columns(df, input_col=input_col)
     if vocab_size < 1:
         raise ValueError(f"vocab_size={vocab_size!r} must be >= 1.")
-    if min_df < 0 or max_df <= 0:
-        raise ValueError(f"min_df={min_df!r} and max_df={max_df!r} must be positive (counts or fractions).")
     n_docs = df.count() if n_docs is None else n_docs
-    if n_docs == 0:
-        raise EmptyCorpusError("cannot fit a vocabulary on 0 documents: check the input and the drop counts.")
-    min_count = float(min_df) if min_df >= 1 else float(min_df) * n_docs
-    max_count = float(max_df) * n_docs if max_df <= 1 else float(max_df)
-    if max_count < min_count:
-        raise ValueError(
-            f"max_df={max_df!r} allows at most {max_count:g} documents, fewer than min_df={min_df!r} "
-            f"({min_count:g} documents) over {n_docs} documents: raise max_df or lower min_df."
-        )
-    # Term and document counts in one aggregation (one shuffle, no join): each token adds to its
-    # term's count, each distinct token of a document to its document count.
-    occurrences = df.select(F.explode(input_col).alias("term"), F.lit(1).alias("tf"), F.lit(0).alias("df"))
-    documents = df.select(
-        F.explode(F.array_distinct(input_col)).alias("term"), F.lit(0).alias("tf"), F.lit(1).alias("df")
-    )
-    counts = occurrences.unionByName(documents).groupBy("term").agg(F.sum("tf").alias("tf"), F.sum("df").alias("df"))
-    rows = (
-        counts.filter((F.col("df") >= F.lit(min_count)) & (F.col("df") <= F.lit(max_count)))
-        .orderBy(F.desc("tf"), F.asc("term"))
-        .limit(int(vocab_size))
-        .collect()
-    )
-    if not rows:
-        raise EmptyCorpusError(
-            f"the vocabulary is empty: no word appears in at least min_df={min_df!r} and at most "
-            f"max_df={max_df!r} of {n_docs} documents. Lower min_df or raise max_df."
-        )
-    return Vocabulary(r["term"] for r in rows)
+    return select_vocabulary(count_terms(df, input_col), n_docs, vocab_size=vocab_size, min_df=min_df, max_df=max_df)
 
 
 def to_count_vectorizer_model(
@@ -522,7 +579,6 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
     aggs = [F.count(F.lit(1)).alias("read"), F.sum(F.col(DECODE_FALLBACK_COL).cast("long")).alias("decode_fallback")]
     aggs += [F.sum((F.col(DROP_REASON_COL) == r).cast("long")).alias(r) for r in DROP_REASONS[:4]]
     aggs += [F.sum(F.when(usable, F.size(TOKENS_COL)).otherwise(0)).alias("tokens")]
-    aggs += [F.count_distinct(F.when(usable, F.col(ID_COL))).alias("distinct_ids")]
     aggs += [F.sum((usable & (F.col(SPLIT_COL) == s)).cast("long")).alias(f"split_{s}") for s in SPLITS]
     stats = documents.agg(*aggs).collect()[0].asDict()
     stats = {k: int(v or 0) for k, v in stats.items()}
@@ -544,8 +600,10 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
     kept = documents.filter(usable).drop(DROP_REASON_COL)
     candidates = {s: stats[f"split_{s}"] for s in SPLITS}
     dropped["duplicate_id"] = 0
-    if stats["distinct_ids"] < n_usable:
+    ids_unique = cfg.input_format in ntm_io.UNIQUE_ID_FORMATS
+    if not ids_unique and n_usable:
         kept, dropped["duplicate_id"] = flag_duplicate_ids(kept)
+    if dropped["duplicate_id"]:
         candidates = {r[SPLIT_COL]: int(r["count"]) for r in kept.groupBy(SPLIT_COL).count().collect()}
     n_kept = n_usable - dropped["duplicate_id"]
     if n_kept <= 0:
@@ -602,6 +660,9 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
             "dropped": dropped,
             "decode_fallback": stats["decode_fallback"],
             "tokens": stats["tokens"],
+            "duplicate_id_check": "skipped: ids are file paths, unique by construction"
+            if ids_unique
+            else "checked",
         },
         "split": {
             "method": "official train/test, validation carved from train" if source_split else "seeded hash of id",

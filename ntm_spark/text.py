@@ -216,7 +216,9 @@ NOUN_MORPHY_CACHE = "ntm-noun-morphy.json"
 
 def _wordnet_key(root) -> dict:
     """Identify the WordNet files (and NLTK) a morphy cache was built from."""
-    import nltk
+    from ntm_spark.nltk_data import import_nltk
+
+    nltk = import_nltk()
 
     wn = root / "corpora" / "wordnet"
     files = [wn / "index.noun", wn / "noun.exc"] if (wn / "index.noun").is_file() else [root / "corpora" / "wordnet.zip"]
@@ -266,10 +268,11 @@ def load_noun_lemmatizer() -> Callable[[str], str]:
     import types
     import warnings
 
-    from ntm_spark.nltk_data import find_wordnet, load_wordnet_lemmatizer
+    from ntm_spark.nltk_data import find_wordnet, import_nltk, load_wordnet_lemmatizer
 
     root = find_wordnet(download=False)
     try:
+        import_nltk()
         from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
         cache = root / "corpora" / NOUN_MORPHY_CACHE

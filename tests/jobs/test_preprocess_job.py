@@ -70,6 +70,7 @@ def test_bad_input_is_counted_never_fatal(spark, tmp_path, capsys):
     docs = manifest["documents"]
     # Spark's file sources skip zero-byte files (empty.txt); the blank one is read and dropped.
     assert docs["read"] == 28
+    assert docs["duplicate_id_check"].startswith("skipped")  # ids are relative paths
     assert docs["dropped"]["empty"] == 1 and docs["dropped"]["binary"] == 1
     assert docs["decode_fallback"] >= 2  # latin-1 text and the junk
     assert docs["kept"] == 26  # 24 + latin-1 + the 10 MB document
@@ -98,3 +99,29 @@ def test_missing_input_and_empty_corpus_give_clear_errors(spark, tmp_path, capsy
 
     assert main(["--output", str(tmp_path / "o3"), "--set", "vocab_size=1"]) == 2
     assert "vocab_size" in capsys.readouterr().err
+
+
+def test_repeated_ids_keep_one_copy_and_count_once(spark, tmp_path):
+    """JSON lines whose ids repeat: one copy each is kept, and the vocabulary counts it once."""
+    rng = random.Random(1)
+    common = "engine wheel brake piston valve gear clutch tire".split()
+    rows = [{"id": f"d{i}", "text": " ".join(rng.choice(common) for _ in range(30))} for i in range(20)]
+    # Three more copies of d0 and d1, whose only "rare" word then appears in 2 documents, not 8.
+    rows[0]["text"] += " zeppelin"
+    rows[1]["text"] += " zeppelin"
+    rows += [dict(rows[0]), dict(rows[1])] * 3
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    args = ["--input", str(corpus), "--format", "jsonl", "--output", str(out), "--set", "threshold=0"]
+    assert main([*args, "--set", "max_df=0.2", "--set", "split=[1.0, 0.0, 0.0]"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    docs = manifest["documents"]
+    assert docs["read"] == 26 and docs["dropped"]["duplicate_id"] == 6
+    assert docs["duplicate_id_check"] == "checked"
+    # max_df=0.2 of the 20 distinct documents: "zeppelin" (in 2 once deduplicated, 8 before) is the
+    # only word left, so only d0 and d1 keep a word; one copy of each is written.
+    assert Vocabulary.from_file(out / "vocab.txt").words == ("zeppelin",)
+    rows = [r for s in SPLITS for r in _read_split(out / s).to_pylist()]
+    assert sorted(r["id"] for r in rows) == ["d0", "d1"] and docs["dropped"]["too_short"] == 18
+    assert all(r["values"] == [1.0] for r in rows)

@@ -82,3 +82,25 @@ def test_archive_for_cluster(tmp_path, monkeypatch):
     out = nltk_data.make_archive(tmp_path / "nltk_data.tar.gz")
     with tarfile.open(out) as tar:
         assert "corpora/wordnet/lexnames" in tar.getnames()
+
+
+def test_import_nltk_skips_scipy_and_sklearn_only_while_nltk_imports():
+    """A fresh process: nltk imports without SciPy/scikit-learn, which still import afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from ntm_spark.nltk_data import import_nltk\n"
+        "nltk = import_nltk()\n"
+        "print(sorted(m for m in ('scipy', 'sklearn') if m in sys.modules))\n"
+        "from ntm_spark.text import load_noun_lemmatizer\n"
+        "lemma = load_noun_lemmatizer()\n"
+        "print(lemma('parliaments'), lemma('cars'), lemma('geese'))\n"
+        "import scipy.stats, sklearn.feature_extraction\n"
+        "print('later', scipy.stats.norm.cdf(0.0))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]"  # nltk's import pulled in neither
+    assert out[1] == "parliament car goose"
+    assert out[2] == "later 0.5"
