@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tarfile
 import threading
@@ -82,6 +83,9 @@ def ensure_broker(bootstrap, work):
     from ntm_spark.services import KafkaBroker, free_port
 
     cfg = load_config("services", overrides=[f"kafka_port={free_port()}", f"kafka_controller_port={free_port()}"])
+    # A fresh log folder every run: each run creates its own topics, and a broker that carries
+    # hundreds of old partitions does more background work beside the measured stream.
+    shutil.rmtree(work / "kafka", ignore_errors=True)
     broker = KafkaBroker(cfg, workdir=work / "kafka")
     return broker.up(), broker
 
@@ -122,6 +126,82 @@ def trigger_kwargs(trig: str) -> dict:
     elif mode == "real_time":
         extra.update(real_time_batch_duration=interval or "10 seconds", real_time_allow_python=True)
     return extra
+
+
+#: Run the measured window's producer and consumer in their own processes (``--separate-processes``)
+#: instead of threads of the driver's process (the default, as every figure in BENCHMARKS.md).
+SEPARATE_PROCESSES = False
+
+
+def _consume_process(bootstrap, topic, ready, done, results):
+    """Child process: record each output record's receive time by key until ``done`` is set."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=200, fetch_max_wait_ms=10, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(parts)
+    consumer.seek_to_end(*parts)
+    for tp in parts:
+        consumer.position(tp)  # resolve the end offsets now, before the producer starts
+    ready.set()
+    received = {}
+    while not done.is_set():
+        for msg in consumer:
+            received.setdefault(msg.key.decode(), time.time())
+    for msg in consumer:  # what arrived while stopping
+        received.setdefault(msg.key.decode(), time.time())
+    consumer.close()
+    results.put(received)
+
+
+def _produce_process(bootstrap, topic, texts, rate, seconds, offset, results):
+    """Child process: offer ``rate`` msgs/s for ``seconds``; send times by key."""
+    from kafka import KafkaProducer
+
+    prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    sent_at, n, start = {}, 0, time.monotonic()
+    while time.monotonic() - start < seconds:
+        due = start + n / rate
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        doc_id, text = texts[(offset + n) % len(texts)]
+        key = f"{n}:{doc_id}"
+        sent_at[key] = time.time()
+        prod.send(topic, key=key.encode(), value=json.dumps({"id": key, "text": text}).encode())
+        n += 1
+    prod.flush()
+    prod.close()
+    results.put(sent_at)
+
+
+def _measure_in_processes(bootstrap, topic, output_topic, docs, rate, seconds, offset):
+    """The measured window with the producer and the consumer each in its own process.
+
+    In the driver's process they share one GIL with each other and with PySpark's py4j
+    threads, which delays both sends and receives; a real producer and consumer do not.
+    Returns (latencies in s, messages offered).
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready, done, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    consumer = ctx.Process(target=_consume_process, args=(bootstrap, output_topic, ready, done, results), daemon=True)
+    consumer.start()
+    if not ready.wait(60):
+        raise RuntimeError("the benchmark's consumer process did not start")
+    sent_results = ctx.Queue()
+    producer = ctx.Process(target=_produce_process, args=(bootstrap, topic, docs, rate, seconds, offset, sent_results), daemon=True)
+    producer.start()
+    sent_at = sent_results.get(timeout=seconds + 120)
+    producer.join()
+    # Wait for the stream to catch up (or 30 s), then collect the receive times.
+    time.sleep(min(30.0, 3.0 + seconds / 5))
+    done.set()
+    received = results.get(timeout=120)
+    consumer.join()
+    latencies = [received[k] - t for k, t in sent_at.items() if k in received]
+    return latencies, len(sent_at)
 
 
 def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, warmup_seconds=0.0, **trigger):
@@ -179,20 +259,26 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
             if sum(1 for _ in consumer):
                 last_new = time.monotonic()
 
-    thread = threading.Thread(target=produce, args=(seconds, True, n_warm))
-    thread.start()
-    end = time.monotonic() + seconds + 30
-    while time.monotonic() < end:
-        for msg in consumer:
-            key = msg.key.decode()
-            if key in sent_at:
-                latencies.append(time.time() - sent_at[key])
-        if not thread.is_alive() and len(latencies) >= len(sent_at):
-            break
-    stop.set()
-    thread.join()
-    consumer.close()
-    prod.close()
+    if SEPARATE_PROCESSES:
+        consumer.close()
+        prod.close()
+        latencies, offered = _measure_in_processes(bootstrap, topic, cfg.output_topic, docs, rate, seconds, n_warm)
+    else:
+        thread = threading.Thread(target=produce, args=(seconds, True, n_warm))
+        thread.start()
+        end = time.monotonic() + seconds + 30
+        while time.monotonic() < end:
+            for msg in consumer:
+                key = msg.key.decode()
+                if key in sent_at:
+                    latencies.append(time.time() - sent_at[key])
+            if not thread.is_alive() and len(latencies) >= len(sent_at):
+                break
+        stop.set()
+        thread.join()
+        consumer.close()
+        prod.close()
+        offered = len(sent_at)
     batches = [p for p in query.recentProgress if p.numInputRows > 0]
     query.stop()
     out = percentiles(latencies)
@@ -202,7 +288,7 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
         keys = sorted({k for p in batches for k in p.durationMs})
         out["batch_ms_median"] = {k: float(np.median([p.durationMs.get(k, 0) for p in batches])) for k in keys}
         out["batch_rows_median"] = float(np.median([p.numInputRows for p in batches]))
-    out.update({"offered": len(sent_at), "received": len(latencies), "rate": rate, "kind": kind, **{k: str(v) for k, v in trigger.items()}})
+    out.update({"offered": offered, "received": len(latencies), "separate_processes": SEPARATE_PROCESSES, "rate": rate, "kind": kind, **{k: str(v) for k, v in trigger.items()}})
     return out
 
 
@@ -272,7 +358,11 @@ def main(argv=None):
                         help="stream config override for every query, e.g. kafka_options='{\"linger.ms\": 0}'")  # fmt: skip
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--separate-processes", action="store_true",
+                        help="produce and consume the measured window in their own processes, not the driver's")
     args = parser.parse_args(argv)
+    global SEPARATE_PROCESSES
+    SEPARATE_PROCESSES = args.separate_processes
     for item in args.overrides:
         key, _, value = item.partition("=")
         try:
