@@ -154,23 +154,34 @@ def _consume_process(bootstrap, topic, ready, done, results):
     results.put(received)
 
 
-def _produce_process(bootstrap, topic, texts, rate, seconds, offset, results):
-    """Child process: offer ``rate`` msgs/s for ``seconds``; send times by key."""
-    from kafka import KafkaProducer
+def offer(prod, topic, texts, rate, seconds, offset=0, prefix="", sent_at=None, stop=None) -> int:
+    """Send ``rate`` messages/s of ``texts`` (from ``offset``) for ``seconds``; return how many.
 
-    prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    sent_at, n, start = {}, 0, time.monotonic()
-    while time.monotonic() - start < seconds:
+    Keys are ``<prefix><n>:<doc id>``; with ``sent_at``, each send time is recorded by key.
+    """
+    n, start = 0, time.monotonic()
+    while (stop is None or not stop.is_set()) and time.monotonic() - start < seconds:
         due = start + n / rate
         now = time.monotonic()
         if due > now:
             time.sleep(due - now)
         doc_id, text = texts[(offset + n) % len(texts)]
-        key = f"{n}:{doc_id}"
-        sent_at[key] = time.time()
+        key = f"{prefix}{n}:{doc_id}"
+        if sent_at is not None:
+            sent_at[key] = time.time()
         prod.send(topic, key=key.encode(), value=json.dumps({"id": key, "text": text}).encode())
         n += 1
     prod.flush()
+    return n
+
+
+def _produce_process(bootstrap, topic, texts, rate, seconds, offset, results):
+    """Child process: offer ``rate`` msgs/s for ``seconds``; send times by key."""
+    from kafka import KafkaProducer
+
+    prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    sent_at: dict = {}
+    offer(prod, topic, texts, rate, seconds, offset, sent_at=sent_at)
     prod.close()
     results.put(sent_at)
 
@@ -236,20 +247,7 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
     stop = threading.Event()
 
     def produce(duration, measured, offset=0):
-        n, start = 0, time.monotonic()
-        while not stop.is_set() and time.monotonic() - start < duration:
-            due = start + n / rate
-            now = time.monotonic()
-            if due > now:
-                time.sleep(due - now)
-            doc_id, text = docs[(offset + n) % len(docs)]
-            key = f"{'' if measured else 'w'}{n}:{doc_id}"
-            if measured:
-                sent_at[key] = time.time()
-            prod.send(topic, key=key.encode(), value=json.dumps({"id": key, "text": text}).encode())
-            n += 1
-        prod.flush()
-        return n
+        return offer(prod, topic, docs, rate, duration, offset, "" if measured else "w", sent_at if measured else None, stop)
 
     n_warm = 0
     if warmup_seconds:  # same rate, not timed; then let the stream catch up before measuring
