@@ -181,7 +181,8 @@ def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
 
     Each partition is counted in its Python worker (``mapInPandas``: a ``Counter`` of the
     tokens and one of each document's distinct tokens), so only one row per distinct term
-    and partition is shuffled, and one aggregation sums them.
+    and partition is shuffled, and one aggregation sums them. A worker holds one partition's
+    distinct terms at a time (tens of MB for a few hundred thousand terms), never the corpus.
     """
     from pyspark.sql import functions as F
 
