@@ -189,8 +189,9 @@ def _produce_process(bootstrap, topic, texts, rate, seconds, offset, results):
 def _measure_in_processes(bootstrap, topic, output_topic, docs, rate, seconds, offset):
     """The measured window with the producer and the consumer each in its own process.
 
-    In the driver's process they share one GIL with each other and with PySpark's py4j
-    threads, which delays both sends and receives; a real producer and consumer do not.
+    Closer to a deployment, where they are other programs; by default they are threads of
+    the driver's process and share its GIL. On this 2-core machine, separate processes
+    compete for the cores at full speed and the stream got slower (BENCHMARKS.md).
     Returns (latencies in s, messages offered).
     """
     import multiprocessing as mp
