@@ -99,15 +99,15 @@ def flag_documents(
         raise ValueError(f"max_doc_bytes={max_doc_bytes!r} must be >= 1.")
     text = F.col(input_col)
     n_chars = F.length(text)
-    # Counting control characters rewrites the whole text: only for texts that have one (a scan).
+    # Counting control characters rewrites the whole text: only for texts that have one (a scan);
+    # null otherwise, which the condition below treats as false.
     n_control = F.when(text.rlike(_CONTROL_CHARS), n_chars - F.length(F.regexp_replace(text, _CONTROL_CHARS, "")))
     reason = (
         F.when(F.col(id_col).isNull() | F.col(id_col).rlike(r"^\s*$"), F.lit("missing_id"))
         .when(text.isNull() | text.rlike(r"^\s*$"), F.lit("empty"))
         .when(F.octet_length(text) > F.lit(int(max_doc_bytes)), F.lit("too_large"))
         .when(
-            (F.instr(text, "\x00") > 0) | F.coalesce(n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars, F.lit(False)),
-            F.lit("binary"),
+            (F.instr(text, "\x00") > 0) | (n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars), F.lit("binary")
         )
     )
     return df.withColumn(output_col, reason)
@@ -290,8 +290,6 @@ def fit_vocabulary(
         ValueError: for out-of-range settings.
     """
     _require_columns(df, input_col=input_col)
-    if vocab_size < 1:
-        raise ValueError(f"vocab_size={vocab_size!r} must be >= 1.")
     n_docs = df.count() if n_docs is None else n_docs
     return select_vocabulary(count_terms(df, input_col), n_docs, vocab_size=vocab_size, min_df=min_df, max_df=max_df)
 
