@@ -50,7 +50,7 @@ from ntm_spark.vocab import Vocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.ml.feature import CountVectorizerModel
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from ntm_spark.config import PreprocessConfig
 
@@ -99,18 +99,33 @@ def flag_documents(
         raise ValueError(f"max_doc_bytes={max_doc_bytes!r} must be >= 1.")
     text = F.col(input_col)
     n_chars = F.length(text)
-    # Counting control characters rewrites the whole text: only for texts that have one (a scan);
-    # null otherwise, which the condition below treats as false.
-    n_control = F.when(text.rlike(_CONTROL_CHARS), n_chars - F.length(F.regexp_replace(text, _CONTROL_CHARS, "")))
+    # The rules are evaluated in order and short-circuit, so a clean text is scanned once (the
+    # control-character regex). A whole-text regex first copies the text into a Java string: the
+    # NUL search and the blank regex on every text were a fifth of the JVM's work when tokenizing.
+    n_control = n_chars - F.length(F.regexp_replace(text, _CONTROL_CHARS, ""))
     reason = (
-        F.when(F.col(id_col).isNull() | F.col(id_col).rlike(r"^\s*$"), F.lit("missing_id"))
-        .when(text.isNull() | text.rlike(r"^\s*$"), F.lit("empty"))
+        F.when(_is_blank(F.col(id_col)), F.lit("missing_id"))
+        .when(_is_blank(text), F.lit("empty"))
         .when(F.octet_length(text) > F.lit(int(max_doc_bytes)), F.lit("too_large"))
         .when(
-            (F.instr(text, "\x00") > 0) | (n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars), F.lit("binary")
+            # A NUL is a control character: texts without any (nearly all) are settled by one scan.
+            text.rlike(_CONTROL_CHARS)
+            & ((F.instr(text, "\x00") > 0) | (n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars)),
+            F.lit("binary"),
         )
     )
     return df.withColumn(output_col, reason)
+
+
+def _is_blank(col: "Column") -> "Column":
+    """Null, empty, or only whitespace (Java's ``\\s``); only a text that starts with whitespace is scanned."""
+    from pyspark.sql import functions as F
+
+    return (
+        col.isNull()
+        | (F.octet_length(col) == 0)
+        | (F.substring(col, 1, 1).rlike(r"^\s$") & col.rlike(r"^\s*$"))
+    )
 
 
 def tokenize_documents(

@@ -37,12 +37,17 @@ def test_flag_documents_gives_one_reason_each(spark):
         ("junk", "\x00\x01\x02\x03garbage\x04\x05\x06\x07\x08\x0e\x0f"),
         ("big", "word " * 300),
         (None, "no id"),
+        (" \t", "an id that is only whitespace"),
+        ("indented", " \n\t indented text, then words"),
+        ("one_nul", "a long enough text about engines with one NUL\x00 in it"),
+        ("few_controls", "a long enough text about engines with one bell \x07 in it"),
     ]
     out = flag_documents(_docs(spark, rows), max_doc_bytes=1000).collect()
     reasons = {r["id"]: r[DROP_REASON_COL] for r in out}
     assert reasons == {
         "ok": None, "empty": "empty", "blank": "empty", "null": "empty",
-        "junk": "binary", "big": "too_large", None: "missing_id",
+        "junk": "binary", "big": "too_large", None: "missing_id", " \t": "missing_id",
+        "indented": None, "one_nul": "binary", "few_controls": None,
     }  # fmt: skip
 
 
