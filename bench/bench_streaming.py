@@ -15,6 +15,7 @@ KRaft broker (started on free ports unless ``--bootstrap``) and Spark ``local[2]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -131,6 +132,8 @@ def trigger_kwargs(trig: str) -> dict:
 #: Run the measured window's producer and consumer in their own processes (``--separate-processes``)
 #: instead of threads of the driver's process (the default, as every figure in BENCHMARKS.md).
 SEPARATE_PROCESSES = False
+#: Partitions of the measured input topic (``--input-partitions``): one Spark task per partition per batch.
+INPUT_PARTITIONS = 2
 
 
 def _consume_process(bootstrap, topic, ready, done, results):
@@ -229,7 +232,7 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
     from jobs.stream_score import start_stream
 
     topic = f"lat-{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, topic)
+    create_topics(bootstrap, topic, partitions=INPUT_PARTITIONS)
     cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="latest", **trigger)
     query = start_stream(spark, cfg)
     consumer = KafkaConsumer(cfg.output_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=500,
@@ -287,7 +290,7 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
         keys = sorted({k for p in batches for k in p.durationMs})
         out["batch_ms_median"] = {k: float(np.median([p.durationMs.get(k, 0) for p in batches])) for k in keys}
         out["batch_rows_median"] = float(np.median([p.numInputRows for p in batches]))
-    out.update({"offered": offered, "received": len(latencies), "separate_processes": SEPARATE_PROCESSES, "rate": rate, "kind": kind, **{k: str(v) for k, v in trigger.items()}})
+    out.update({"offered": offered, "received": len(latencies), "separate_processes": SEPARATE_PROCESSES, "input_partitions": INPUT_PARTITIONS, "rate": rate, "kind": kind, **{k: str(v) for k, v in trigger.items()}})
     return out
 
 
@@ -359,9 +362,12 @@ def main(argv=None):
     parser.add_argument("--json", default=None)
     parser.add_argument("--separate-processes", action="store_true",
                         help="produce and consume the measured window in their own processes, not the driver's")
+    parser.add_argument("--input-partitions", type=int, nargs="*", default=[2],
+                        help="partitions of the measured input topic (each value measured in turn)")  # fmt: skip
     args = parser.parse_args(argv)
-    global SEPARATE_PROCESSES
+    global SEPARATE_PROCESSES, INPUT_PARTITIONS
     SEPARATE_PROCESSES = args.separate_processes
+    INPUT_PARTITIONS = args.input_partitions[0]
     for item in args.overrides:
         key, _, value = item.partition("=")
         try:
@@ -397,7 +403,8 @@ def main(argv=None):
                 extra = trigger_kwargs(trig)
                 for udf in udfs:
                     kw = {**extra, "scoring_udf": udf} if udf else extra
-                    for rate in args.rates:
+                    for rate, parts in itertools.product(args.rates, args.input_partitions):
+                        INPUT_PARTITIONS = parts
                         r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
                                             warmup_seconds=args.warmup_seconds, **kw)  # fmt: skip
                         r["scoring_udf"] = udf

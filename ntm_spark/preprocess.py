@@ -118,14 +118,10 @@ def flag_documents(
 
 
 def _is_blank(col: "Column") -> "Column":
-    """Null, empty, or only whitespace (Java's ``\\s``); only a text that starts with whitespace is scanned."""
+    r"""Null, empty, or only whitespace (Java's ``\s``); only a text that starts with whitespace is scanned."""
     from pyspark.sql import functions as F
 
-    return (
-        col.isNull()
-        | (F.octet_length(col) == 0)
-        | (F.substring(col, 1, 1).rlike(r"^\s$") & col.rlike(r"^\s*$"))
-    )
+    return col.isNull() | (F.octet_length(col) == 0) | (F.substring(col, 1, 1).rlike(r"^\s$") & col.rlike(r"^\s*$"))
 
 
 def tokenize_documents(
@@ -194,32 +190,43 @@ def flag_duplicate_ids(df: "DataFrame", id_col: str = ID_COL) -> tuple["DataFram
 def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
     """Return each term's corpus count and document count: ``term``, ``tf``, ``df`` (longs).
 
-    Each partition is counted in its Python worker (``mapInPandas``: a ``Counter`` of the
-    tokens and one of each document's distinct tokens), so only one row per distinct term
-    and partition is shuffled, and one aggregation sums them. A worker holds one partition's
+    Each Arrow batch of a partition is counted in its Python worker with Arrow's own group-by
+    (``mapInArrow``: no Python object per token), so only one row per distinct term and
+    partition is shuffled, and one aggregation sums them. A worker holds one partition's
     distinct terms at a time (tens of MB for a few hundred thousand terms), never the corpus.
+    Null token lists and null tokens are not counted.
     """
     from pyspark.sql import functions as F
 
     _require_columns(df, input_col=input_col)
 
     def partial_counts(batches):
-        from collections import Counter
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        import pandas as pd
+        def count(table, by, name):  # rows per group of ``by``, as ``term`` and ``name``
+            out = table.group_by(by, use_threads=False).aggregate([("doc", "count")])
+            return pa.table({"term": out["term"], name: out["doc_count"]})
 
-        tf: Counter = Counter()
-        doc_freq: Counter = Counter()
-        for pdf in batches:
-            for tokens in pdf[input_col]:
-                if tokens is not None and len(tokens):
-                    tf.update(tokens)
-                    doc_freq.update(set(tokens))
-        if tf:
-            terms = list(tf)
-            yield pd.DataFrame({"term": terms, "tf": [tf[t] for t in terms], "df": [doc_freq[t] for t in terms]})
+        parts = []
+        for batch in batches:
+            tokens = batch.column(0)
+            pairs = pa.table({"doc": pc.list_parent_indices(tokens), "term": pc.list_flatten(tokens)})
+            pairs = pairs.filter(pc.is_valid(pairs["term"]))
+            if not pairs.num_rows:
+                continue
+            # Distinct (document, term) pairs: a document lies within one batch, so the
+            # per-batch document counts add up.
+            distinct = pairs.group_by(["doc", "term"], use_threads=False).aggregate([])
+            parts.append(count(pairs, "term", "tf").join(count(distinct, "term", "df"), "term", use_threads=False))
+        if parts:
+            total = (
+                pa.concat_tables(parts).group_by("term", use_threads=False).aggregate([("tf", "sum"), ("df", "sum")])
+            )
+            out = pa.table({"term": total["term"], "tf": total["tf_sum"], "df": total["df_sum"]})
+            yield from out.cast(pa.schema([("term", pa.string()), ("tf", pa.int64()), ("df", pa.int64())])).to_batches()
 
-    partial = df.select(input_col).mapInPandas(partial_counts, "term string, tf long, df long")
+    partial = df.select(input_col).mapInArrow(partial_counts, "term string, tf long, df long")
     return partial.groupBy("term").agg(F.sum("tf").alias("tf"), F.sum("df").alias("df"))
 
 
@@ -396,13 +403,17 @@ def assign_splits(
     key = F.xxhash64(F.lit(int(seed)), F.col(id_col))
     u = F.pmod(key, F.lit(1 << 52)).cast("double") / F.lit(_HASH_SCALE)  # uniform in [0, 1)
     random_split = (
-        F.when(u < F.lit(train), F.lit("train")).when(u < F.lit(train + validation), F.lit("validation")).otherwise("test")
+        F.when(u < F.lit(train), F.lit("train"))
+        .when(u < F.lit(train + validation), F.lit("validation"))
+        .otherwise("test")
     )
     if source_split_col:
         share = validation / (train + validation) if train + validation > 0 else 0.0
-        official = F.when(F.col(source_split_col) == "test", F.lit("test")).when(
-            u < F.lit(share), F.lit("validation")
-        ).otherwise(F.lit("train"))
+        official = (
+            F.when(F.col(source_split_col) == "test", F.lit("test"))
+            .when(u < F.lit(share), F.lit("validation"))
+            .otherwise(F.lit("train"))
+        )
         split = F.when(F.col(source_split_col).isNull(), random_split).otherwise(official)
     else:
         split = random_split
@@ -674,9 +685,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
             "dropped": dropped,
             "decode_fallback": stats["decode_fallback"],
             "tokens": stats["tokens"],
-            "duplicate_id_check": "skipped: ids are file paths, unique by construction"
-            if ids_unique
-            else "checked",
+            "duplicate_id_check": "skipped: ids are file paths, unique by construction" if ids_unique else "checked",
         },
         "split": {
             "method": "official train/test, validation carved from train" if source_split else "seeded hash of id",
