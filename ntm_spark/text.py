@@ -77,7 +77,9 @@ ENGLISH_STOP_WORDS: frozenset[str] = frozenset(
 
 #: The token pattern of the notebook (and of scikit-learn's ``CountVectorizer``).
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
-_TOKEN_RE = re.compile(TOKEN_PATTERN)
+# The same matches, found faster: ``findall`` of a greedy ``\w\w+`` only ever starts at a word's
+# first character and ends at its last, so the word boundaries hold by themselves (tested).
+_TOKEN_RE = re.compile(r"\w\w+")
 
 #: A blank line (only spaces or tabs): the end of the message header.
 _BLANK_LINE_RE = re.compile(r"^[^\S\n]*$", re.MULTILINE)
@@ -398,17 +400,20 @@ class TextNormalizer:
             text = strip_newsgroup_noise(text)
         table = self._token_table
         get = table.get
-        out = []
-        for token in raw_tokens(text):  # tokenize()'s rule, with keeps_token resolved once per distinct token
-            lemma = get(token)
-            if lemma is None:
-                lemma = self._resolve_token(token)
-                if len(table) >= self._token_table_size:
-                    table.clear()  # bounded: a stream of ever-new tokens never grows it past cache_size
-                table[token] = lemma
-            if lemma:
-                out.append(lemma)
-        return out
+        tokens = raw_tokens(text)  # tokenize()'s rule, with keeps_token resolved once per distinct token
+        lemmas = list(map(get, tokens))
+        if None in lemmas:  # tokens not seen yet: resolve each once
+            for i, lemma in enumerate(lemmas):
+                if lemma is None:
+                    token = tokens[i]
+                    lemma = get(token)  # a repeat of a token resolved a few lines up
+                    if lemma is None:
+                        lemma = self._resolve_token(token)
+                        if len(table) >= self._token_table_size:
+                            table.clear()  # bounded: a stream of ever-new tokens never grows it past cache_size
+                        table[token] = lemma
+                    lemmas[i] = lemma
+        return list(filter(None, lemmas))  # "" marks a dropped token
 
     def _resolve_token(self, token: str) -> str:
         """Return the output of one raw token: its lemma, or ``""`` when the token is dropped."""

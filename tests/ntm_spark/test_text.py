@@ -60,6 +60,27 @@ def test_tokenize_rules():
     assert tokenize("Hello, World! a I x2 2x _under X11R5 café's 1993") == ["hello", "world", "x2", "x11r5", "café"]
 
 
+def test_token_regex_finds_the_token_patterns_matches():
+    import re
+
+    samples = [
+        "Hello, World! a I x2 2x _under X11R5 café's 1993",
+        "a b cd e_f __ _ x\u0301y naïve ﬁne Straße ΑΒΓ δε 東京 ab-cd a.b.c e-mail\x00nul\ttab",
+        "", " ", "aa", "a", "1", "ab\u200bcd", "x" * 50 + " y",
+    ]  # fmt: skip
+    pattern = re.compile(text.TOKEN_PATTERN)
+    for sample in samples:
+        assert text.raw_tokens(sample) == pattern.findall(sample.lower()), sample
+
+
+def test_normalize_resolves_new_and_repeated_tokens_in_order():
+    normalizer = TextNormalizer(clean=False, cache_size=4)  # a small table: cleared while normalizing
+    words = "Cars parliaments the cars geese a x2 engines cars mice parliaments"
+    expected = ["car", "parliament", "car", "goose", "x2", "engine", "car", "mouse", "parliament"]
+    assert normalizer.normalize(words) == expected
+    assert normalizer.normalize(words) == expected  # the second time from the table
+
+
 @pytest.fixture(scope="module")
 def normalizer():
     return TextNormalizer(clean=False)
