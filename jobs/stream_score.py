@@ -4,7 +4,7 @@ Usage:
     spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0 jobs/stream_score.py \\
         --bootstrap-servers HOST:PORT --input-topics documents --output-topic topic-mixtures \\
         --model models:/ntm-20newsgroups@champion [--trigger processing_time|available_now|real_time] \\
-        [--set checkpoint_location=PATH] [--parquet-path PATH] [--timeout S] [--max-batches N]
+        [--max-tasks-per-batch N] [--set checkpoint_location=PATH] [--parquet-path PATH] [--timeout S] [--max-batches N]
     ntm stream [same flags]
     ntm stream --status          print the listener's latest progress (rates, dead letters, model version)
 
@@ -40,6 +40,7 @@ FLAG_KEYS = {
     "dead_letter_topic": "dead_letter_topic",
     "starting_offsets": "starting_offsets",
     "max_offsets_per_trigger": "max_offsets_per_trigger",
+    "max_tasks_per_batch": "max_tasks_per_batch",
     "trigger": "trigger",
     "processing_time": "processing_time",
     "model": "model_uri",
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dead-letter-topic", default=None)
     parser.add_argument("--starting-offsets", default=None, help="earliest | latest | per-partition JSON (first start only)")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    parser.add_argument("--max-tasks-per-batch", type=int, default=None,
+                        help="coalesce the Kafka partitions into at most this many tasks per micro-batch (1: lowest latency)")  # fmt: skip
     parser.add_argument("--trigger", choices=["processing_time", "available_now", "real_time"], default=None)
     parser.add_argument("--processing-time", default=None, help="micro-batch interval, e.g. '500 milliseconds'")
     parser.add_argument("--model", default=None, help="models:/<name>@<alias>, models:/<name>/<version>, a model folder, runs:/...")
@@ -98,7 +101,12 @@ def read_messages(spark: "SparkSession", cfg: StreamConfig) -> "DataFrame":
     reader = reader.option("startingOffsets", cfg.starting_offsets).option("failOnDataLoss", "true")
     if cfg.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
-    return reader.load()
+    messages = reader.load()
+    if cfg.max_tasks_per_batch:
+        # Fewer, larger tasks: each task's fixed cost (scheduling, a Python worker round trip, a
+        # Kafka producer flush) is paid once per batch instead of once per Kafka partition.
+        messages = messages.coalesce(cfg.max_tasks_per_batch)
+    return messages
 
 
 def build_scored(spark: "SparkSession", messages: "DataFrame", cfg: StreamConfig) -> "DataFrame":

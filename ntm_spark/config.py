@@ -308,6 +308,9 @@ class StreamConfig:
     dead_letter_topic: str = "topic-mixtures-dead-letters"
     starting_offsets: str = "latest"
     max_offsets_per_trigger: Optional[int] = None
+    #: At most this many Spark tasks per micro-batch (the Kafka partitions are coalesced); null: one
+    #: task per Kafka partition. 1 gives the lowest latency on a few cores (see docs/streaming.md).
+    max_tasks_per_batch: Optional[int] = None
     #: ``kafka.*`` client settings passed to the source and both sinks (``kafka.`` prefix optional).
     kafka_options: dict = field(default_factory=dict)
     trigger: Literal["processing_time", "available_now", "real_time"] = "processing_time"
@@ -346,6 +349,18 @@ class StreamConfig:
             "stream.max_offsets_per_trigger",
             self.max_offsets_per_trigger,
             "use null or an integer >= 1",
+        )
+        _check(
+            self.max_tasks_per_batch is None or self.max_tasks_per_batch >= 1,
+            "stream.max_tasks_per_batch",
+            self.max_tasks_per_batch,
+            "use null or an integer >= 1",
+        )
+        _check(
+            self.max_tasks_per_batch is None or self.trigger != "real_time",
+            "stream.max_tasks_per_batch",
+            self.max_tasks_per_batch,
+            "use null with trigger=real_time (real-time mode runs one long-running task per Kafka partition)",
         )
         _check(self.model_refresh_interval_s > 0, "stream.model_refresh_interval_s", self.model_refresh_interval_s, "use a positive number of seconds")
         _check(self.max_message_bytes >= 1, "stream.max_message_bytes", self.max_message_bytes, "use an integer >= 1")

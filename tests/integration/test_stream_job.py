@@ -145,7 +145,9 @@ def test_stream_scores_every_message_and_dead_letters_the_malformed(spark, kafka
 def test_stream_stopped_midway_resumes_from_the_checkpoint(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path):
     from jobs.stream_score import main, run_stream
 
-    cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, stream_model_folder, max_offsets_per_trigger=500)
+    # One task per micro-batch for the 2-partition topic (max_tasks_per_batch), in both runs.
+    cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, stream_model_folder, max_offsets_per_trigger=500,
+                     max_tasks_per_batch=1)  # fmt: skip
     first = run_stream(spark, cfg, max_batches=2)
     assert 1 <= first["batches"] < 5  # stopped before the backlog was drained
     # Restart through the CLI with the same checkpoint (from config): it drains the rest.
@@ -153,11 +155,22 @@ def test_stream_stopped_midway_resumes_from_the_checkpoint(spark, kafka_bootstra
         "bootstrap_servers", "input_topics", "output_topic", "dead_letter_topic", "starting_offsets",
         "checkpoint_location", "model_uri", "max_message_bytes", "status_file", "max_offsets_per_trigger",
     )]  # fmt: skip
-    assert main(["--trigger", "available_now", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["--trigger", "available_now", "--max-tasks-per-batch", "1", *[a for s in sets for a in ("--set", s)]]) == 0
     good, _ = check_outputs(kafka_bootstrap, cfg, expect_exact=False)
     assert {r["id"] for _, r in good} == {d for d, _ in good_docs}
     # At-least-once: at most the batch in flight at the stop is repeated.
     assert len(good) - N_GOOD <= 500
+
+
+def test_max_tasks_per_batch_coalesces_the_kafka_partitions(spark, kafka_bootstrap, input_topic, tmp_path):
+    from jobs.stream_score import read_messages
+
+    def plan(**kw):
+        cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, "unused", **kw)
+        return read_messages(spark, cfg)._jdf.queryExecution().logical().toString()
+
+    assert "Repartition 1, false" in plan(max_tasks_per_batch=1)  # coalesce: no shuffle
+    assert "Repartition" not in plan()
 
 
 @pytest.mark.mlflow

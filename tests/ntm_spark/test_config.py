@@ -46,6 +46,11 @@ def test_out_of_range_is_named_with_fix():
         load_config("preprocess", overrides=["split=[0.5, 0.1, 0.1]"])
     with pytest.raises(ConfigError, match="services.kafka_port=70000"):
         load_config("services", overrides=["kafka_port=70000"])
+    with pytest.raises(ConfigError, match=r"stream.max_tasks_per_batch=0.*integer >= 1"):
+        load_config("stream", overrides=["max_tasks_per_batch=0"])
+    with pytest.raises(ConfigError, match=r"stream.max_tasks_per_batch=1.*real_time"):
+        load_config("stream", overrides=["max_tasks_per_batch=1", "trigger=real_time"])
+    assert load_config("stream", overrides=["max_tasks_per_batch=1"]).max_tasks_per_batch == 1
 
 
 def test_literal_choices_listed():
