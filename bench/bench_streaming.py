@@ -364,6 +364,8 @@ def main(argv=None):
                         help="produce and consume the measured window in their own processes, not the driver's")
     parser.add_argument("--input-partitions", type=int, nargs="*", default=[2],
                         help="partitions of the measured input topic (each value measured in turn)")  # fmt: skip
+    parser.add_argument("--max-tasks-per-batch", type=int, nargs="*", default=[None],
+                        help="stream.max_tasks_per_batch values measured in turn (0: null, one task per Kafka partition)")  # fmt: skip
     args = parser.parse_args(argv)
     global SEPARATE_PROCESSES, INPUT_PARTITIONS
     SEPARATE_PROCESSES = args.separate_processes
@@ -403,11 +405,13 @@ def main(argv=None):
                 extra = trigger_kwargs(trig)
                 for udf in udfs:
                     kw = {**extra, "scoring_udf": udf} if udf else extra
-                    for rate, parts in itertools.product(args.rates, args.input_partitions):
+                    for rate, parts, tasks in itertools.product(args.rates, args.input_partitions, args.max_tasks_per_batch):
                         INPUT_PARTITIONS = parts
+                        tasks_kw = {} if tasks is None else {"max_tasks_per_batch": tasks or None}
                         r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
-                                            warmup_seconds=args.warmup_seconds, **kw)  # fmt: skip
+                                            warmup_seconds=args.warmup_seconds, **kw, **tasks_kw)  # fmt: skip
                         r["scoring_udf"] = udf
+                        r["max_tasks_per_batch"] = tasks_kw.get("max_tasks_per_batch", STREAM_OVERRIDES.get("max_tasks_per_batch"))
                         print(json.dumps(r), flush=True)
                         results["latency"].append(r)
             for udf in udfs if args.drain_docs else []:
