@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--starting-offsets", default=None, help="earliest | latest | per-partition JSON (first start only)")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
     parser.add_argument("--max-tasks-per-batch", type=int, default=None,
-                        help="coalesce the Kafka partitions into at most this many tasks per micro-batch (1: lowest latency)")  # fmt: skip
+                        help="coalesce the Kafka partitions into at most this many tasks per micro-batch (see docs/streaming.md)")  # fmt: skip
     parser.add_argument("--trigger", choices=["processing_time", "available_now", "real_time"], default=None)
     parser.add_argument("--processing-time", default=None, help="micro-batch interval, e.g. '500 milliseconds'")
     parser.add_argument("--model", default=None, help="models:/<name>@<alias>, models:/<name>/<version>, a model folder, runs:/...")
