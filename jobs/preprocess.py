@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 import time
 from typing import Optional
 
@@ -88,16 +87,6 @@ def run(spark, cfg) -> dict:
         result.unpersist()
 
 
-def _import_planning_modules() -> None:
-    """Import the modules the driver needs to plan ``mapInPandas`` (pandas, pyarrow) and the job."""
-    import pandas  # noqa: F401
-    import pyarrow  # noqa: F401
-    import pyspark.sql.pandas.utils  # noqa: F401
-
-    import ntm_spark.io  # noqa: F401
-    import ntm_spark.preprocess  # noqa: F401
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the preprocessing job; return its exit code."""
     from ntm_spark.config import ConfigError
@@ -120,8 +109,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
     start = time.perf_counter()
-    # The JVM takes a second or more to start: import what planning the job needs meanwhile.
-    threading.Thread(target=_import_planning_modules, name="ntm-preload", daemon=True).start()
     # A session that already exists (a notebook, a test) belongs to its creator: reuse it, don't stop it.
     owned = SparkSession.getActiveSession() is None
     # A short batch job on a few cores: the JIT's optimizing compiler (C2) would take CPU from the
