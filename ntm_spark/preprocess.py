@@ -71,6 +71,7 @@ BINARY_CONTROL_FRACTION = 0.1
 _CONTROL_CHARS = "[\\x00-\\x08\\x0E-\\x1F\\x7F-\\x9F]"
 
 _HASH_SCALE = float(1 << 52)
+_N_TOKENS_COL = "_n_tokens"
 
 
 class EmptyCorpusError(ValueError):
@@ -130,40 +131,80 @@ def tokenize_documents(
     output_col: str = TOKENS_COL,
     clean: bool = True,
     stop_words: Union[str, Sequence[str], None] = "english",
+    joined: bool = False,
+    count_col: Optional[str] = None,
 ) -> "DataFrame":
-    """Add ``output_col`` (``array<string>``): each text normalized by :mod:`ntm_spark.text`.
+    """Add ``output_col``: each text normalized by :mod:`ntm_spark.text`.
 
-    Runs as ``mapInPandas`` in the Python workers, each of which builds one
+    Runs as ``mapInArrow`` in the Python workers, each of which builds one
     :class:`~ntm_spark.text.TextNormalizer` (WordNet plus lemma cache) and reuses it.
 
     Args:
         df: Any DataFrame with a string column ``input_col`` (nulls give no tokens).
         input_col: The text column.
-        output_col: The new tokens column.
+        output_col: The new tokens column: ``array<string>``, or a string when ``joined``.
         clean: Strip newsgroup header, quotes and signature first.
         stop_words: ``"english"``, ``"none"`` or a list of words.
+        joined: Give each document's tokens as one string, separated by single spaces (a token
+            never holds whitespace). One string per document is much cheaper than an array of
+            about a hundred to cache and to move between the JVM and Python, which is why
+            :func:`preprocess_corpus` uses it; :func:`count_terms` and
+            :func:`vectorize_documents` take either form.
+        count_col: Also add this ``int`` column, each document's number of tokens, so that
+            totals need no pass over the tokens.
     """
     from pyspark.sql import types as T
 
     from ntm_spark.text import resolve_stop_words
 
     _require_columns(df, input_col=input_col)
-    if output_col in df.columns:
-        raise ValueError(f"output_col={output_col!r} already exists in the DataFrame: choose another name.")
+    for param, name in {"output_col": output_col, "count_col": count_col}.items():
+        if name in df.columns:
+            raise ValueError(f"{param}={name!r} already exists in the DataFrame: choose another name.")
+    if count_col == output_col:
+        raise ValueError(f"count_col={count_col!r} must differ from output_col.")
     resolve_stop_words(stop_words)  # fail here, on the driver, for a bad setting
     stop = stop_words if isinstance(stop_words, str) or stop_words is None else sorted(stop_words)
-    schema = T.StructType(df.schema.fields + [T.StructField(output_col, T.ArrayType(T.StringType(), False), False)])
+    tokens_type = T.StringType() if joined else T.ArrayType(T.StringType(), False)
+    fields = [T.StructField(output_col, tokens_type, False)]
+    if count_col:
+        fields.append(T.StructField(count_col, T.IntegerType(), False))
+    schema = T.StructType(df.schema.fields + fields)
+    names = [*df.columns, output_col] + ([count_col] if count_col else [])
 
     def normalize_batches(batches):
+        import pyarrow as pa
+
         from ntm_spark.text import get_normalizer
 
-        normalizer = get_normalizer(clean=clean, stop_words=stop)
-        for pdf in batches:
-            texts = pdf[input_col]
-            pdf[output_col] = [normalizer.normalize(t) if isinstance(t, str) else [] for t in texts]
-            yield pdf
+        normalize = get_normalizer(clean=clean, stop_words=stop).normalize
+        for batch in batches:
+            docs = [normalize(t) for t in batch.column(input_col).to_pylist()]  # texts are str or None
+            if joined:
+                columns = [*batch.columns, pa.array([" ".join(d) for d in docs], pa.string())]
+            else:
+                columns = [*batch.columns, pa.array(docs, pa.list_(pa.string()))]
+            if count_col:
+                columns.append(pa.array([len(d) for d in docs], pa.int32()))
+            yield pa.RecordBatch.from_arrays(columns, names=names)
 
-    return df.mapInPandas(normalize_batches, schema)
+    return df.mapInArrow(normalize_batches, schema)
+
+
+def _split_tokens(tokens):
+    """A joined tokens column (see :func:`tokenize_documents`) as ``list<string>``; arrays pass through."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(tokens.type) or pa.types.is_large_string(tokens.type):
+        return pc.split_pattern(tokens, " ")  # "" gives [""]: empty terms are skipped by the callers
+    return tokens
+
+
+def _is_joined(df: "DataFrame", col: str) -> bool:
+    from pyspark.sql import types as T
+
+    return isinstance(df.schema[col].dataType, T.StringType)
 
 
 def flag_duplicate_ids(df: "DataFrame", id_col: str = ID_COL) -> tuple["DataFrame", int]:
@@ -194,7 +235,9 @@ def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
     (``mapInArrow``: no Python object per token), so only one row per distinct term and
     partition is shuffled, and one aggregation sums them. A worker holds one partition's
     distinct terms at a time (tens of MB for a few hundred thousand terms), never the corpus.
-    Null token lists and null tokens are not counted.
+    ``input_col`` is an ``array<string>`` or a joined tokens string (see
+    :func:`tokenize_documents`). Null token lists and null or empty tokens are not counted
+    (an empty string cannot be a vocabulary word).
     """
     from pyspark.sql import functions as F
 
@@ -210,9 +253,9 @@ def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
 
         parts = []
         for batch in batches:
-            tokens = batch.column(0)
+            tokens = _split_tokens(batch.column(0))
             pairs = pa.table({"doc": pc.list_parent_indices(tokens), "term": pc.list_flatten(tokens)})
-            pairs = pairs.filter(pc.is_valid(pairs["term"]))
+            pairs = pairs.filter(pc.fill_null(pc.not_equal(pairs["term"], ""), False))
             if not pairs.num_rows:
                 continue
             # Distinct (document, term) pairs: a document lies within one batch, so the
@@ -335,13 +378,14 @@ def vectorize_documents(
 ) -> "DataFrame":
     """Add the bag-of-words columns: ascending ``int32`` indices, ``float32`` counts and their sum.
 
-    Uses :meth:`Vocabulary.to_bow`, the same code the scorer runs, in ``mapInPandas``.
-    The input column is dropped.
+    Uses :meth:`Vocabulary.to_bow`, the same code the scorer runs, in ``mapInArrow``.
+    ``input_col`` is an ``array<string>`` or a joined tokens string (see
+    :func:`tokenize_documents`); it is dropped.
     """
-    import numpy as np
     from pyspark.sql import types as T
 
     _require_columns(df, input_col=input_col)
+    joined = _is_joined(df, input_col)
     bow_fields = {f.name: f for f in bow_spark_schema().fields}
     kept = [f for f in df.schema.fields if f.name != input_col]
     schema = T.StructType(
@@ -352,17 +396,28 @@ def vectorize_documents(
             T.StructField(values_col, bow_fields[VALUES_COL].dataType, False),
         ]
     )
+    names = [f.name for f in kept]
 
     def vectorize_batches(batches):
-        for pdf in batches:
-            bows = [vocabulary.to_bow(tokens) for tokens in pdf[input_col]]
-            pdf = pdf.drop(columns=[input_col])
-            pdf[n_words_col] = np.fromiter((int(v.sum()) for _, v in bows), dtype=np.int32, count=len(bows))
-            pdf[indices_col] = [i for i, _ in bows]
-            pdf[values_col] = [v for _, v in bows]
-            yield pdf
+        import numpy as np
+        import pyarrow as pa
 
-    return df.mapInPandas(vectorize_batches, schema)
+        for batch in batches:
+            docs = batch.column(input_col).to_pylist()
+            if joined:
+                docs = [d.split(" ") if d else () for d in docs]
+            bows = [vocabulary.to_bow(tokens or ()) for tokens in docs]
+            offsets = np.zeros(len(bows) + 1, dtype=np.int32)
+            np.cumsum([len(i) for i, _ in bows], out=offsets[1:])
+            offsets = pa.array(offsets)
+            indices = np.concatenate([i for i, _ in bows]) if bows else np.empty(0, np.int32)
+            values = np.concatenate([v for _, v in bows]) if bows else np.empty(0, np.float32)
+            n_words = np.fromiter((int(v.sum()) for _, v in bows), dtype=np.int32, count=len(bows))
+            columns = [batch.column(name) for name in names]
+            columns += [pa.array(n_words), pa.ListArray.from_arrays(offsets, pa.array(indices)), pa.ListArray.from_arrays(offsets, pa.array(values))]
+            yield pa.RecordBatch.from_arrays(columns, names=[*names, n_words_col, indices_col, values_col])
+
+    return df.mapInArrow(vectorize_batches, schema)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -594,7 +649,9 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
     flagged = flagged.withColumn(TEXT_COL, F.when(usable, F.col(TEXT_COL)))
     source_split = SOURCE_SPLIT_COL if cfg.keep_official_split else None
     documents = assign_splits(
-        tokenize_documents(flagged, clean=clean, stop_words=stop_words).drop(TEXT_COL),
+        tokenize_documents(flagged, clean=clean, stop_words=stop_words, joined=True, count_col=_N_TOKENS_COL).drop(
+            TEXT_COL
+        ),
         cfg.split,
         cfg.seed,
         source_split_col=source_split,
@@ -603,7 +660,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
     # One pass over the data for every count (it also fills the cache).
     aggs = [F.count(F.lit(1)).alias("read"), F.sum(F.col(DECODE_FALLBACK_COL).cast("long")).alias("decode_fallback")]
     aggs += [F.sum((F.col(DROP_REASON_COL) == r).cast("long")).alias(r) for r in DROP_REASONS[:4]]
-    aggs += [F.sum(F.when(usable, F.size(TOKENS_COL)).otherwise(0)).alias("tokens")]
+    aggs += [F.sum(F.when(usable, F.col(_N_TOKENS_COL)).otherwise(0)).alias("tokens")]
     aggs += [F.sum((usable & (F.col(SPLIT_COL) == s)).cast("long")).alias(f"split_{s}") for s in SPLITS]
     stats = documents.agg(*aggs).collect()[0].asDict()
     stats = {k: int(v or 0) for k, v in stats.items()}
@@ -622,7 +679,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         {k: v for k, v in dropped.items() if v},
         stats["tokens"],
     )
-    kept = documents.filter(usable).drop(DROP_REASON_COL)
+    kept = documents.filter(usable).drop(DROP_REASON_COL, _N_TOKENS_COL)
     candidates = {s: stats[f"split_{s}"] for s in SPLITS}
     dropped["duplicate_id"] = 0
     ids_unique = cfg.input_format in ntm_io.UNIQUE_ID_FORMATS
