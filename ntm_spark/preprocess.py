@@ -173,6 +173,9 @@ def tokenize_documents(
     names = [*df.columns, output_col] + ([count_col] if count_col else [])
 
     def normalize_batches(batches):
+        from itertools import chain
+
+        import numpy as np
         import pyarrow as pa
 
         from ntm_spark.text import get_normalizer
@@ -180,19 +183,67 @@ def tokenize_documents(
         normalize = get_normalizer(clean=clean, stop_words=stop).normalize
         for batch in batches:
             docs = [normalize(t) for t in batch.column(input_col).to_pylist()]  # texts are str or None
+            lengths = np.fromiter(map(len, docs), dtype=np.int32, count=len(docs))
             if joined:
-                columns = [*batch.columns, pa.array([" ".join(d) for d in docs], pa.string())]
+                tokens = _string_array([" ".join(d) for d in docs])
             else:
-                columns = [*batch.columns, pa.array(docs, pa.list_(pa.string()))]
-            if count_col:
-                columns.append(pa.array([len(d) for d in docs], pa.int32()))
+                tokens = pa.ListArray.from_arrays(_offsets(lengths), _string_array(list(chain.from_iterable(docs))))
+            columns = [*batch.columns, tokens] + ([_numpy_array(lengths)] if count_col else [])
             yield pa.RecordBatch.from_arrays(columns, names=names)
 
     return df.mapInArrow(normalize_batches, schema)
 
 
+def _numpy_array(values):
+    """Return a primitive Arrow array over a 1-D NumPy array's memory.
+
+    The Python workers build Arrow arrays from buffers because ``pa.array`` imports pandas
+    (about 0.3 s in each worker), which nothing here otherwise needs.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def _to_numpy(array):
+    """Return a NumPy view of an Arrow integer array without nulls (``to_numpy`` imports pandas)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if not pa.types.is_signed_integer(array.type) or array.null_count:
+        raise TypeError(f"expected a signed integer array without nulls, got {array.type} with {array.null_count} nulls.")
+    dtype = np.dtype(f"int{array.type.bit_width}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+def _offsets(lengths):
+    """Return the ``int32`` Arrow offsets (a list or string array's first buffer) of items of ``lengths``."""
+    import numpy as np
+
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError(
+            f"an Arrow batch holds {int(offsets[-1])} items or bytes, more than an int32 offset allows: "
+            "lower spark.sql.execution.arrow.maxRecordsPerBatch."
+        )
+    return _numpy_array(offsets.astype(np.int32))
+
+
+def _string_array(strings: Sequence[str]):
+    """Return an Arrow ``string`` array (no nulls) built from its buffers (see :func:`_numpy_array`)."""
+    import numpy as np
+    import pyarrow as pa
+
+    encoded = [s.encode("utf-8") for s in strings]
+    offsets = _offsets(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, offsets.buffers()[1], pa.py_buffer(b"".join(encoded))])
+
+
 def _split_tokens(tokens):
-    """A joined tokens column (see :func:`tokenize_documents`) as ``list<string>``; arrays pass through."""
+    """Return a joined tokens column (see :func:`tokenize_documents`) as ``list<string>``; arrays as they are."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -231,11 +282,11 @@ def flag_duplicate_ids(df: "DataFrame", id_col: str = ID_COL) -> tuple["DataFram
 def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
     """Return each term's corpus count and document count: ``term``, ``tf``, ``df`` (longs).
 
-    Each Arrow batch of a partition is counted in its Python worker with Arrow's own group-by
-    (``mapInArrow``: no Python object per token), so only one row per distinct term and
-    partition is shuffled, and one aggregation sums them. A worker holds one partition's
-    distinct terms at a time (tens of MB for a few hundred thousand terms), never the corpus.
-    ``input_col`` is an ``array<string>`` or a joined tokens string (see
+    Each partition is counted in its Python worker (``mapInArrow``: no Python object per
+    token): Arrow dictionary-encodes the terms and NumPy counts the codes, so only one row per
+    distinct term and partition is shuffled, and one aggregation sums them. A worker holds
+    one partition's distinct terms at a time (tens of MB for a few hundred thousand terms),
+    never the corpus. ``input_col`` is an ``array<string>`` or a joined tokens string (see
     :func:`tokenize_documents`). Null token lists and null or empty tokens are not counted
     (an empty string cannot be a vocabulary word).
     """
@@ -244,30 +295,35 @@ def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
     _require_columns(df, input_col=input_col)
 
     def partial_counts(batches):
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        def count(table, by, name):  # rows per group of ``by``, as ``term`` and ``name``
-            out = table.group_by(by, use_threads=False).aggregate([("doc", "count")])
-            return pa.table({"term": out["term"], name: out["doc_count"]})
-
-        parts = []
+        terms, tfs, dfs = [], [], []
         for batch in batches:
             tokens = _split_tokens(batch.column(0))
-            pairs = pa.table({"doc": pc.list_parent_indices(tokens), "term": pc.list_flatten(tokens)})
-            pairs = pairs.filter(pc.fill_null(pc.not_equal(pairs["term"], ""), False))
-            if not pairs.num_rows:
+            flat = pc.list_flatten(tokens)
+            # Null and empty terms have no (or zero) length: a null or false mask drops them.
+            keep = pc.cast(pc.binary_length(flat), pa.bool_())
+            flat, docs = flat.filter(keep), pc.list_parent_indices(tokens).filter(keep)
+            if not len(flat):
                 continue
+            encoded = pc.dictionary_encode(flat)
+            codes = _to_numpy(encoded.indices).astype(np.int64)
+            n_terms = len(encoded.dictionary)
             # Distinct (document, term) pairs: a document lies within one batch, so the
             # per-batch document counts add up.
-            distinct = pairs.group_by(["doc", "term"], use_threads=False).aggregate([])
-            parts.append(count(pairs, "term", "tf").join(count(distinct, "term", "df"), "term", use_threads=False))
-        if parts:
-            total = (
-                pa.concat_tables(parts).group_by("term", use_threads=False).aggregate([("tf", "sum"), ("df", "sum")])
-            )
-            out = pa.table({"term": total["term"], "tf": total["tf_sum"], "df": total["df_sum"]})
-            yield from out.cast(pa.schema([("term", pa.string()), ("tf", pa.int64()), ("df", pa.int64())])).to_batches()
+            pairs = np.unique(_to_numpy(docs).astype(np.int64) * n_terms + codes)
+            terms.append(encoded.dictionary)
+            tfs.append(np.bincount(codes, minlength=n_terms))
+            dfs.append(np.bincount(pairs % n_terms, minlength=n_terms))
+        if terms:
+            encoded = pc.dictionary_encode(pa.concat_arrays(terms))
+            codes, n_terms = _to_numpy(encoded.indices), len(encoded.dictionary)
+            tf = np.bincount(codes, weights=np.concatenate(tfs), minlength=n_terms)
+            df = np.bincount(codes, weights=np.concatenate(dfs), minlength=n_terms)
+            columns = [encoded.dictionary, _numpy_array(tf.astype(np.int64)), _numpy_array(df.astype(np.int64))]
+            yield pa.RecordBatch.from_arrays(columns, names=["term", "tf", "df"])
 
     partial = df.select(input_col).mapInArrow(partial_counts, "term string, tf long, df long")
     return partial.groupBy("term").agg(F.sum("tf").alias("tf"), F.sum("df").alias("df"))
@@ -407,14 +463,16 @@ def vectorize_documents(
             if joined:
                 docs = [d.split(" ") if d else () for d in docs]
             bows = [vocabulary.to_bow(tokens or ()) for tokens in docs]
-            offsets = np.zeros(len(bows) + 1, dtype=np.int32)
-            np.cumsum([len(i) for i, _ in bows], out=offsets[1:])
-            offsets = pa.array(offsets)
+            offsets = _offsets(np.fromiter((len(i) for i, _ in bows), dtype=np.int64, count=len(bows)))
             indices = np.concatenate([i for i, _ in bows]) if bows else np.empty(0, np.int32)
             values = np.concatenate([v for _, v in bows]) if bows else np.empty(0, np.float32)
             n_words = np.fromiter((int(v.sum()) for _, v in bows), dtype=np.int32, count=len(bows))
             columns = [batch.column(name) for name in names]
-            columns += [pa.array(n_words), pa.ListArray.from_arrays(offsets, pa.array(indices)), pa.ListArray.from_arrays(offsets, pa.array(values))]
+            columns += [
+                _numpy_array(n_words),
+                pa.ListArray.from_arrays(offsets, _numpy_array(indices)),
+                pa.ListArray.from_arrays(offsets, _numpy_array(values)),
+            ]
             yield pa.RecordBatch.from_arrays(columns, names=[*names, n_words_col, indices_col, values_col])
 
     return df.mapInArrow(vectorize_batches, schema)
