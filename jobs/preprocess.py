@@ -32,6 +32,12 @@ from typing import Optional
 
 log = logging.getLogger("jobs.preprocess")
 
+#: Driver JVM options for a local master (issue 3's benchmark, BENCHMARKS.md): a short batch job
+#: on a few cores. The JIT's optimizing compiler (C2) would take CPU from the job for code that
+#: runs only seconds, so C1 alone; the parallel collector has less start-up and bookkeeping than
+#: G1 for a heap this size; no hsperfdata file (``jps``/``jstat`` do not see the driver).
+LOCAL_JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC", "-XX:-UsePerfData")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
@@ -92,8 +98,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ntm_spark.config import ConfigError
     from ntm_spark.io import InputNotFoundError, OutputExistsError
     from ntm_spark.nltk_data import NltkDataError
-    from ntm_spark.preprocess import EmptyCorpusError
-    from ntm_spark.session import build_spark_session, spark_config_from_args
+    from ntm_spark.preprocess import EmptyCorpusError, resolve_clean, warm_up_python_workers
+    from ntm_spark.session import build_spark_session, is_local_master, spark_config_from_args
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -111,21 +117,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     start = time.perf_counter()
     # A session that already exists (a notebook, a test) belongs to its creator: reuse it, don't stop it.
     owned = SparkSession.getActiveSession() is None
-    # A short batch job on a few cores: the JIT's optimizing compiler (C2) would take CPU from the
-    # job for code that runs only seconds; C1 alone starts faster (issue 3's benchmark, BENCHMARKS.md).
     spark = build_spark_session(  # logs the Spark UI URL when local
-        spark_cfg, app_name="ntm-preprocess", local_java_options=["-XX:TieredStopAtLevel=1"]
+        spark_cfg, app_name="ntm-preprocess", local_java_options=LOCAL_JAVA_OPTIONS
     )
     if owned and spark.conf.get("spark.sql.files.minPartitionNum", None) is None:
         # Two input partitions per core: the corpus' files differ in size, and with one partition
         # per core the largest decides when the tokenizing stage ends.
         spark.conf.set("spark.sql.files.minPartitionNum", str(2 * spark.sparkContext.defaultParallelism))
+    warm_up = None
+    if owned and is_local_master(spark.sparkContext.master):
+        warm_up = warm_up_python_workers(spark, clean=resolve_clean(cfg), stop_words=cfg.stop_words)
     try:
         manifest = run(spark, cfg)
     except (InputNotFoundError, OutputExistsError, EmptyCorpusError, NltkDataError, ValueError) as err:
         print(f"ntm preprocess: {err}", file=sys.stderr)
         return 1
     finally:
+        if warm_up is not None:
+            warm_up.join()
         if owned:
             spark.stop()
     docs = manifest["documents"]

@@ -49,6 +49,8 @@ from ntm_spark.schema import (
 from ntm_spark.vocab import Vocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
+    import threading
+
     from pyspark.ml.feature import CountVectorizerModel
     from pyspark.sql import Column, DataFrame, SparkSession
 
@@ -653,6 +655,60 @@ def _require_columns(df: "DataFrame", **params: str) -> None:
             raise ValueError(f"{param}={name!r} is not a column of the DataFrame (columns: {df.columns}).")
 
 
+def resolve_clean(cfg: "PreprocessConfig") -> bool:
+    """Return whether to strip newsgroup noise: ``cfg.clean``, else on for 20 Newsgroups only."""
+    return cfg.clean if cfg.clean is not None else cfg.input_format == "20newsgroups"
+
+
+#: Normalized once by each warmed-up worker, so that WordNet is loaded before the first real batch.
+_WARM_UP_TEXT = "Lemmatizing warms up the workers: parliaments, cars and wolves."
+
+
+def warm_up_python_workers(
+    spark: "SparkSession", clean: bool = True, stop_words: Union[str, Sequence[str], None] = "english"
+) -> "threading.Thread":
+    """Ready a Python worker per local core in the background, while the driver plans; return the thread.
+
+    On a local master, a job's first Python tasks wait for Spark to start its Python worker
+    daemon (which imports pyspark), then for each worker's imports and WordNet: about 1 s,
+    while planning the job keeps only one of the driver's cores busy. This runs one small
+    ``mapInArrow`` job (the same kind of Python runner as :func:`tokenize_documents`, so the
+    same daemon and workers serve both) that does that work ahead of time; Spark reuses the
+    workers for the tasks that follow. Failures are only logged: the real job reports them.
+    Call :meth:`threading.Thread.join` before stopping the session.
+    """
+    import threading
+
+    n = spark.sparkContext.defaultParallelism
+    stop = stop_words if isinstance(stop_words, str) or stop_words is None else sorted(stop_words)
+
+    def warm_up(batches):
+        import numpy  # noqa: F401 - imported for the tasks that follow
+        import pyarrow.compute  # noqa: F401
+
+        from ntm_spark.text import get_normalizer
+
+        try:
+            get_normalizer(clean=clean, stop_words=stop).normalize(_WARM_UP_TEXT)
+        except Exception:  # noqa: BLE001, S110 - e.g. no WordNet: the tokenizing tasks raise it with its fix
+            pass
+        yield from batches
+
+    # Built here, on the calling thread: the background thread only waits for the result.
+    df = spark.range(0, n, numPartitions=n).mapInArrow(warm_up, "id long")
+
+    def run() -> None:
+        try:
+            spark.sparkContext.setJobDescription("ntm: warm up the Python workers")
+            df.collect()
+        except Exception as err:  # noqa: BLE001 - best effort: the job's own tasks report real problems
+            log.debug("warming up the Python workers failed: %s", err)
+
+    thread = threading.Thread(target=run, name="ntm-warm-up-python-workers", daemon=True)
+    thread.start()
+    return thread
+
+
 def resolve_input_path(cfg: "PreprocessConfig") -> str:
     """Return the input path: ``cfg.input_path``, or for 20 Newsgroups the located corpus."""
     if cfg.input_path or cfg.input_format != "20newsgroups":
@@ -686,7 +742,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
     from ntm_spark.text import resolve_stop_words
 
     started = _now()
-    clean = cfg.clean if cfg.clean is not None else cfg.input_format == "20newsgroups"
+    clean = resolve_clean(cfg)
     stop_words = cfg.stop_words
     resolve_stop_words(stop_words)
     path = resolve_input_path(cfg)
