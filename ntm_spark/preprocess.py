@@ -684,25 +684,31 @@ def warm_up_python_workers(
 
     def warm_up(batches):
         import numpy  # noqa: F401 - imported for the tasks that follow
+        import pyarrow as pa
         import pyarrow.compute  # noqa: F401
 
         from ntm_spark.text import get_normalizer
 
+        error = ""
         try:
             get_normalizer(clean=clean, stop_words=stop).normalize(_WARM_UP_TEXT)
-        except Exception:  # noqa: BLE001, S110 - e.g. no WordNet: the tokenizing tasks raise it with its fix
+        except Exception as err:  # noqa: BLE001 - e.g. no WordNet: returned, and the real tasks raise it
+            error = f"{type(err).__name__}: {err}"
+        for _ in batches:
             pass
-        yield from batches
+        yield pa.RecordBatch.from_arrays([_string_array([error])], names=["error"])
 
     # Built here, on the calling thread: the background thread only waits for the result.
-    df = spark.range(0, n, numPartitions=n).mapInArrow(warm_up, "id long")
+    df = spark.range(0, n, numPartitions=n).mapInArrow(warm_up, "error string")
 
     def run() -> None:
         try:
             spark.sparkContext.setJobDescription("ntm: warm up the Python workers")
-            df.collect()
+            errors = {row["error"] for row in df.collect() if row["error"]}
         except Exception as err:  # noqa: BLE001 - best effort: the job's own tasks report real problems
-            log.debug("warming up the Python workers failed: %s", err)
+            errors = {str(err)}
+        for error in errors:
+            log.debug("warming up the Python workers failed (the tokenizing tasks will say why): %s", error)
 
     thread = threading.Thread(target=run, name="ntm-warm-up-python-workers", daemon=True)
     thread.start()
