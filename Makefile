@@ -9,6 +9,8 @@ PIP          := $(PY) -m pip
 NTM          := $(VENV)/bin/ntm
 STATE        := .ntm
 JARS_STAMP   := $(STATE)/jars/.resolved
+HADOOP_FS_SRC := conf/jvm/src/io/github/ntmspark/hadoop/NioLocalFileSystem.java
+HADOOP_FS_JAR := $(STATE)/jars/hadoop/ntm-hadoop-fs.jar
 WORDNET      := $(STATE)/nltk_data/corpora/wordnet/lexnames
 PETASTORM_PY := .venv-petastorm/bin/python
 PYTEST_ARGS  ?=
@@ -61,7 +63,18 @@ $(JARS_STAMP): conf/jvm/pom.xml
 	mvn -q -B -f conf/jvm/pom.xml package -Djars.dir=$(CURDIR)/$(STATE)/jars
 	touch $@
 
-jars: $(JARS_STAMP)
+# --- ntm-spark's one JVM class: local writes set permissions in-process (no chmod per file).
+# Compiled against the Hadoop that pyspark ships; without a JDK, sessions use Hadoop's own class.
+$(HADOOP_FS_JAR): $(HADOOP_FS_SRC) $(VENV)/.installed
+	@$(MAKE) --no-print-directory system-deps
+	@if ! command -v javac >/dev/null; then \
+	  echo "javac not found: skipping $@ (local writes use Hadoop's chmod processes; install a JDK)"; exit 0; fi; \
+	hadoop=$$($(PY) -c 'import glob, os, pyspark; print(glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hadoop-client-api-*.jar"))[0])') && \
+	classes=$$(mktemp -d) && \
+	javac -nowarn --release 17 -d "$$classes" -cp "$$hadoop" $(HADOOP_FS_SRC) && \
+	mkdir -p $(@D) && jar cf $@ -C "$$classes" . && rm -rf "$$classes"
+
+jars: $(JARS_STAMP) $(HADOOP_FS_JAR)
 
 # --- NLTK WordNet offline: Debian's files copied into .ntm/nltk_data
 $(WORDNET): | $(VENV)/.installed

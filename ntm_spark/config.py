@@ -48,6 +48,10 @@ class SparkConfig:
     #: Local mode: map the driver JVM's classes from a class-data-sharing archive (JDK AppCDS)
     #: saved beside the jars (``.ntm/jars/cds``) by the first session, which cuts session start-up by seconds.
     class_data_sharing: bool = True
+    #: Local mode: a new driver JVM's local file system sets permissions through java.nio
+    #: (``.ntm/jars/hadoop/ntm-hadoop-fs.jar``, built by ``make jars``) instead of starting a
+    #: ``chmod`` process per file and directory, as Hadoop does without its native library.
+    nio_local_filesystem: bool = True
 
     def validate(self) -> None:
         """Check values that the types alone cannot."""

@@ -101,6 +101,16 @@ def local_connector_jars() -> list[Path]:
     return jars
 
 
+#: The local file system class in ``ntm-hadoop-fs.jar`` (``conf/jvm/src``).
+NIO_LOCAL_FILESYSTEM = "io.github.ntmspark.hadoop.NioLocalFileSystem"
+
+
+def local_filesystem_jar() -> Optional[Path]:
+    """Return ``ntm-hadoop-fs.jar`` (built by ``make jars``), or None when it was not built (no JDK)."""
+    jar = jars_dir() / "hadoop" / "ntm-hadoop-fs.jar"
+    return jar if jar.is_file() else None
+
+
 def connector_packages() -> str:
     """Return ``spark.jars.packages`` coordinates matching the installed pyspark."""
     import pyspark
@@ -231,9 +241,16 @@ def build_spark_session(
     from pyspark import SparkContext
 
     new_jvm = SparkContext._gateway is None  # JVM options only apply to a JVM this call starts
+    fs_jar = local_filesystem_jar() if local and new_jvm and cfg.nio_local_filesystem else None
+    if fs_jar and not {"spark.driver.extraClassPath", "spark.hadoop.fs.file.impl"} & set(cfg.conf):
+        # Only for a JVM started here, with the jar on its class path: the class must load.
+        defaults["spark.driver.extraClassPath"] = str(fs_jar)
+        defaults["spark.hadoop.fs.file.impl"] = NIO_LOCAL_FILESYSTEM
     java_options, writing = list(local_java_options) if local else [], None
     if local and new_jvm and cfg.class_data_sharing:
-        archive = class_archive_path([defaults.get("spark.jars", ""), defaults.get("spark.jars.packages", "")])
+        archive = class_archive_path(
+            [defaults.get(k, "") for k in ("spark.jars", "spark.jars.packages", "spark.driver.extraClassPath")]
+        )
         cds_options, writing = _class_archive_options(archive)
         java_options += cds_options
     if java_options:

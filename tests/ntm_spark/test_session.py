@@ -70,3 +70,29 @@ def test_session_has_connector_and_loopback(spark):
     assert "spark-sql-kafka-0-10" in conf.get("spark.jars")
     assert conf.get("spark.driver.host") == "127.0.0.1"
     assert spark.range(10).count() == 10
+
+
+def test_local_file_system_sets_permissions_in_process(spark, tmp_path):
+    import os
+    import stat
+
+    from ntm_spark.session import NIO_LOCAL_FILESYSTEM, local_filesystem_jar
+
+    if local_filesystem_jar() is None:
+        pytest.skip("ntm-hadoop-fs.jar is not built (no javac here): `make jars` builds it with a JDK")
+    jvm = spark.sparkContext._jvm
+    fs = jvm.org.apache.hadoop.fs.FileSystem.get(jvm.java.net.URI("file:///"), spark.sparkContext._jsc.hadoopConfiguration())
+    assert fs.getClass().getName() == NIO_LOCAL_FILESYSTEM
+
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    os.chmod(target, 0o600)
+    fs.setPermission(jvm.org.apache.hadoop.fs.Path(str(target)), jvm.org.apache.hadoop.fs.permission.FsPermission("640"))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+    # A Spark write gets Hadoop's default modes under its umask (022): 755 folders, 644 files.
+    out = tmp_path / "out"
+    spark.range(3).write.parquet(str(out))
+    parts = list(out.glob("part-*.parquet"))
+    assert parts and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in parts)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
