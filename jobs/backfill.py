@@ -18,7 +18,7 @@ import sys
 from typing import Optional
 
 from ntm_spark.config import BackfillConfig, ConfigError, load_config
-from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args
+from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args, stop_spark_session
 
 FLAG_KEYS = {"input": "input_path", "input_format": "input_format", "output": "output_path", "model": "model_uri"}
 
@@ -68,7 +68,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     finally:
         if owned:
-            spark.stop()
+            stop_spark_session(spark)
     print(
         f"backfill {report.output_path}: model version {report.model_version}; wrote {len(report.partitions_written)} "
         f"partitions ({report.documents_written} documents, {report.docs_per_second:.0f} docs/s), skipped "

@@ -99,7 +99,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ntm_spark.io import InputNotFoundError, OutputExistsError
     from ntm_spark.nltk_data import NltkDataError
     from ntm_spark.preprocess import EmptyCorpusError, resolve_clean, warm_up_python_workers
-    from ntm_spark.session import build_spark_session, is_local_master, spark_config_from_args
+    from ntm_spark.session import build_spark_session, is_local_master, spark_config_from_args, stop_spark_session
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -136,7 +136,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if warm_up is not None:
             warm_up.join()
         if owned:
-            spark.stop()
+            stop_spark_session(spark)
     docs = manifest["documents"]
     log.info(
         "done in %.1f s: %s documents written to %s (%s), vocabulary %d words",

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from ntm_spark.config import ConfigError, StreamConfig, load_config
-from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args
+from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args, stop_spark_session
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -276,7 +276,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     finally:
         if created:
-            spark.stop()
+            stop_spark_session(spark)
     return 0
 
 

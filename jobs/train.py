@@ -145,7 +145,7 @@ def _mlflow_config(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
     if args.launcher == "spark":
-        from ntm_spark.session import build_spark_session, spark_config_from_args
+        from ntm_spark.session import build_spark_session, spark_config_from_args, stop_spark_session
 
         spark = build_spark_session(spark_config_from_args(args), app_name="ntm-train")
         try:
@@ -153,7 +153,7 @@ def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
             # model folder is logged afterwards (its CSV logs give the epoch history).
             return run_with_distributor(spark, cfg)
         finally:
-            spark.stop()
+            stop_spark_session(spark)
     from lightning_module.train import train_model
 
     return train_model(cfg, loggers=loggers)

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -267,3 +268,28 @@ def build_spark_session(
         if url:
             log.info("Spark UI: %s", url)
     return spark
+
+
+def stop_spark_session(spark: "SparkSession") -> Optional[threading.Thread]:
+    """Stop ``spark`` as ``spark.stop()`` does, without its idle wait of about a second at the end.
+
+    After stopping the JVM's context, pyspark's ``SparkContext.stop`` shuts down the driver's
+    accumulator server and waits for it: its connection handler polls the JVM's socket once a
+    second and its accept loop every half second, so a job that ran Python tasks waited about
+    1 s with nothing to do (0.97 s against 0.07 s measured, issue 3's benchmark). Here the
+    server is told to stop and closes itself in a background thread; the JVM side stops exactly
+    as before. With a pyspark whose context lacks that server, this is ``spark.stop()``.
+
+    Returns:
+        The thread that shuts the accumulator server down (a daemon), or None.
+    """
+    sc = spark.sparkContext
+    server = getattr(sc, "_accumulatorServer", None)
+    closer = None
+    if server is not None and hasattr(server, "server_shutdown") and hasattr(server, "shutdown"):
+        server.server_shutdown = True  # the request handler returns at its next poll
+        closer = threading.Thread(target=server.shutdown, name="ntm-accumulator-server-shutdown", daemon=True)
+        closer.start()
+        sc._accumulatorServer = None  # so that SparkContext.stop() does not wait for it
+    spark.stop()
+    return closer

@@ -96,3 +96,32 @@ def test_local_file_system_sets_permissions_in_process(spark, tmp_path):
     parts = list(out.glob("part-*.parquet"))
     assert parts and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in parts)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
+
+
+def test_stop_spark_session_stops_the_context_and_closes_the_accumulator_server():
+    # Its own process: the tests' shared session must stay up.
+    import subprocess
+    import sys
+
+    script = """
+from pyspark import SparkContext
+from ntm_spark.config import SparkConfig
+from ntm_spark.session import build_spark_session, stop_spark_session
+
+cfg = SparkConfig(master="local[1]", kafka_connector="none", class_data_sharing=False, conf={"spark.ui.enabled": "false"})
+spark = build_spark_session(cfg)
+
+def passthrough(batches):
+    yield from batches
+
+assert spark.range(3).mapInArrow(passthrough, "id long").count() == 3  # a Python task: the JVM connects to the server
+sc = spark.sparkContext
+server = sc._accumulatorServer
+closer = stop_spark_session(spark)
+assert SparkContext._active_spark_context is None and sc._jsc is None, "the context is still active"
+closer.join(10)
+assert not closer.is_alive() and server.socket.fileno() == -1, "the accumulator server is still open"
+print("STOPPED")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "STOPPED" in out.stdout, out.stderr[-3000:]
