@@ -5,9 +5,12 @@ Every function but :func:`preprocess_corpus` is DataFrame in, DataFrame (or
 parameters; reading and writing live in :mod:`ntm_spark.io`.
 
 The heavy step, text normalization, runs in the executors' Python workers through
-``mapInPandas`` (Arrow batches, not row-at-a-time UDFs) and calls
-:func:`ntm_spark.text.get_normalizer`, so WordNet and the lemma cache are built
-once per worker and the rules are the very ones the scorer applies.
+``mapInArrow`` (Arrow batches, not row-at-a-time UDFs; ``mapInPandas``' Arrow-native form,
+which hands the same batches over without building pandas frames, so the workers never
+import pandas) and calls :func:`ntm_spark.text.get_normalizer`, so WordNet and the lemma
+cache are built once per worker and the rules are the very ones the scorer applies. The
+pipeline caches each document's tokens as one space-joined string (``joined=True``), which
+is much cheaper for the JVM to cache and to hand back to Python than an array of strings.
 
 Vocabulary (:func:`fit_vocabulary`) follows Spark ML ``CountVectorizer`` (and
 scikit-learn's): keep the terms whose document frequency is within

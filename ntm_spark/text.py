@@ -443,7 +443,7 @@ def get_normalizer(
     """Return this process's shared :class:`TextNormalizer` for these settings.
 
     Spark's Python workers are reused across tasks, so calling this in every
-    ``mapInPandas`` batch loads WordNet and fills the lemma cache once per worker.
+    ``mapInArrow``/``mapInPandas`` batch loads WordNet and fills the lemma cache once per worker.
     """
     stop_key = stop_words.lower() if isinstance(stop_words, str) else (
         None if stop_words is None else tuple(sorted(resolve_stop_words(stop_words)))

@@ -60,6 +60,29 @@ def test_tokenize_documents_matches_the_normalizer(spark):
         tokenize_documents(_docs(spark, rows), output_col="text")
 
 
+def test_joined_tokens_give_the_same_counts_and_vectors_as_arrays(spark):
+    rows = [("1", "Parliaments debated the cars, cars and more cars."), ("2", None), ("3", ""),
+            ("4", "Geese and mice; x11 3d café naïve"), ("5", "the and of")]  # fmt: skip
+    docs = _docs(spark, rows)
+    arrays = tokenize_documents(docs, clean=False).cache()
+    joined = tokenize_documents(docs, clean=False, joined=True, count_col="n_tokens").cache()
+    normalizer = TextNormalizer(clean=False)
+    got = {r["id"]: (r["tokens"], r["n_tokens"]) for r in joined.collect()}
+    assert got == {i: (" ".join(normalizer.normalize(t)), len(normalizer.normalize(t))) for i, t in rows}
+    assert dict(joined.dtypes)["tokens"] == "string" and dict(joined.dtypes)["n_tokens"] == "int"
+    # One vocabulary and the same bag-of-words from either form ("" and null documents count nothing).
+    vocab = fit_vocabulary(arrays, vocab_size=10, min_df=1, max_df=1.0)
+    assert fit_vocabulary(joined.drop("n_tokens"), vocab_size=10, min_df=1, max_df=1.0) == vocab
+    assert vocab.words[0] == "car" and "" not in vocab
+    bows = [
+        {r["id"]: (list(r["indices"]), list(r["values"]), r["n_words"]) for r in vectorize_documents(df, vocab).collect()}
+        for df in (arrays, joined.drop("n_tokens"))
+    ]
+    assert bows[0] == bows[1] and bows[0]["1"][2] == 5 and bows[0]["2"] == ([], [], 0)
+    with pytest.raises(ValueError, match="count_col='text'"):
+        tokenize_documents(docs, joined=True, count_col="text")
+
+
 def _token_df(spark, docs):
     return spark.createDataFrame([(str(i), d.split()) for i, d in enumerate(docs)], "id string, tokens array<string>")
 
