@@ -1,6 +1,8 @@
 # Spark job image: Java 17, pyspark, Spark's Kafka connector jars, NLTK WordNet data.
 # Runs preprocessing, streaming scoring and backfill (spark-submit jobs/*.py).
 # Not built in CI (no Docker engine there); linted with hadolint (`make lint`).
+# The image has a JRE, not a JDK, so `make jars`' ntm-hadoop-fs.jar is not built here: a local
+# session in the container uses Hadoop's own local file system (a chmod process per file written).
 FROM python:3.11-slim-bookworm
 
 ENV DEBIAN_FRONTEND=noninteractive \
