@@ -102,6 +102,18 @@ def local_connector_jars() -> list[Path]:
     return jars
 
 
+def starts_new_jvm() -> bool:
+    """Return whether building a session now starts a new driver JVM.
+
+    Not when one is running in this process, nor under ``spark-submit``, whose JVM started
+    first and hands its address over in ``PYSPARK_GATEWAY_PORT``: options and class path set
+    now would not reach it.
+    """
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+
+
 #: The local file system class in ``ntm-hadoop-fs.jar`` (``conf/jvm/src``).
 NIO_LOCAL_FILESYSTEM = "io.github.ntmspark.hadoop.NioLocalFileSystem"
 
@@ -241,7 +253,7 @@ def build_spark_session(
         defaults["spark.jars.packages"] = connector_packages()
     from pyspark import SparkContext
 
-    new_jvm = SparkContext._gateway is None  # JVM options only apply to a JVM this call starts
+    new_jvm = starts_new_jvm()  # JVM options and class path only apply to a JVM this call starts
     fs_jar = local_filesystem_jar() if local and new_jvm and cfg.nio_local_filesystem else None
     if fs_jar and not {"spark.driver.extraClassPath", "spark.hadoop.fs.file.impl"} & set(cfg.conf):
         # Only for a JVM started here, with the jar on its class path: the class must load.

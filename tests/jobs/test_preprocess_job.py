@@ -125,3 +125,22 @@ def test_repeated_ids_keep_one_copy_and_count_once(spark, tmp_path):
     rows = [r for s in SPLITS for r in _read_split(out / s).to_pylist()]
     assert sorted(r["id"] for r in rows) == ["d0", "d1"] and docs["dropped"]["too_short"] == 18
     assert all(r["values"] == [1.0] for r in rows)
+
+
+def test_runs_under_spark_submit(newsgroups_sample, tmp_path):
+    # The docstring's usage line, for real: spark-submit starts the JVM before the job builds its
+    # session, so the builder must not set a class path or file system that JVM lacks.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "out"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(root)}
+    cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[1]", str(root / "jobs" / "preprocess.py"),
+           "--input", str(newsgroups_sample), "--output", str(out), *SMALL]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["documents"]["read"] == 200 and manifest["vocabulary"]["size"] == 400

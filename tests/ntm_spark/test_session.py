@@ -125,3 +125,16 @@ print("STOPPED")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "STOPPED" in out.stdout, out.stderr[-3000:]
+
+
+def test_no_new_jvm_under_spark_submit(monkeypatch):
+    # spark-submit starts the JVM first: class path and JVM options set by the builder cannot reach it.
+    from pyspark import SparkContext
+
+    from ntm_spark.session import starts_new_jvm
+
+    monkeypatch.setattr(SparkContext, "_gateway", None)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    assert starts_new_jvm()
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "41234")
+    assert not starts_new_jvm()
