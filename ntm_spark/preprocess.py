@@ -247,17 +247,8 @@ def _string_array(strings: Sequence[str]):
     return pa.Array.from_buffers(pa.string(), len(encoded), [None, offsets.buffers()[1], pa.py_buffer(b"".join(encoded))])
 
 
-def _split_tokens(tokens):
-    """Return a joined tokens column (see :func:`tokenize_documents`) as ``list<string>``; arrays as they are."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_string(tokens.type) or pa.types.is_large_string(tokens.type):
-        return pc.split_pattern(tokens, " ")  # "" gives [""]: empty terms are skipped by the callers
-    return tokens
-
-
 def _is_joined(df: "DataFrame", col: str) -> bool:
+    """Return whether ``col`` holds joined tokens (a string, see :func:`tokenize_documents`) rather than an array."""
     from pyspark.sql import types as T
 
     return isinstance(df.schema[col].dataType, T.StringType)
@@ -298,6 +289,7 @@ def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
     from pyspark.sql import functions as F
 
     _require_columns(df, input_col=input_col)
+    joined = _is_joined(df, input_col)
 
     def partial_counts(batches):
         import numpy as np
@@ -306,7 +298,9 @@ def count_terms(df: "DataFrame", input_col: str = TOKENS_COL) -> "DataFrame":
 
         terms, tfs, dfs = [], [], []
         for batch in batches:
-            tokens = _split_tokens(batch.column(0))
+            tokens = batch.column(0)
+            if joined:
+                tokens = pc.split_pattern(tokens, " ")  # "" gives [""]: dropped below with the nulls
             flat = pc.list_flatten(tokens)
             # Null and empty terms have no (or zero) length: a null or false mask drops them.
             keep = pc.cast(pc.binary_length(flat), pa.bool_())
