@@ -41,11 +41,16 @@ system-deps:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 
-# --- tests also screenshot the HTML report in headless Chromium (Debian's package)
+# --- tests also screenshot the HTML report in headless Chromium, and drive Kafka with kcat,
+# a client this project did not write (both Debian packages)
 test-system-deps:
-	@command -v chromium >/dev/null || { \
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
 
 # --- Python: a venv with the pinned lock (torch, pyspark, lightning, mlflow, nltk, kafka-python ...)
 $(VENV)/.installed: conf/requirements.lock setup.py
