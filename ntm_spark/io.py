@@ -19,11 +19,20 @@ Sources (``input_format``):
 * ``csv`` (with a header row), ``jsonl`` (one JSON object per line) and ``parquet``:
   ``text_col``, ``id_col`` and an optional ``label_col`` (a ``label`` column is used when present).
 
-Files are read as bytes with Spark's ``binaryFile`` source (which, like every Spark file
-source, skips zero-byte files: they are not counted as documents) and decoded in the
-JVM: UTF-8 when valid, else Latin-1 (which maps every byte to a character, so no
-document is lost); such documents are flagged in ``decode_fallback``. For the
-text formats Spark decodes, a U+FFFD replacement character sets the flag.
+Bytes that are not UTF-8 follow the project's one rule, in the JVM (:func:`decode_bytes_expr`;
+:func:`ntm_spark.text.decode_document_bytes` is its pure-Python twin): a value is decoded as
+UTF-8 when it is valid UTF-8, else as a whole as Latin-1 (which maps every byte to a
+character, so no document and no id is lost), and flagged in ``decode_fallback``. The value
+is the unit the format's records come in:
+
+* ``20newsgroups`` and ``text``: each file, read as bytes with Spark's ``binaryFile`` source
+  (which, like every Spark file source, skips zero-byte files: they are not counted);
+* ``jsonl``: each line, read as raw bytes (Spark's ``text`` source), decoded, then parsed
+  with ``from_json`` (the schema is inferred from the decoded lines), so a row with a
+  Latin-1 byte keeps its id and its other fields;
+* ``csv``: each file (a quoted field may span lines, so records cannot be split before
+  parsing): a file that is not valid UTF-8 is parsed by Spark's CSV reader as ISO-8859-1;
+* ``parquet`` holds strings already: nothing is decoded or flagged.
 
 Writers go through Hadoop's ``FileSystem``, so ``hdfs://`` and ``s3a://`` outputs
 work like local folders. Output is staged beside the target and renamed into
@@ -216,15 +225,28 @@ def decode_content(df: "DataFrame", input_col: str = "content", output_col: str 
 
     Adds ``output_col`` (string) and :data:`DECODE_FALLBACK_COL` (bool) and drops ``input_col``.
     """
+    text, fallback = decode_bytes_expr(input_col)
+    return df.withColumn(output_col, text).withColumn(DECODE_FALLBACK_COL, fallback).drop(input_col)
+
+
+def decode_bytes_expr(col: Any) -> tuple:
+    """Return ``(text, fallback)`` Spark expressions for a binary column: the project's one decoding rule.
+
+    Bytes that are valid UTF-8 are decoded as UTF-8; any other value is decoded as
+    Latin-1 as a whole (every byte maps to one character, so nothing is lost and the
+    original bytes can be recovered), and ``fallback`` is true. Null stays null
+    (``fallback`` false). Preprocessing, backfill and the stream all call this; the
+    Python twin for non-Spark paths is :func:`ntm_spark.text.decode_document_bytes`.
+
+    Args:
+        col: A binary column or its name.
+    """
     from pyspark.sql import functions as F
 
-    as_utf8 = F.col(input_col).cast("string")
+    raw = F.col(col) if isinstance(col, str) else col
+    as_utf8 = raw.cast("string")
     valid = F.coalesce(F.is_valid_utf8(as_utf8), F.lit(True))
-    return (
-        df.withColumn(output_col, F.when(valid, as_utf8).otherwise(F.decode(F.col(input_col), "ISO-8859-1")))
-        .withColumn(DECODE_FALLBACK_COL, ~valid)
-        .drop(input_col)
-    )
+    return F.when(valid, as_utf8).otherwise(F.decode(raw, "ISO-8859-1")), ~valid
 
 
 def read_20newsgroups(spark: "SparkSession", path: str, cache_path: Optional[str] = None) -> "DataFrame":
@@ -415,14 +437,14 @@ def read_table(
     from pyspark.sql import functions as F
 
     if input_format == "csv":
-        df = spark.read.options(header="true", multiLine="true", escape='"', mode="PERMISSIVE").csv(path)
+        df = read_csv_files(spark, path)
     elif input_format == "jsonl":
-        df = spark.read.options(mode="PERMISSIVE").json(path)
+        df = read_json_lines(spark, path)
     elif input_format == "parquet":
-        df = spark.read.parquet(path)
+        df = spark.read.parquet(path).withColumn(DECODE_FALLBACK_COL, F.lit(False))
     else:
         raise ValueError(f"input_format={input_format!r} is not a table format: use csv, jsonl or parquet.")
-    columns = df.columns
+    columns = [c for c in df.columns if c != DECODE_FALLBACK_COL]
     for param, name in (("text_col", text_col), ("id_col", id_col)):
         if name not in columns:
             raise ValueError(
@@ -436,13 +458,75 @@ def read_table(
         )
     if label_col is None and LABEL_COL in columns:
         label_col = LABEL_COL
-    text = F.col(text_col).cast("string")
     return df.select(
         F.col(id_col).cast("string").alias(ID_COL),
         (F.col(label_col).cast("string") if label_col else F.lit(None).cast("string")).alias(LABEL_COL),
         F.lit(None).cast("string").alias(SOURCE_SPLIT_COL),
-        text.alias(TEXT_COL),
-        F.coalesce(F.instr(text, "\ufffd") > 0, F.lit(False)).alias(DECODE_FALLBACK_COL),
+        F.col(text_col).cast("string").alias(TEXT_COL),
+        F.col(DECODE_FALLBACK_COL),
+    )
+
+
+#: Spark's hidden per-file metadata column: the file each row came from.
+_FILE_PATH = "_metadata.file_path"
+_CSV_OPTIONS = {"header": "true", "multiLine": "true", "escape": '"', "mode": "PERMISSIVE"}
+
+
+def read_json_lines(spark: "SparkSession", path: str) -> "DataFrame":
+    """Read JSON lines: each line's bytes decoded by :func:`decode_content`, then parsed with ``from_json``.
+
+    A line that is not valid UTF-8 is decoded as Latin-1 and parsed like any other, so its
+    id and fields survive (Spark's JSON reader would make it a corrupt record of nulls).
+    Blank lines are skipped, as Spark's JSON reader does.
+
+    Returns:
+        The JSON fields (types inferred from the decoded lines, as ``spark.read.json`` infers
+        them) plus :data:`DECODE_FALLBACK_COL`.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    # The text source keeps each line's raw bytes (it does not decode): cast back to binary to decode.
+    raw = spark.read.text(path).select(F.col("value").cast("binary").alias("content"))
+    lines = decode_content(raw, output_col="_line").where(F.trim(F.col("_line")) != "")
+    # Infer the schema from the decoded lines, in the JVM (spark.read.json of a Dataset[String]).
+    jvm = spark.sparkContext._jvm
+    as_strings = getattr(lines.select("_line")._jdf, "as")(jvm.org.apache.spark.sql.Encoders.STRING())
+    inferred = T.StructType.fromJson(json.loads(spark._jsparkSession.read().json(as_strings).schema().json()))
+    schema = T.StructType([f for f in inferred.fields if f.name != "_corrupt_record"])
+    return lines.select(F.from_json("_line", schema).alias("_row"), DECODE_FALLBACK_COL).select(
+        "_row.*", DECODE_FALLBACK_COL
+    )
+
+
+def read_csv_files(spark: "SparkSession", path: str) -> "DataFrame":
+    """Read CSV files with a header row, each file decoded as UTF-8 when valid, else as Latin-1 (flagged).
+
+    The value the decoding rule applies to is the file: a quoted field may span lines, so a
+    record cannot be cut out before parsing. One JVM pass over the lines' raw bytes finds
+    the files that are not valid UTF-8 (:func:`decode_bytes_expr`'s test); only those are
+    parsed again, by Spark's CSV reader with ``encoding=ISO-8859-1``.
+
+    Returns:
+        The CSV columns (strings) plus :data:`DECODE_FALLBACK_COL`.
+    """
+    from pyspark.sql import functions as F
+
+    _, fallback = decode_bytes_expr(F.col("value").cast("binary"))
+    bad_lines = spark.read.text(path).where(fallback)
+    latin1_files = [r[0] for r in bad_lines.select(F.col(_FILE_PATH)).distinct().collect()]
+    utf8 = spark.read.options(**_CSV_OPTIONS).csv(path)
+    if not latin1_files:
+        return utf8.withColumn(DECODE_FALLBACK_COL, F.lit(False))
+    log.info("%d CSV file(s) are not valid UTF-8: decoded as Latin-1 and flagged", len(latin1_files))
+    latin1 = spark.read.options(**_CSV_OPTIONS, encoding="ISO-8859-1").csv(path)
+    return (
+        utf8.where(~F.col(_FILE_PATH).isin(latin1_files))
+        .withColumn(DECODE_FALLBACK_COL, F.lit(False))
+        .unionByName(
+            latin1.where(F.col(_FILE_PATH).isin(latin1_files)).withColumn(DECODE_FALLBACK_COL, F.lit(True)),
+            allowMissingColumns=True,
+        )
     )
 
 
@@ -467,6 +551,42 @@ def staging_path(path: str) -> str:
     """Return a fresh sibling path where an output is built before it is renamed into place."""
     parent, name = posixpath.split(str(path).rstrip("/"))
     return posixpath.join(parent, f".{name}.staging-{uuid.uuid4().hex[:8]}")
+
+
+#: The name :func:`staging_path` gives: ``.<name>.staging-<8 hex digits>``.
+_STAGING_NAME_RE = re.compile(r"^\.(?P<name>.+)\.staging-[0-9a-f]{8}$")
+
+
+def delete_stale_staging(spark: "SparkSession", parent: str, name_pattern: str) -> list[str]:
+    r"""Delete the staging folders a killed run left in ``parent`` for outputs named like ``name_pattern``.
+
+    A run removes its own staging folder when it fails (``finally``), but not when it is
+    killed (``kill -9``, a lost node): the folder of :func:`staging_path` stays. The next run
+    of the same output calls this first. Only one run may write an output at a time: a
+    concurrent run's staging folder would be deleted too.
+
+    Args:
+        spark: The active session.
+        parent: The folder holding the outputs (and their staging siblings).
+        name_pattern: A regular expression the output's name must match in full,
+            e.g. ``bucket=\d+``, or ``re.escape(name)`` for one output.
+
+    Returns:
+        The paths deleted.
+    """
+    fs, hparent = _hadoop_path(spark, parent)
+    if not fs.exists(hparent) or not fs.getFileStatus(hparent).isDirectory():
+        return []
+    wanted = re.compile(name_pattern)
+    deleted = []
+    for status in fs.listStatus(hparent):
+        match = _STAGING_NAME_RE.match(status.getPath().getName())
+        if match and wanted.fullmatch(match.group("name")):
+            fs.delete(status.getPath(), True)
+            deleted.append(status.getPath().toString())
+    if deleted:
+        log.info("deleted %d staging folder(s) left by a killed run: %s", len(deleted), ", ".join(deleted))
+    return deleted
 
 
 def write_bow_splits(
@@ -619,6 +739,8 @@ def write_preprocess_output(
         The manifest written.
     """
     check_output_path(spark, output_path, overwrite)
+    parent, name = posixpath.split(str(output_path).rstrip("/"))
+    delete_stale_staging(spark, parent or ".", re.escape(name))
     staging = staging_path(output_path)
     try:
         written = write_bow_splits(bow, staging, partitions, row_group_size)

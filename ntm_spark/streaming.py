@@ -67,6 +67,8 @@ SOURCE_TIMESTAMP_COL = "source_timestamp"
 ERROR_CODE_COL = "error_code"
 ERROR_MESSAGE_COL = "error_message"
 FAILED_AT_FIELD = "failed_at"
+#: True when the message's key or value was not valid UTF-8 and was decoded as Latin-1.
+DECODE_FALLBACK_COL = "decode_fallback"
 #: Passthrough field ``f`` travels as JSON text in column ``extra__f``.
 EXTRA_PREFIX = "extra__"
 #: A dead letter carries at most this many characters of a too-large raw value.
@@ -110,11 +112,23 @@ def parse_messages(
     # Parse each value once: the variant and the derived fields are materialized by a first
     # projection (Spark does not collapse projections that would repeat expensive expressions),
     # then the classification below only reads columns.
+    from ntm_spark.io import decode_bytes_expr
+
     value = F.col("value")
-    df = df.select("*", F.octet_length(value).alias("_nbytes"))
+    # Keys and values are bytes: the project's one decoding rule (UTF-8, else Latin-1 as a whole,
+    # flagged) keeps invalid UTF-8 from reaching Arrow, where it would fail the whole query.
+    value_text, value_fallback = decode_bytes_expr(value)
+    key_text, key_fallback = decode_bytes_expr(F.col("key"))
+    df = df.select(
+        "*",
+        F.octet_length(value).alias("_nbytes"),
+        value_text.alias("_value_text"),
+        key_text.alias("_key_text"),
+        (value_fallback | key_fallback).alias("_fallback"),
+    )
     nbytes = F.col("_nbytes")
     too_large = nbytes > F.lit(int(max_message_bytes))
-    as_text = value.cast("string")
+    as_text = F.col("_value_text")
     df = df.select("*", F.when(value.isNotNull() & ~too_large, F.try_parse_json(as_text)).alias("_v"))
     df = df.select("*", F.schema_of_variant(F.col("_v")).alias("_v_type"), F.try_variant_get(F.col("_v"), "$.text", "variant").alias("_t"))
     df = df.select("*", F.schema_of_variant(F.col("_t")).alias("_t_type"))
@@ -145,7 +159,7 @@ def parse_messages(
     raw = F.when(too_large, F.substring(as_text, 1, DEAD_LETTER_MAX_RAW_CHARS)).otherwise(as_text)
     cols = [
         F.coalesce(F.try_variant_get(v, "$.id", "string"), fallback_id).alias(ID_COL),
-        F.col("key").cast("string").alias(KEY_COL),
+        F.col("_key_text").alias(KEY_COL),
         F.when(code.isNull(), F.try_variant_get(t, "$", "string")).alias(TEXT_COL),
         raw.alias(RAW_VALUE_COL),
         F.coalesce(too_large & (nbytes > DEAD_LETTER_MAX_RAW_CHARS), F.lit(False)).alias(RAW_TRUNCATED_COL),
@@ -155,6 +169,7 @@ def parse_messages(
         F.col("timestamp").alias(SOURCE_TIMESTAMP_COL),
         code.alias(ERROR_CODE_COL),
         message.alias(ERROR_MESSAGE_COL),
+        F.col("_fallback").alias(DECODE_FALLBACK_COL),
     ]
     for field_name in passthrough_fields:
         path = "$['" + field_name.replace("'", "\\'") + "']"
@@ -186,6 +201,39 @@ def _scored_fields() -> list:
     ]
 
 
+_JSON_DECODER = json.JSONDecoder(strict=False)
+
+
+def check_single_json(raw: Any) -> Optional[str]:
+    """Return why ``raw`` is not exactly one JSON value, or ``None`` when it is.
+
+    Spark's JSON functions (``try_parse_json``, ``from_json``, ``get_json_object``) stop
+    at the end of the first value and ignore what follows, so ``{"id": "a", "text": "b"}
+    trailing`` and ``{}}`` would pass; this check, run in the Python worker before
+    scoring, makes them ``not_json``. Python's :mod:`json` is the definition.
+    """
+    if not isinstance(raw, str):
+        return None
+    try:
+        _value, end = _JSON_DECODER.raw_decode(raw, len(raw) - len(raw.lstrip()))
+    except ValueError as err:
+        return f"the message value is not valid JSON ({err})"
+    rest = raw[end:]
+    if rest.strip():
+        return f"the message value has {len(rest.strip())} characters of trailing data after its JSON object (at character {end})"
+    return None
+
+
+def apply_single_json_check(raw_values: Sequence[Any], codes: list, messages: list) -> None:
+    """Turn rows the JVM parsed as JSON but that carry trailing data into ``not_json``, in place."""
+    for i, raw in enumerate(raw_values):
+        if codes[i] in (NOT_JSON, TOO_LARGE):
+            continue
+        problem = check_single_json(raw)
+        if problem is not None:
+            codes[i], messages[i] = NOT_JSON, problem
+
+
 def score_texts_frame(
     texts: Sequence[Any],
     codes: Sequence[Any],
@@ -193,6 +241,7 @@ def score_texts_frame(
     loaded: LoadedModel,
     top_k: int = 3,
     top_words: int = 5,
+    raw_values: Optional[Sequence[Any]] = None,
 ) -> "pd.DataFrame":
     """Score the rows that have no error yet with ``loaded.scorer``; the pandas core of :func:`score_batch`.
 
@@ -203,6 +252,8 @@ def score_texts_frame(
         loaded: The model to score with (its name and version go into every row).
         top_k: Topics listed in ``top_topics``.
         top_words: Words listed per top topic.
+        raw_values: The messages' raw values; when given, a row whose value is more than one
+            JSON value (trailing data) becomes ``not_json`` (:func:`check_single_json`).
 
     Returns:
         A pandas DataFrame with the columns of :func:`_scored_fields`, one row per input row.
@@ -212,6 +263,8 @@ def score_texts_frame(
     n = len(texts)
     codes = [c if isinstance(c, str) else None for c in codes]
     messages = [m if isinstance(m, str) else None for m in messages]
+    if raw_values is not None:
+        apply_single_json_check(raw_values, codes, messages)
     todo = [i for i, c in enumerate(codes) if c is None]
     weights: list = [None] * n
     tops: list = [None] * n
@@ -288,6 +341,7 @@ def score_batch(
     new_fields = _scored_fields()
     new_names = {f.name for f in new_fields}
     keep = [c for c in df.columns if c != input_col and c not in new_names]
+    has_raw = RAW_VALUE_COL in df.columns
 
     if scoring_udf == "map_in_pandas":
         schema = T.StructType([df.schema[c] for c in keep] + new_fields)
@@ -302,6 +356,7 @@ def score_batch(
                     loader.get(),
                     top_k,
                     top_words,
+                    pdf[RAW_VALUE_COL].tolist() if has_raw else None,
                 )
                 out = pdf[keep].reset_index(drop=True)
                 for name in scored.columns:
@@ -313,16 +368,21 @@ def score_batch(
         import pandas as pd
         from pyspark.sql.functions import pandas_udf
 
-        def score_series(texts, codes, messages):  # noqa: ANN001, ANN202 - hints set below
+        def score_series(texts, codes, messages, raws):  # noqa: ANN001, ANN202 - hints set below
             loaded = get_loader(spec).get()
-            return score_texts_frame(texts.tolist(), codes.tolist(), messages.tolist(), loaded, top_k, top_words)
+            return score_texts_frame(
+                texts.tolist(), codes.tolist(), messages.tolist(), loaded, top_k, top_words, raws.tolist() if has_raw else None
+            )
 
         # Real classes, not the postponed strings of this module, so Spark can infer the UDF kind.
-        score_series.__annotations__ = {"texts": pd.Series, "codes": pd.Series, "messages": pd.Series, "return": pd.DataFrame}
+        score_series.__annotations__ = {
+            "texts": pd.Series, "codes": pd.Series, "messages": pd.Series, "raws": pd.Series, "return": pd.DataFrame,
+        }  # fmt: skip
         score_udf = pandas_udf(score_series, T.StructType(new_fields))
+        raw_arg = F.col(RAW_VALUE_COL) if has_raw else F.lit(None).cast("string")
 
         scored_df = df.select(
-            *keep, score_udf(F.col(input_col), F.col(ERROR_CODE_COL), F.col(ERROR_MESSAGE_COL)).alias("_scored")
+            *keep, score_udf(F.col(input_col), F.col(ERROR_CODE_COL), F.col(ERROR_MESSAGE_COL), raw_arg).alias("_scored")
         )
         scored_df = scored_df.select(*[c for c in keep if c not in (ERROR_CODE_COL, ERROR_MESSAGE_COL)], "_scored.*")
     if RAW_VALUE_COL in scored_df.columns:
@@ -367,6 +427,8 @@ def score_batch_lda(
         for pdf in batches:
             codes = pdf[ERROR_CODE_COL].tolist()
             messages = pdf[ERROR_MESSAGE_COL].tolist()
+            if RAW_VALUE_COL in pdf.columns:
+                apply_single_json_check(pdf[RAW_VALUE_COL].tolist(), codes, messages)
             tokens = []
             for i, text in enumerate(pdf[input_col].tolist()):
                 if isinstance(codes[i], str):
@@ -430,6 +492,15 @@ def _passthrough_cols(df: "DataFrame") -> list:
     return [F.parse_json(F.col(c)).alias(c[len(EXTRA_PREFIX) :]) for c in df.columns if c.startswith(EXTRA_PREFIX)]
 
 
+def _decode_fallback_field(df: "DataFrame") -> list:
+    """``decode_fallback: true`` for a message whose bytes were decoded as Latin-1 (absent otherwise)."""
+    from pyspark.sql import functions as F
+
+    if DECODE_FALLBACK_COL not in df.columns:
+        return []
+    return [F.when(F.col(DECODE_FALLBACK_COL), F.lit(True)).alias(DECODE_FALLBACK_COL)]
+
+
 def _output_value(df: "DataFrame") -> Any:
     from pyspark.sql import functions as F
 
@@ -444,12 +515,13 @@ def _output_value(df: "DataFrame") -> Any:
             F.col(SOURCE_TOPIC_COL),
             F.col(SOURCE_PARTITION_COL),
             F.col(SOURCE_OFFSET_COL),
+            *_decode_fallback_field(df),
             *_passthrough_cols(df),
         )
     )
 
 
-def _dead_letter_value() -> Any:
+def _dead_letter_value(df: "DataFrame") -> Any:
     from pyspark.sql import functions as F
 
     return F.to_json(
@@ -466,6 +538,11 @@ def _dead_letter_value() -> Any:
             F.col(SOURCE_TIMESTAMP_COL),
             F.col(SCORED_AT_COL).alias(FAILED_AT_FIELD),
             F.col(MODEL_VERSION_COL),
+            *(
+                [F.coalesce(F.col(DECODE_FALLBACK_COL), F.lit(False)).alias(DECODE_FALLBACK_COL)]
+                if DECODE_FALLBACK_COL in df.columns
+                else []
+            ),
         ),
         {"ignoreNullFields": "false"},
     )
@@ -484,7 +561,7 @@ def to_dead_letters(scored: "DataFrame") -> "DataFrame":
     from pyspark.sql import functions as F
 
     bad = scored.filter(F.col(ERROR_CODE_COL).isNotNull())
-    return bad.select(F.col(KEY_COL).alias("key"), _dead_letter_value().alias("value"))
+    return bad.select(F.col(KEY_COL).alias("key"), _dead_letter_value(scored).alias("value"))
 
 
 def to_kafka_records(scored: "DataFrame", output_topic: str, dead_letter_topic: str) -> "DataFrame":
@@ -501,7 +578,7 @@ def to_kafka_records(scored: "DataFrame", output_topic: str, dead_letter_topic: 
     return scored.select(
         F.when(ok, F.lit(output_topic)).otherwise(F.lit(dead_letter_topic)).alias("topic"),
         F.when(ok, F.col(ID_COL)).otherwise(F.col(KEY_COL)).alias("key"),
-        F.when(ok, _output_value(scored)).otherwise(_dead_letter_value()).alias("value"),
+        F.when(ok, _output_value(scored)).otherwise(_dead_letter_value(scored)).alias("value"),
     )
 
 
@@ -516,6 +593,11 @@ def observe_metrics(scored: "DataFrame", name: str = METRICS_NAME) -> "DataFrame
         F.coalesce(F.sum(ok.cast("long")), F.lit(0)).alias("scored"),
         F.coalesce(F.sum((~ok).cast("long")), F.lit(0)).alias("dead_letters"),
         F.max(F.col(MODEL_VERSION_COL)).alias("model_version"),
+        *(
+            [F.coalesce(F.sum(F.col(DECODE_FALLBACK_COL).cast("long")), F.lit(0)).alias("decoded_latin1")]
+            if DECODE_FALLBACK_COL in scored.columns
+            else []
+        ),
     )
 
 
@@ -530,6 +612,7 @@ def _progress_summary(progress: Any, totals: dict) -> dict:
         metrics = row.asDict() if hasattr(row, "asDict") else dict(row)
     totals["scored"] = totals.get("scored", 0) + int(metrics.get("scored") or 0)
     totals["dead_letters"] = totals.get("dead_letters", 0) + int(metrics.get("dead_letters") or 0)
+    totals["decoded_latin1"] = totals.get("decoded_latin1", 0) + int(metrics.get("decoded_latin1") or 0)
     if metrics.get("model_version") is not None:
         totals["model_version"] = metrics["model_version"]
     duration = getattr(progress, "durationMs", None) or {}
@@ -547,6 +630,8 @@ def _progress_summary(progress: Any, totals: dict) -> dict:
         "model_version": totals.get("model_version"),
         "total_scored": totals["scored"],
         "total_dead_letters": totals["dead_letters"],
+        "total_decoded_latin1": totals["decoded_latin1"],
+        "state": "running",
         "updated_at": time.time(),
     }
 

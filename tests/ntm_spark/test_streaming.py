@@ -145,3 +145,92 @@ def test_parse_model_ref_errors_name_the_value(tmp_path):
         parse_model_ref("models:/ntm")
     with pytest.raises(ValueError, match="not a model folder"):
         parse_model_ref(str(tmp_path))
+
+
+# --------------------------------------------------------------------------- hardening (issue 15)
+
+
+def _poison_messages(good_text):
+    """Keys and values a stranger might send: invalid UTF-8 (key, value, text), trailing data, odd JSON."""
+    latin = b'{"id": "lat", "text": "caf\xe9 ' + json.dumps(good_text)[1:-1].encode() + b'"}'
+    return [
+        ("lat", latin),
+        ("badkey\xff", json.dumps({"id": "bk", "text": good_text})),
+        ("trail", json.dumps({"id": "trail", "text": good_text}) + " trailing"),
+        ("brace", "{}}"),
+        ("two", json.dumps({"id": "two", "text": good_text}) + json.dumps({"id": "x"})),
+        ("ws", "  " + json.dumps({"id": "ws", "text": good_text}) + " \n"),
+        ("nul", json.dumps({"id": "nul", "text": good_text + "\u0000"})),
+        ("bin", bytes(range(256))),
+        ("empty", b""),
+        ("tomb", None),
+    ]
+
+
+def _kafka_rows_raw(spark, values):
+    import datetime as dt
+
+    rows = []
+    for i, (key, value) in enumerate(values):
+        raw_key = key.encode("latin-1") if key is not None else None
+        raw = value if (value is None or isinstance(value, bytes)) else value.encode("utf-8")
+        rows.append((raw_key, raw, "documents", 0, i, dt.datetime(2026, 1, 1), 0))
+    return spark.createDataFrame(
+        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
+    )
+
+
+def _records(spark, df):
+    from ntm_spark.streaming import to_kafka_records
+
+    out = {}
+    for r in to_kafka_records(df, "out", "dlq").collect():
+        value = json.loads(r["value"])
+        out[value["source_offset"]] = (r["topic"], value)
+    return out
+
+
+def test_poison_pills_end_as_one_record_each_and_both_udf_paths_agree(spark, stream_model_folder, good_text):
+    """Invalid UTF-8 keys/values are decoded as Latin-1 (flagged); trailing JSON is not_json; nothing fails the batch."""
+    from ntm_spark.streaming import parse_messages, score_batch
+
+    msgs = _poison_messages(good_text)
+    parsed = parse_messages(_kafka_rows_raw(spark, msgs), max_message_bytes=100_000)
+    by_path = {}
+    for udf in ("map_in_pandas", "pandas_udf"):
+        by_path[udf] = _records(spark, score_batch(parsed, str(stream_model_folder), scoring_udf=udf))
+    a, b = by_path["map_in_pandas"], by_path["pandas_udf"]
+    assert sorted(a) == list(range(len(msgs)))  # one record per message, whatever its bytes
+    for offset in a:
+        ta, va = a[offset]
+        tb, vb = b[offset]
+        for v in (va, vb):
+            v.pop("scored_at", None)
+            v.pop("failed_at", None)
+        assert (ta, va) == (tb, vb), f"the two scoring paths differ at offset {offset}"
+    topic, lat = a[0]
+    assert topic == "out" and lat["id"] == "lat" and lat["decode_fallback"] is True
+    assert abs(sum(lat["topic_weights"]) - 1) < 1e-5
+    topic, bk = a[1]
+    assert topic == "out" and bk["id"] == "bk" and bk["decode_fallback"] is True
+    for offset in (2, 3, 4):
+        topic, dl = a[offset]
+        assert topic == "dlq" and dl["error_code"] == "not_json", dl
+    assert "trailing data" in a[2][1]["error_message"]
+    assert a[5][0] == "out" and "decode_fallback" not in a[5][1]  # surrounding whitespace is fine
+    assert a[6][0] == "out"
+    topic, binary = a[7]
+    assert topic == "dlq" and binary["error_code"] == "not_json" and binary["decode_fallback"] is True
+    assert binary["raw_value"].encode("latin-1") == bytes(range(256))  # the raw bytes are kept
+    assert a[8][1]["error_code"] == "not_json" and a[9][1]["error_code"] == "not_json"
+
+
+def test_check_single_json_rules():
+    from ntm_spark.streaming import check_single_json
+
+    assert check_single_json('{"a": 1}') is None
+    assert check_single_json(' {"a": 1}\n') is None
+    assert "trailing" in check_single_json('{"a": 1} x')
+    assert "trailing" in check_single_json("{}}")
+    assert "not valid JSON" in check_single_json("{")
+    assert check_single_json(None) is None
