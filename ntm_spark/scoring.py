@@ -31,7 +31,11 @@ EMPTY_AFTER_NORMALIZATION = "empty_after_normalization"
 BAD_LENGTH = "bad_length"
 NEGATIVE_COUNT = "negative_count"
 NAN_COUNT = "nan_count"
+COUNT_NOT_NUMBER = "count_not_number"
+COUNT_TOO_LARGE = "count_too_large"
+EMPTY_COUNTS = "empty_counts"
 BAD_INDEX = "bad_index"
+NONFINITE_WEIGHTS = "nonfinite_weights"
 # Whole-request codes (raised as ScoringInputError by input adapters such as the MLflow pyfunc).
 UNKNOWN_COLUMN = "unknown_column"
 MISSING_COLUMN = "missing_column"
@@ -39,6 +43,18 @@ MIXED_INPUT = "mixed_input"
 
 #: The model folder's token -> lemma table (see :func:`read_lemma_table`).
 LEMMAS_FILE = "lemmas.json"
+
+#: Largest count one bag-of-words cell may hold (``count_too_large`` above it). A 1 MB text
+#: (``max_text_bytes``) has fewer than 500,000 tokens, so no text row ever reaches it.
+MAX_COUNT = 1_000_000.0
+#: Largest sum of one row's counts. With these two limits the float32 encoder's inputs stay
+#: below 1e7 per row, far from float32's 3.4e38, so inference stays finite.
+MAX_ROW_TOTAL = 10_000_000.0
+#: Most a row's topic weights may differ from summing to 1 before the row is refused.
+WEIGHTS_SUM_TOLERANCE = 1e-5
+
+_BOOL_TYPES = (bool, np.bool_)
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
 
 
 class ScoringInputError(ValueError):
@@ -120,6 +136,66 @@ def read_lemma_table(path: Union[str, Path], vocab: Optional[Vocabulary] = None)
     return dict(data), False
 
 
+def _first_non_number(row: Iterable[Any]) -> Optional[tuple[int, Any]]:
+    """Return ``(position, value)`` of the first cell that is not an int or float, or ``None``."""
+    for j, x in enumerate(row):
+        if isinstance(x, _BOOL_TYPES) or not isinstance(x, _NUMBER_TYPES):
+            return j, x
+    return None
+
+
+def _number_array(
+    row: Any, field: str, code: str = COUNT_NOT_NUMBER, what: str = "counts must be numbers"
+) -> tuple[Optional[np.ndarray], Optional[RowError]]:
+    """Return a flat float64 array of ``row``'s numbers, or why it is not a list of numbers.
+
+    Strings (even ``"1"``), booleans, ``None`` and nested lists are refused: a count is an
+    int or a float, never something that converts to one.
+    """
+    if isinstance(row, np.ndarray):
+        if row.ndim != 1 or row.dtype.kind not in "iuf":
+            bad = _first_non_number(row.reshape(-1)) if row.ndim and row.dtype.kind in "bOUS" else None
+            if bad is None:
+                return None, RowError(code, f"'{field}' must be a flat list of numbers, got an array of shape {row.shape}")
+            return None, _not_number_error(field, *bad, code=code, what=what)
+    elif isinstance(row, (list, tuple)):
+        kinds = set(map(type, row))
+        if not all(issubclass(t, _NUMBER_TYPES) and not issubclass(t, _BOOL_TYPES) for t in kinds):
+            return None, _not_number_error(field, *_first_non_number(row), code=code, what=what)
+    else:
+        return None, RowError(code, f"'{field}' must be a list of numbers, got {type(row).__name__} {_short(row)}")
+    try:
+        return np.asarray(row, dtype=np.float64).reshape(-1), None
+    except OverflowError:  # a JSON integer beyond float64's range
+        return None, RowError(COUNT_TOO_LARGE, f"'{field}' holds an integer too large for a float64: send counts of real documents")
+
+
+def _not_number_error(field: str, position: int, value: Any, code: str = COUNT_NOT_NUMBER, what: str = "counts must be numbers") -> RowError:
+    value = value.item() if isinstance(value, np.generic) else value
+    return RowError(code, f"{field}[{position}] is {type(value).__name__} {_short(value)}: {what}, not strings, booleans, null or lists")
+
+
+def _index_array(idx: Any, feature_dim: int) -> tuple[Optional[np.ndarray], Optional[RowError]]:
+    """Return a row's ``indices`` as int64, or why they are not whole numbers in ``[0, feature_dim)``."""
+    arr, err = _number_array(idx, "indices", code=BAD_INDEX, what="indices must be whole numbers")
+    if err is not None:
+        return None, err
+    whole = np.isfinite(arr) & (arr == np.floor(arr))
+    if not whole.all():
+        j = int(np.flatnonzero(~whole)[0])
+        return None, RowError(BAD_INDEX, f"indices[{j}] is {float(arr[j])!r}: indices must be whole numbers (positions in vocab.txt)")
+    out_of_range = np.flatnonzero((arr < 0) | (arr >= feature_dim))
+    if len(out_of_range):
+        j = int(out_of_range[0])
+        return None, RowError(BAD_INDEX, f"indices[{j}] is {int(arr[j])}: indices must be in [0, feature_dim={feature_dim})")
+    return arr.astype(np.int64), None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TopicScorer:
     """Normalize, vectorize and infer topic mixtures with one trained model.
 
@@ -130,6 +206,10 @@ class TopicScorer:
         topic_words: Top words of each topic, for ``top_topics`` output.
         max_text_bytes: Texts larger than this are rejected with ``too_large``.
         batch_size: Rows per inference batch.
+        model_name: The registered model's name, for output records.
+        model_version: The registered model's version, for output records.
+        max_count: Largest count of one bag-of-words cell (``count_too_large`` above it).
+        max_row_total: Largest sum of one row's counts (``count_too_large`` above it).
     """
 
     def __init__(
@@ -142,6 +222,8 @@ class TopicScorer:
         batch_size: int = 1024,
         model_name: Optional[str] = None,
         model_version: Optional[str] = None,
+        max_count: float = MAX_COUNT,
+        max_row_total: float = MAX_ROW_TOTAL,
     ) -> None:
         if int(model.vocab_size) != len(vocab):
             raise ValueError(
@@ -156,6 +238,8 @@ class TopicScorer:
         self.batch_size = int(batch_size)
         self.model_name = model_name
         self.model_version = model_version
+        self.max_count = float(max_count)
+        self.max_row_total = float(max_row_total)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
@@ -214,6 +298,17 @@ class TopicScorer:
         ok = np.array([e is None for e in errors], dtype=bool)
         if ok.any():
             weights[ok] = self._infer(dense[ok])
+            # The count limits keep float32 inference finite; this guard makes sure no row
+            # ever leaves the scorer with weights that are not a distribution.
+            with np.errstate(invalid="ignore"):
+                off = np.abs(weights.sum(axis=1, dtype=np.float64) - 1.0) > WEIGHTS_SUM_TOLERANCE
+            for i in np.flatnonzero(ok & (off | ~np.isfinite(weights).all(axis=1))):
+                errors[i] = RowError(
+                    NONFINITE_WEIGHTS,
+                    "the model gave weights that are not finite or do not sum to 1 for this row: "
+                    "send smaller counts (or report the model)",
+                )
+                weights[i] = np.nan
         return ScoreResult(weights, errors)
 
     def check_text(self, text: Any) -> Optional[RowError]:
@@ -255,54 +350,89 @@ class TopicScorer:
         dense, errors = self.vectorize_texts(texts)
         return self._score_dense_checked(dense, errors)
 
-    def score_dense(self, rows: Any) -> ScoreResult:
-        """Topic weights for dense bag-of-words rows of length ``feature_dim``."""
+    def score_dense(self, rows: Any, field: str = "counts") -> ScoreResult:
+        """Topic weights for dense bag-of-words rows of length ``feature_dim``.
+
+        Args:
+            rows: One sequence (or a 2-D array) of ``feature_dim`` numbers per document.
+            field: The input's name for a row, used in error messages (``counts``, ``columns``).
+        """
         rows = list(rows) if not isinstance(rows, np.ndarray) else rows
         dense = np.zeros((len(rows), self.feature_dim), dtype=np.float32)
         errors: list = []
         for i, row in enumerate(rows):
-            try:
-                arr = np.asarray(row, dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError):
-                errors.append(RowError(BAD_LENGTH, "a bag-of-words row must be a list of numbers"))
-                continue
-            errors.append(self._check_counts(arr, expect_len=True))
-            if errors[-1] is None:
+            arr, err = _number_array(row, field)
+            if err is None:
+                err = self._check_counts(arr, expect_len=True, field=field)
+            if err is None:
                 dense[i] = arr
+            errors.append(err)
         return self._score_dense_checked(dense, errors)
 
     def score_sparse(self, indices: Sequence[Sequence[int]], values: Sequence[Sequence[float]]) -> ScoreResult:
-        """Topic weights for sparse rows given as parallel ``indices``/``values`` lists."""
+        """Topic weights for sparse rows given as parallel ``indices``/``values`` lists.
+
+        Indices must be whole numbers in ``[0, feature_dim)`` (``1.0`` is index 1, ``1.5`` is
+        ``bad_index``); repeated indices add up. Values follow the count rules of
+        :meth:`score_dense`.
+        """
         if len(indices) != len(values):
             raise ScoringInputError(BAD_LENGTH, f"got {len(indices)} 'indices' rows but {len(values)} 'values' rows")
         dense = np.zeros((len(indices), self.feature_dim), dtype=np.float32)
         errors: list = []
         for i, (idx, val) in enumerate(zip(indices, values)):
-            try:
-                idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-                val = np.asarray(val, dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError):
-                errors.append(RowError(BAD_LENGTH, "'indices' must be integers and 'values' numbers"))
-                continue
-            err = None
-            if len(idx) != len(val):
-                err = RowError(BAD_LENGTH, f"row has {len(idx)} indices but {len(val)} values")
-            elif len(idx) and (idx.min() < 0 or idx.max() >= self.feature_dim):
-                err = RowError(BAD_INDEX, f"indices must be in [0, {self.feature_dim})")
-            else:
-                err = self._check_counts(val, expect_len=False)
-            if err is None and len(idx):
-                np.add.at(dense[i], idx, val.astype(np.float32))
+            idx_arr, err = _index_array(idx, self.feature_dim)
+            val_arr = None
+            if err is None:
+                val_arr, err = _number_array(val, "values")
+            if err is None and len(idx_arr) != len(val_arr):
+                err = RowError(BAD_LENGTH, f"the row has {len(idx_arr)} 'indices' but {len(val_arr)} 'values': send one value per index")
+            if err is None:
+                err = self._check_counts(val_arr, expect_len=False, field="values")
+            if err is None:
+                np.add.at(dense[i], idx_arr, val_arr.astype(np.float32))
+                if dense[i].max() > self.max_count:
+                    err = RowError(
+                        COUNT_TOO_LARGE,
+                        f"repeated 'indices' add up to a count of {float(dense[i].max())!r}, above max_count={self.max_count:g}: "
+                        "send counts of real documents",
+                    )
             errors.append(err)
         return self._score_dense_checked(dense, errors)
 
-    def _check_counts(self, arr: np.ndarray, expect_len: bool) -> Optional[RowError]:
+    def _check_counts(self, arr: np.ndarray, expect_len: bool, field: str = "counts") -> Optional[RowError]:
+        """Return why a row of counts (float64, numbers already checked) cannot be scored, or ``None``.
+
+        The rules every path shares (REST, stream, backfill): ``feature_dim`` values when
+        ``expect_len``; finite (``nan_count``); ``>= 0`` (``negative_count``); each at most
+        :attr:`max_count` and their sum at most :attr:`max_row_total` (``count_too_large``);
+        and not all zero (``empty_counts``: the model would see an empty document).
+        """
         if expect_len and arr.shape[0] != self.feature_dim:
-            return RowError(BAD_LENGTH, f"a bag-of-words row must have feature_dim={self.feature_dim} values, got {arr.shape[0]}")
-        if np.isnan(arr).any() or np.isinf(arr).any():
-            return RowError(NAN_COUNT, "counts must be finite numbers (found NaN or inf)")
-        if (arr < 0).any():
-            return RowError(NEGATIVE_COUNT, "counts must be >= 0")
+            return RowError(
+                BAD_LENGTH, f"'{field}' must have feature_dim={self.feature_dim} values, got {arr.shape[0]}: send every position, zeros included"
+            )
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if len(bad):
+            return RowError(NAN_COUNT, f"{field}[{bad[0]}] is {float(arr[bad[0]])!r}: counts must be finite numbers (not NaN or inf)")
+        bad = np.flatnonzero(arr < 0)
+        if len(bad):
+            return RowError(NEGATIVE_COUNT, f"{field}[{bad[0]}] is {float(arr[bad[0]])!r}: counts must be >= 0")
+        bad = np.flatnonzero(arr > self.max_count)
+        if len(bad):
+            return RowError(
+                COUNT_TOO_LARGE,
+                f"{field}[{bad[0]}] is {float(arr[bad[0]])!r}, above max_count={self.max_count:g}: send counts of real documents",
+            )
+        total = float(arr.sum())
+        if total > self.max_row_total:
+            return RowError(
+                COUNT_TOO_LARGE, f"the '{field}' of the row add up to {total:g}, above max_row_total={self.max_row_total:g}: send counts of real documents"
+            )
+        if total == 0:
+            return RowError(
+                EMPTY_COUNTS, f"every '{field}' count of the row is 0: an empty document has no topics; send at least one count > 0"
+            )
         return None
 
     # ------------------------------------------------------------------ output
