@@ -69,12 +69,9 @@ def _test_documents(limit: Optional[int]) -> list[dict]:
     """Read raw 20 Newsgroups test messages (id, label, text) from the archive or folder."""
     from ntm_spark.corpus import locate_20newsgroups
 
-    def decode_bytes(raw: bytes) -> tuple[str, bool]:
-        # The demo plays an outside producer: it sends what a mail gateway would, UTF-8 text.
-        try:
-            return raw.decode("utf-8"), False
-        except UnicodeDecodeError:
-            return raw.decode("latin-1"), True
+    # The demo plays an outside producer: it sends what a mail gateway would, UTF-8 text,
+    # decoded from the files by the project's one rule (UTF-8, else Latin-1).
+    from ntm_spark.text import decode_document_bytes as decode_bytes
 
     path = locate_20newsgroups()
     docs: list[dict] = []

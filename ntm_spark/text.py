@@ -98,6 +98,41 @@ _NEWLINES_RE = re.compile(r"\r\n?")
 StopWords = Union[str, Iterable[str], None]
 
 
+# ----------------------------------------------------------------------------- bytes
+
+
+def decode_document_bytes(raw: bytes) -> tuple[str, bool]:
+    r"""Decode a document's bytes by the project's one rule: UTF-8 when valid, else Latin-1 as a whole.
+
+    The pure-Python twin of :func:`ntm_spark.io.decode_bytes_expr` (which Spark paths use), for
+    code that reads bytes without Spark. Latin-1 maps every byte to one character, so no
+    document is lost and the bytes can be recovered (``text.encode("latin-1")``).
+
+    Args:
+        raw: The document's bytes (``bytes``, ``bytearray`` or ``memoryview``).
+
+    Returns:
+        ``(text, fallback)``: ``fallback`` is true when the bytes were not valid UTF-8.
+
+    Raises:
+        TypeError: when ``raw`` is not bytes-like (a ``str`` is already decoded).
+
+    Example:
+        >>> decode_document_bytes(b"caf\xe9 engine")
+        ('café engine', True)
+    """
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"raw={raw!r:.60} is a {type(raw).__name__}, not bytes: pass the document's undecoded bytes "
+            "(a str is already text)."
+        )
+    data = bytes(raw)
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), True
+
+
 # ----------------------------------------------------------------------------- cleaning
 
 
