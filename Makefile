@@ -81,10 +81,11 @@ $(HADOOP_FS_JAR): $(HADOOP_FS_SRC) $(VENV)/.installed
 
 jars: $(JARS_STAMP) $(HADOOP_FS_JAR)
 
-# --- NLTK WordNet offline: Debian's files copied into .ntm/nltk_data
+# --- NLTK WordNet offline: Debian's files copied into .ntm/nltk_data (whatever NTM_HOME is: every
+# NTM_HOME without its own copy searches this one, as it uses .ntm/jars)
 $(WORDNET): | $(VENV)/.installed
 	@$(MAKE) --no-print-directory system-deps
-	$(NTM) data wordnet
+	$(NTM) data wordnet --dest $(CURDIR)/$(STATE)/nltk_data
 
 nltk-data: $(WORDNET)
 

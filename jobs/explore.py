@@ -60,6 +60,7 @@ def resolve_tracking_uri(flag: Optional[str]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run ``ntm explore``; return 0 on success, 2 for a bad model, data or flag."""
     from ntm_spark.config import ConfigError, load_config
+    from ntm_spark.paths import resolve_state_path
 
     args = build_parser().parse_args(argv)
     try:
@@ -68,10 +69,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             if getattr(args, flag) is not None:
                 overrides.append(f"{key}={getattr(args, flag)}")
         cfg = load_config("explore", overrides=overrides, config_file=args.config)
-        # Paths and URIs are set as given, not parsed as YAML.
-        cfg.model = args.model or cfg.model
-        cfg.data_dir = args.data or cfg.data_dir
-        cfg.output_dir = args.out or cfg.output_dir
+        # Paths and URIs are set as given, not parsed as YAML; a leading .ntm/ is the state folder.
+        cfg.model = resolve_state_path(args.model) or cfg.model
+        cfg.data_dir = resolve_state_path(args.data) or cfg.data_dir
+        cfg.output_dir = resolve_state_path(args.out) or cfg.output_dir
     except ConfigError as err:
         print(f"ntm explore: {err}", file=sys.stderr)
         return 2

@@ -57,14 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace):
     """Lay the flags over the layered preprocess config and validate the result."""
     from ntm_spark.config import load_config
+    from ntm_spark.paths import resolve_state_path
 
     cfg = load_config("preprocess", overrides=list(args.overrides or []), config_file=args.config)
+    # Flags follow the config's path rule: a leading .ntm/ is the state folder ($NTM_HOME).
     if args.input is not None:
-        cfg.input_path = args.input
+        cfg.input_path = resolve_state_path(args.input)
     if args.format is not None:
         cfg.input_format = args.format
     if args.output is not None:
-        cfg.output_path = args.output
+        cfg.output_path = resolve_state_path(args.output)
     if args.overwrite:
         cfg.overwrite = True
     cfg.validate()

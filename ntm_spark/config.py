@@ -6,6 +6,12 @@ key=value`` overrides from the command line. The merged mapping is checked
 against the stage's dataclass: unknown keys, wrong types and out-of-range
 values raise :class:`ConfigError` naming the key, the value and the fix.
 
+Default paths live in the state folder: a string value that starts with ``.ntm/``
+(``output_path: .ntm/data/20newsgroups``, ``sqlite:///.ntm/mlflow.db``), from any layer
+or the dataclass default, is rewritten to ``$NTM_HOME/...`` (else ``<repo>/.ntm/...``) by
+:func:`ntm_spark.paths.resolve_state_path`, so no default is resolved against the working
+directory. Other relative paths stay relative to the working directory.
+
 Example:
     >>> cfg = load_config("preprocess", overrides=["vocab_size=500"])
     >>> cfg.vocab_size
@@ -23,7 +29,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from ntm_spark.paths import conf_dir
+from ntm_spark.paths import conf_dir, resolve_state_path
 
 
 class ConfigError(ValueError):
@@ -339,6 +345,15 @@ class StreamConfig:
     arrow_batch_size: int = 1000
     parquet_path: Optional[str] = None
     status_file: str = ".ntm/stream/status.json"
+    #: Keep the query alive: wait out broker outages and missing input topics, restart from the checkpoint.
+    supervise: bool = True
+    #: Backoff between broker checks / restarts: starts here, doubles, capped at ``restart_backoff_max_s``.
+    restart_backoff_initial_s: float = 1.0
+    restart_backoff_max_s: float = 30.0
+    #: Restarts in a row after a failure that is *not* a Kafka connectivity error, before the job exits.
+    max_restarts: int = 3
+    #: How long one broker check may take.
+    broker_probe_timeout_s: float = 5.0
 
     def validate(self) -> None:
         """Check ranges and that exactly one input selector is set."""
@@ -374,6 +389,15 @@ class StreamConfig:
         _check(self.arrow_batch_size >= 1, "stream.arrow_batch_size", self.arrow_batch_size, "use an integer >= 1")
         _check(self.async_progress_interval_ms >= 0, "stream.async_progress_interval_ms", self.async_progress_interval_ms, "use an integer >= 0")
         _check(self.output_topic != self.dead_letter_topic, "stream.dead_letter_topic", self.dead_letter_topic, "use a topic other than output_topic")
+        _check(self.restart_backoff_initial_s > 0, "stream.restart_backoff_initial_s", self.restart_backoff_initial_s, "use a positive number of seconds")
+        _check(
+            self.restart_backoff_max_s >= self.restart_backoff_initial_s,
+            "stream.restart_backoff_max_s",
+            self.restart_backoff_max_s,
+            f"use a number of seconds >= restart_backoff_initial_s={self.restart_backoff_initial_s}",
+        )
+        _check(self.max_restarts >= 0, "stream.max_restarts", self.max_restarts, "use an integer >= 0")
+        _check(self.broker_probe_timeout_s > 0, "stream.broker_probe_timeout_s", self.broker_probe_timeout_s, "use a positive number of seconds")
 
 
 @dataclass
@@ -558,10 +582,27 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required config key {prefix + f.name!r} for {cls.__name__}: set it.")
     obj = cls(**kwargs)
+    resolve_state_paths(obj)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate()
     return obj
+
+
+def resolve_state_paths(cfg: Any) -> Any:
+    """Rewrite every string field of ``cfg`` that starts with ``.ntm/`` to the state folder, in place.
+
+    The one place config paths meet ``$NTM_HOME`` (see :func:`ntm_spark.paths.resolve_state_path`);
+    :func:`from_dict` (so :func:`load_config`) calls it on every stage.
+
+    Returns:
+        ``cfg`` itself.
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, str):
+            setattr(cfg, f.name, resolve_state_path(value))
+    return cfg
 
 
 def load_config(

@@ -3,9 +3,11 @@
 Resolution order for the WordNet corpus NLTK's ``WordNetLemmatizer`` reads:
 
 1. ``$NLTK_DATA`` (any of its ``:``-separated folders holding ``corpora/wordnet``);
-2. the project's data folder, ``.ntm/nltk_data`` (filled by ``ntm data wordnet``
-   from Debian's ``wordnet-base`` and ``wordnet-sense-index`` packages);
-3. ``nltk.download("wordnet")`` into the project's folder, only when allowed
+2. the state folder's data folder, ``<state>/nltk_data`` (``$NTM_HOME/nltk_data``, filled by
+   ``ntm data wordnet`` from Debian's ``wordnet-base`` and ``wordnet-sense-index`` packages);
+3. the one ``make nltk-data`` filled, ``<repo>/.ntm/nltk_data``, so a fresh ``$NTM_HOME``
+   needs no copy of its own (:func:`ntm_spark.paths.nltk_data_search_dirs`);
+4. ``nltk.download("wordnet")`` into the state folder, only when allowed
    (never while loading a served model).
 
 Otherwise :class:`NltkDataError` says which command fixes it.
@@ -23,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from ntm_spark.paths import nltk_data_dir
+from ntm_spark.paths import INSTALL_DIR, install_hint, nltk_data_dir, nltk_data_search_dirs
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,9 @@ def _has_wordnet(root: Path) -> bool:
 
 
 def candidate_dirs() -> list[Path]:
-    """Return the NLTK data folders searched, in order: ``$NLTK_DATA``, then the project's."""
+    """Return the NLTK data folders searched, in order: ``$NLTK_DATA``, the state folder's, ``make nltk-data``'s."""
     dirs = [Path(p) for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
-    dirs.append(nltk_data_dir())
+    dirs.extend(nltk_data_search_dirs())
     return dirs
 
 
@@ -95,9 +97,10 @@ def find_wordnet(download: bool = False) -> Path:
             return target
     searched = ", ".join(str(d) for d in candidate_dirs())
     raise NltkDataError(
-        f"NLTK's WordNet data was not found (searched: {searched}). Fix: run `make nltk-data` "
+        f"NLTK's WordNet data was not found (searched: {searched}). Fix: run `{install_hint('nltk-data')}` "
         "(installs Debian's wordnet-base and wordnet-sense-index, then copies them with "
-        "`ntm data wordnet`), or point NLTK_DATA at a folder holding corpora/wordnet, "
+        f"`ntm data wordnet` into {INSTALL_DIR / 'nltk_data'}, which every NTM_HOME searches), "
+        "or point NLTK_DATA at a folder holding corpora/wordnet, "
         "or run python -c \"import nltk; nltk.download('wordnet')\" when online."
     )
 
@@ -121,7 +124,7 @@ def install_wordnet(src: Path = DEBIAN_WORDNET_DIR, dest_root: Optional[Path] = 
         pkg = "wordnet-sense-index" if missing == ["index.sense"] else "wordnet-base wordnet-sense-index"
         raise NltkDataError(
             f"WordNet files {missing} are missing from {src}. Fix: apt-get install {pkg} "
-            "(or run `make nltk-data`)."
+            f"(or run `{install_hint('nltk-data')}`)."
         )
     dest = dest_root / "corpora" / "wordnet"
     tmp = dest.with_name("wordnet.tmp")

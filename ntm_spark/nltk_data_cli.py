@@ -16,7 +16,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run ``ntm data wordnet|archive|check``."""
     parser = argparse.ArgumentParser(prog="ntm data", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
-    p_wn = sub.add_parser("wordnet", help="copy WordNet 3.0 from Debian's files into .ntm/nltk_data")
+    p_wn = sub.add_parser("wordnet", help="copy WordNet 3.0 from Debian's files into <state>/nltk_data ($NTM_HOME or <repo>/.ntm)")
     p_wn.add_argument("--src", default=str(DEBIAN_WORDNET_DIR), help="folder with Debian's WordNet files")
     p_wn.add_argument("--dest", default=str(nltk_data_dir()), help="NLTK data root to fill")
     p_wn.add_argument("--download", action="store_true", help="fall back to nltk.download when the files are missing")

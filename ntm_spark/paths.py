@@ -1,7 +1,15 @@
 """Where the project keeps its local state, jars and data.
 
 Everything a run writes by default lives under one state folder, ``.ntm/`` in
-the project root, or ``$NTM_HOME`` when set. Nothing here touches the network.
+the project root, or ``$NTM_HOME`` when set (:func:`state_dir`). A config value
+that starts with ``.ntm/`` names a path in that folder, whatever the working
+directory (:func:`resolve_state_path`, applied by :func:`ntm_spark.config.load_config`).
+
+``make jars`` and ``make nltk-data`` always install into the project's own
+``<repo>/.ntm`` (:data:`INSTALL_DIR`). A state folder that lacks them (a fresh
+``$NTM_HOME``) uses those: :func:`jars_dir` and :func:`nltk_data_search_dirs`
+fall back to the installed copies, so one ``make`` serves every ``$NTM_HOME``.
+Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -9,24 +17,88 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 #: The repository root (the folder holding ``setup.py``).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+#: Where ``make jars`` and ``make nltk-data`` install (the Makefile's ``STATE``), whatever ``$NTM_HOME`` is.
+INSTALL_DIR = PROJECT_ROOT / ".ntm"
+
+#: A config value starting with this names a path in the state folder (``.ntm/data`` -> ``<state>/data``).
+STATE_PREFIX = ".ntm/"
+
+#: URI prefixes after which a relative path may start with :data:`STATE_PREFIX` (``sqlite:///.ntm/mlflow.db``).
+_STATE_URI_SCHEMES = ("sqlite:///",)
+
 
 def state_dir() -> Path:
     """Return the project-local state folder (``$NTM_HOME`` or ``<repo>/.ntm``)."""
-    return Path(os.environ.get("NTM_HOME") or PROJECT_ROOT / ".ntm").resolve()
+    return Path(os.environ.get("NTM_HOME") or INSTALL_DIR).resolve()
+
+
+def resolve_state_path(value: Optional[str]) -> Optional[str]:
+    """Return ``value`` with a leading ``.ntm/`` replaced by the state folder; any other value unchanged.
+
+    This is the one rule that puts default paths under ``$NTM_HOME``: ``.ntm/data/x`` becomes
+    ``<state>/data/x`` and ``sqlite:///.ntm/mlflow.db`` becomes ``sqlite:///<state>/mlflow.db``.
+    Absolute paths, URIs such as ``hdfs://...`` and other relative paths are left as they are
+    (a relative path is then relative to the working directory). Idempotent.
+
+    Example:
+        >>> resolve_state_path(".ntm/checkpoints/stream")  # doctest: +SKIP  (with NTM_HOME=/srv/ntm)
+        '/srv/ntm/checkpoints/stream'
+    """
+    if not isinstance(value, str):
+        return value
+    for scheme in ("", *_STATE_URI_SCHEMES):
+        if not value.startswith(scheme):
+            continue
+        rest = value[len(scheme) :]
+        if rest == STATE_PREFIX.rstrip("/") or rest.startswith(STATE_PREFIX):
+            tail = rest[len(STATE_PREFIX) :]
+            resolved = str(state_dir() / tail) if tail else str(state_dir())
+            return f"{scheme}{resolved}"
+    return value
+
+
+def _holds_jars(folder: Path) -> bool:
+    return (folder / ".resolved").is_file() or any((folder / sub).is_dir() for sub in ("spark", "kafka"))
 
 
 def jars_dir() -> Path:
-    """Return the folder Maven copies the JVM jars into (``make jars``)."""
-    return Path(os.environ.get("NTM_JARS_DIR") or state_dir() / "jars").resolve()
+    """Return the folder holding the JVM jars (``make jars``).
+
+    ``$NTM_JARS_DIR`` when set; else ``<state>/jars`` when it holds jars; else the jars
+    ``make jars`` installed in ``<repo>/.ntm/jars`` when there are some (a fresh ``$NTM_HOME``);
+    else ``<state>/jars``, which error messages then name.
+    """
+    if os.environ.get("NTM_JARS_DIR"):
+        return Path(os.environ["NTM_JARS_DIR"]).resolve()
+    own = state_dir() / "jars"
+    installed = INSTALL_DIR.resolve() / "jars"
+    if not _holds_jars(own) and _holds_jars(installed):
+        return installed
+    return own
 
 
 def nltk_data_dir() -> Path:
-    """Return the project's own NLTK data folder."""
+    """Return the state folder's NLTK data folder, where ``ntm data wordnet`` installs by default."""
     return state_dir() / "nltk_data"
+
+
+def nltk_data_search_dirs() -> list[Path]:
+    """Return the project's NLTK data folders, searched in order: the state folder's, then ``make nltk-data``'s."""
+    dirs = [nltk_data_dir()]
+    installed = INSTALL_DIR.resolve() / "nltk_data"
+    if installed != dirs[0]:
+        dirs.append(installed)
+    return dirs
+
+
+def install_hint(target: str) -> str:
+    """Return the one command that installs ``target`` (``jars`` or ``nltk-data``) where every state folder finds it."""
+    return f"make -C {PROJECT_ROOT} {target}"
 
 
 def conf_dir() -> Path:

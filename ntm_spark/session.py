@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from ntm_spark.config import ConfigError, SparkConfig, load_config
-from ntm_spark.paths import jars_dir
+from ntm_spark.paths import INSTALL_DIR, install_hint, jars_dir, state_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -96,7 +96,8 @@ def local_connector_jars() -> list[Path]:
     if not any("spark-sql-kafka" in j.name for j in jars):
         raise MissingJarsError(
             f"Spark's Kafka connector jars are missing from {folder}. "
-            "Resolve them with `make jars` (mvn -f conf/jvm/pom.xml package), "
+            f"Resolve them with `{install_hint('jars')}` (mvn -f conf/jvm/pom.xml package into "
+            f"{INSTALL_DIR / 'jars'}, which every NTM_HOME without its own jars uses), "
             "or set spark.kafka_connector=packages to fetch them by coordinates."
         )
     return jars
@@ -243,6 +244,8 @@ def build_spark_session(
                 "spark.driver.bindAddress": "127.0.0.1",
                 "spark.sql.shuffle.partitions": "8",
                 "spark.driver.memory": "2g",
+                # Spark's default is ./spark-warehouse: the state folder, never the working directory.
+                "spark.sql.warehouse.dir": (state_dir() / "spark-warehouse").as_uri(),
             }
         )
     for key, value in env.items():

@@ -59,9 +59,25 @@ def test_missing_debian_files_name_the_package(tmp_path):
 def test_nothing_found_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("NLTK_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))
-    with pytest.raises(NltkDataError, match="make nltk-data"):
+    monkeypatch.setattr("ntm_spark.paths.INSTALL_DIR", tmp_path / "repo" / ".ntm")  # no `make nltk-data` copy either
+    with pytest.raises(NltkDataError, match=r"`make -C \S+ nltk-data`"):
         find_wordnet(download=False)
     assert nltk_data.nltk_data_env() == {}
+
+
+def test_fresh_ntm_home_finds_the_make_installed_wordnet(tmp_path, monkeypatch):
+    installed = tmp_path / "repo" / ".ntm"
+    (installed / "nltk_data" / "corpora" / "wordnet").mkdir(parents=True)
+    (installed / "nltk_data" / "corpora" / "wordnet" / "index.noun").write_text("")
+    monkeypatch.setattr("ntm_spark.paths.INSTALL_DIR", installed)
+    monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NLTK_DATA", raising=False)
+    assert find_wordnet() == installed / "nltk_data"
+    # A copy of its own wins, and `ntm data wordnet` installs into the state folder by default.
+    own = tmp_path / "home" / "nltk_data"
+    (own / "corpora" / "wordnet").mkdir(parents=True)
+    (own / "corpora" / "wordnet" / "index.noun").write_text("")
+    assert find_wordnet() == own
 
 
 def test_nltk_data_env_comes_first(tmp_path, monkeypatch):

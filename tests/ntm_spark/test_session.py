@@ -22,7 +22,7 @@ def test_local_connector_jars_resolved():
 
 def test_missing_jars_say_which_command(tmp_path, monkeypatch):
     monkeypatch.setenv("NTM_JARS_DIR", str(tmp_path))
-    with pytest.raises(MissingJarsError, match="make jars"):
+    with pytest.raises(MissingJarsError, match=r"`make -C \S+ jars`"):
         local_connector_jars()
 
 
