@@ -1,7 +1,7 @@
 """``ntm services up|down|status|reset``: a real local Kafka broker (KRaft) and MLflow server.
 
-The broker runs from the Maven-resolved jars (``make jars``) with storage
-formatted under ``.ntm/services/kafka``; the MLflow server uses the same
+The broker runs from the Maven-resolved jars (``make jars``; a fresh ``$NTM_HOME`` uses
+the ones in ``<repo>/.ntm/jars``) with storage formatted under ``<state>/services/kafka``; the MLflow server uses the same
 SQLite store as the embedded default tracking URI, so the UI shows every run.
 Both bind to loopback only. ``down`` stops only the processes ``up`` started,
 by the PIDs it recorded.
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 from ntm_spark.config import ServicesConfig, load_config
-from ntm_spark.paths import jars_dir, state_dir
+from ntm_spark.paths import INSTALL_DIR, install_hint, jars_dir, state_dir
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,11 @@ class KafkaBroker:
         """Return the broker classpath, or raise naming the command that resolves the jars."""
         folder = jars_dir() / "kafka"
         if not list(folder.glob("kafka_2.13-*.jar")):
-            raise ServiceError(f"the Kafka broker jars are missing from {folder}: resolve them with `make jars`.")
+            raise ServiceError(
+                f"the Kafka broker jars are missing from {folder}: resolve them with `{install_hint('jars')}` "
+                f"(it installs into {INSTALL_DIR / 'jars'}, which every NTM_HOME without its own jars uses), "
+                "or point NTM_JARS_DIR at a folder holding kafka/."
+            )
         return str(folder / "*")
 
     def write_properties(self) -> Path:
@@ -485,15 +489,35 @@ class MlflowServer:
 
 
 def services_status(cfg: ServicesConfig) -> dict:
-    """Return a JSON-able health report of both services."""
+    """Return a JSON-able health report of both services: what answers on their ports right now.
+
+    ``healthy`` probes the port (a Kafka metadata request, MLflow's ``/health``), whoever
+    started the process; ``managed`` says whether it is the one ``up`` started from this
+    state folder (``pid``), which ``down`` would stop.
+    """
     kafka, mlf = KafkaBroker(cfg), MlflowServer(cfg)
     kpid, mpid = kafka.proc.pid(), mlf.proc.pid()
     return {
-        "kafka": {"pid": kpid, "bootstrap_servers": kafka.bootstrap_servers, "healthy": bool(kpid) and kafka.healthy()},
-        "mlflow_server": {"pid": mpid, "url": mlf.url, "healthy": bool(mpid) and mlf.healthy()},
+        "kafka": {"pid": kpid, "managed": kpid is not None, "bootstrap_servers": kafka.bootstrap_servers, "healthy": kafka.healthy()},
+        "mlflow_server": {"pid": mpid, "managed": mpid is not None, "url": mlf.url, "healthy": mlf.healthy()},
         "tracking_uri_default": default_tracking_uri(),
         "state_dir": str(state_dir()),
     }
+
+
+def describe_mlflow(server: MlflowServer) -> str:
+    """Return the ``mlflow:`` line of ``up`` when it was not asked to start the server: what actually runs."""
+    if server.healthy():
+        who = (
+            f"started by `ntm services up --mlflow`, pid {server.proc.pid()}"
+            if server.proc.pid() is not None
+            else "not started from this state folder: `ntm services down` leaves it running"
+        )
+        return f"mlflow: {server.url} is running (UI and tracking URI; {who})"
+    return (
+        f"mlflow: no server on {server.url}; runs go to the embedded store {default_tracking_uri()} "
+        "(start the UI with `ntm services up --mlflow`)"
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -521,7 +545,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.mlflow or cfg.mlflow_server:
                 print(f"mlflow: {mlf.up()} (UI and tracking URI; store {default_tracking_uri()})")
             else:
-                print(f"mlflow: embedded store {default_tracking_uri()} (start the UI with `ntm services up --mlflow`)")
+                print(describe_mlflow(mlf))
         elif args.action == "down":
             stopped = [name for name, svc in (("kafka", kafka), ("mlflow", mlf)) if svc.down()]
             print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")

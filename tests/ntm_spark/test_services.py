@@ -1,3 +1,4 @@
+import json
 import os
 import socket
 
@@ -39,7 +40,7 @@ def test_relative_workdir_is_made_absolute(tmp_path, monkeypatch):
 def test_missing_jars_say_make_jars(tmp_path, monkeypatch):
     monkeypatch.setenv("NTM_JARS_DIR", str(tmp_path))
     cfg = load_config("services")
-    with pytest.raises(ServiceError, match="make jars"):
+    with pytest.raises(ServiceError, match=r"`make -C \S+ jars`"):
         KafkaBroker(cfg, workdir=tmp_path / "k").classpath()
 
 
@@ -63,6 +64,8 @@ def test_up_status_down_leaves_nothing_behind(tmp_path, monkeypatch, capsys, liv
         assert services.main(["up", "--mlflow", *ports]) == 0  # idempotent
         out = capsys.readouterr().out
         assert "kafka: 127.0.0.1:" in out and "mlflow: http://127.0.0.1:" in out
+        assert services.main(["up", *ports]) == 0  # without --mlflow: reports the server that runs
+        assert "is running (UI and tracking URI; started by `ntm services up --mlflow`" in capsys.readouterr().out
         assert services.main(["status", *ports]) == 0
         assert '"healthy": true' in capsys.readouterr().out
         assert live_processes(str(tmp_path))  # the broker runs with our marker
@@ -99,3 +102,52 @@ def test_cluster_id_never_starts_with_a_dash(monkeypatch):
     assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ" and len(cluster_id) == 22
     monkeypatch.undo()
     assert all(not services.new_cluster_id().startswith("-") for _ in range(2000))
+
+
+@pytest.fixture()
+def health_server():
+    """An HTTP server answering GET /health with 200 on a free loopback port, as `mlflow server` does."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_up_without_mlflow_reports_a_running_ui(tmp_path, monkeypatch, capsys, health_server):
+    """Issue 15: `up` without --mlflow said the UI was not running when one answered on the port."""
+    monkeypatch.setenv("NTM_HOME", str(tmp_path))
+    assert services.main(["up", "--no-kafka", f"--mlflow-port={health_server}"]) == 0
+    out = capsys.readouterr().out
+    assert f"mlflow: http://127.0.0.1:{health_server} is running" in out
+    assert "not started from this state folder" in out and "start the UI" not in out
+    assert services.main(["status", "--mlflow-port", str(health_server), "--kafka-port", str(free_port())]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mlflow_server"] == {
+        "pid": None, "managed": False, "url": f"http://127.0.0.1:{health_server}", "healthy": True,
+    }  # fmt: skip
+    assert report["kafka"]["healthy"] is False
+
+
+def test_up_without_mlflow_reports_no_ui_when_none_answers(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NTM_HOME", str(tmp_path))
+    port = free_port()
+    assert services.main(["up", "--no-kafka", f"--mlflow-port={port}"]) == 0
+    out = capsys.readouterr().out
+    assert f"mlflow: no server on http://127.0.0.1:{port}" in out and "ntm services up --mlflow" in out
+    assert services.main(["status", "--mlflow-port", str(port), "--kafka-port", str(free_port())]) == 3
