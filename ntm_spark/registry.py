@@ -6,7 +6,10 @@ is better; names holding ``loss`` or ``perplexity`` are lower-is-better), its
 ``mlflow.gate_guard_metric`` (``val_loss``) is at most ``gate_guard_tolerance``
 (relative) worse, and it has the same ``feature_dim`` semantics: the same
 vocabulary sha256. Otherwise it stays ``challenger`` and the decision says why.
-``--force`` promotes anyway and records the reason in tags. Each promotion is
+``--force`` promotes anyway and records the reason in tags. No promotion, gated or
+forced, moves ``champion`` to a version whose model cannot be loaded: the version's
+``model_folder`` artifact is downloaded, loaded as the scorer serving loads it and made
+to score one row first (:func:`check_version_loads`). Each promotion is
 appended to the registered model's ``ntm.champion_history`` tag, which
 :func:`rollback_champion` walks back.
 
@@ -276,6 +279,63 @@ def evaluate_gate(client: Any, name: str, candidate: Any, champion: Optional[Any
     return GateDecision(True, f"{metric} {new:.4f} beats the champion (v{c}) {old:.4f}, guard {guard} within tolerance", v, c)
 
 
+def check_version_loads(client: Any, name: str, version: str) -> None:
+    """Load version ``version`` of ``name`` as serving would, and score one row, before an alias moves to it.
+
+    The version's pyfunc ``model_folder`` artifact (the path named in its ``MLmodel``) is
+    downloaded into a temporary folder and loaded with
+    :meth:`ntm_spark.scoring.TopicScorer.from_model_folder`, the code the pyfunc's
+    ``load_context`` runs; the scorer must then give finite weights for a one-row
+    count vector.
+
+    Raises:
+        RegistryError: naming the version and the error, when any step fails.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import mlflow.artifacts
+    import yaml
+
+    from ntm_spark.pyfunc_model import MODEL_FOLDER_ARTIFACT
+    from ntm_spark.scoring import TopicScorer
+
+    step = "resolving its artifacts"
+    try:
+        source = client.get_model_version_download_uri(name, version).rstrip("/")
+        with tempfile.TemporaryDirectory(prefix="ntm-promote-check-") as tmp:
+            step = "reading its MLmodel"
+            mlmodel = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source}/MLmodel", dst_path=str(Path(tmp) / "meta"), tracking_uri=client.tracking_uri
+            )
+            flavor = (yaml.safe_load(Path(mlmodel).read_text()) or {}).get("flavors", {}).get("python_function", {})
+            rel = ((flavor.get("artifacts") or {}).get(MODEL_FOLDER_ARTIFACT) or {}).get("path")
+            if not rel:
+                raise RegistryError(
+                    f"cannot promote {name!r} version {version}: its model has no {MODEL_FOLDER_ARTIFACT!r} artifact "
+                    "(not logged by ntm_spark.pyfunc_model.log_pyfunc_model); register a model from `ntm train`."
+                )
+            step = f"downloading {rel}"
+            folder = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source}/{rel}", dst_path=str(Path(tmp) / "model"), tracking_uri=client.tracking_uri
+            )
+            step = "loading its model folder"
+            scorer = TopicScorer.from_model_folder(folder)
+            step = "scoring one row"
+            result = scorer.score_dense(np.ones((1, scorer.feature_dim), dtype=np.float32))
+            weights = np.asarray(result.weights, dtype=np.float64)
+            if not bool(result.ok.all()) or not np.isfinite(weights).all():
+                raise ValueError(f"a one-row count vector gave weights {weights.tolist()!r:.200} (error {result.errors!r:.200})")
+    except RegistryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure means the version would not serve
+        raise RegistryError(
+            f"cannot promote {name!r} version {version}: its model cannot be loaded ({step}: "
+            f"{type(err).__name__}: {str(err)[:500]}). Champion did not move. Fix or re-register the model "
+            f"(`ntm train`, then `ntm registry register RUN_ID`), or promote another version."
+        ) from err
+
+
 def _promote(
     client: Any, name: str, version: str, reason: str, forced: bool, previous: Optional[str], forced_reason: str = ""
 ) -> None:
@@ -318,12 +378,18 @@ def promote_version(
         name: The registered model.
         version: A version number, or ``@alias``.
         cfg: Gate settings (default: ``load_config("mlflow")``).
-        force: Skip the gate; ``reason`` is then required and recorded in tags.
+        force: Skip the gate; ``reason`` is then required and recorded in tags. The version
+            must still load (:func:`check_version_loads`).
         reason: Why the promotion is forced.
         client: An ``MlflowClient`` (default: one for the resolved tracking URI).
 
+    Returns:
+        The decision. A version the gate would promote but whose model cannot be loaded
+        is not promoted; the decision says why.
+
     Raises:
-        RegistryError: for an unknown model or version, or ``force`` without a reason.
+        RegistryError: for an unknown model or version, ``force`` without a reason, or a
+            forced version whose model cannot be loaded (champion does not move).
     """
     from ntm_spark.config import load_config
 
@@ -338,9 +404,15 @@ def promote_version(
             raise RegistryError("--force needs --reason TEXT: say why the gate is skipped (it is recorded in a tag).")
         if previous == v:
             return GateDecision(False, f"version {v} is already the champion", v, previous, forced=True)
+        check_version_loads(client, name, v)
         _promote(client, name, v, f"forced: {reason.strip()}", True, previous, forced_reason=reason.strip())
         return GateDecision(True, f"forced: {reason.strip()}", v, previous, forced=True)
     decision = evaluate_gate(client, name, mv, champion, cfg)
+    if decision.promoted:
+        try:
+            check_version_loads(client, name, v)
+        except RegistryError as err:
+            decision = GateDecision(False, str(err), v, previous)
     if decision.promoted:
         _promote(client, name, v, decision.reason, False, previous)
     else:

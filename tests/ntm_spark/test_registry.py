@@ -100,3 +100,48 @@ def test_unknown_model_and_alias_errors(mlflow_tracking, logged_runs):
     register_run_model(logged_runs["base"], _cfg(mlflow_tracking, "ntm-alias"))
     with pytest.raises(RegistryError, match="no alias 'staging'"):
         show_version("ntm-alias", "@staging", _cfg(mlflow_tracking, "ntm-alias"))
+
+
+def test_no_promotion_moves_champion_to_a_version_that_cannot_load(mlflow_tracking, logged_runs, tmp_path, capsys):
+    """Issue 15: `promote --force` moved champion to a version whose model.pt was corrupt."""
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from conftest import make_model_folder
+    from jobs.registry import main
+    from ntm_spark.tracking import ensure_experiment, log_training_run
+
+    name = "ntm-corrupt"
+    cfg = _cfg(mlflow_tracking, name)
+    client = MlflowClient(mlflow_tracking, mlflow_tracking)
+    champion = register_run_model(logged_runs["base"], cfg).version
+    # A better candidate (same vocabulary, npmi 0.5) whose stored weights are then corrupted.
+    folder = make_model_folder(tmp_path / "candidate", npmi=0.5, val_loss=10.0, seed=11)
+    with mlflow.start_run(experiment_id=ensure_experiment("ntm-tests", mlflow_tracking), run_name="corrupt") as run:
+        log_training_run(folder, config={"num_topics": 4, "spec": "corrupt"})
+    bad = register_run_model(run.info.run_id, cfg, gate=False).version
+    stored = Path(unquote(urlparse(client.get_model_version_download_uri(name, bad)).path))
+    weights = stored / "artifacts" / "model_folder" / "model.pt"
+    assert weights.is_file()
+    weights.write_bytes(b"\x80\x02 not a torch checkpoint")
+
+    with pytest.raises(RegistryError, match=rf"cannot promote 'ntm-corrupt' version {bad}: its model cannot be loaded"):
+        promote_version(name, bad, cfg, force=True, reason="trust me")
+    gated = promote_version(name, bad, cfg)  # the gate would promote it (npmi 0.5 > 0.1): the load check refuses
+    assert not gated.promoted and "cannot be loaded" in gated.reason
+    assert _aliases(client, name) == {"champion": champion, "challenger": bad}
+    assert "promotion" not in client.get_model_version(name, bad).tags
+
+    args = ["--tracking-uri", mlflow_tracking, "--name", name]
+    assert main(["promote", bad, "--force", "--reason", "trust me", *args]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot promote 'ntm-corrupt' version {bad}: its model cannot be loaded (loading its model folder:" in err
+    assert "Champion did not move" in err
+    assert _aliases(client, name)["champion"] == champion
+    # A loadable version is still promoted by force (the check loads it).
+    loadable = register_run_model(logged_runs["worse"], cfg, gate=False).version
+    assert promote_version(name, loadable, cfg, force=True, reason="loads").promoted
+    assert _aliases(client, name)["champion"] == loadable
