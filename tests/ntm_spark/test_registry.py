@@ -108,9 +108,9 @@ def test_no_promotion_moves_champion_to_a_version_that_cannot_load(mlflow_tracki
     from urllib.parse import unquote, urlparse
 
     import mlflow
+    from conftest import make_model_folder
     from mlflow.tracking import MlflowClient
 
-    from conftest import make_model_folder
     from jobs.registry import main
     from ntm_spark.tracking import ensure_experiment, log_training_run
 
