@@ -6,6 +6,7 @@ Usage:
     ntm preprocess [flags]                raw corpus -> bag-of-words Parquet + vocabulary
     ntm train [flags]                     train the NTM (Lightning, DDP)
     ntm registry list|show|register|promote|rollback
+    ntm serve [flags]                     the registered model over REST (no 5xx for bad input)
     ntm stream [flags]                    Kafka -> topic mixtures -> Kafka
     ntm backfill [flags]                  score a whole corpus to Parquet
     ntm explore [flags]                   topic exploration report
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("jobs.preprocess", "raw corpus -> bag-of-words Parquet and vocabulary"),
     "train": ("jobs.train", "train the neural topic model"),
     "registry": ("jobs.registry", "MLflow model registry: list, show, register, promote, rollback"),
+    "serve": ("jobs.serve", "serve the registered model over REST (MLflow's scoring app, guarded)"),
     "stream": ("jobs.stream_score", "tag a Kafka stream of documents with topic mixtures"),
     "backfill": ("jobs.backfill", "score a whole corpus to Parquet"),
     "explore": ("jobs.explore", "write the topic exploration report"),

@@ -11,9 +11,17 @@ Input (one kind per request; the signature has no input schema, so the model che
 * ``text``: raw documents, normalized with the model's text rules and vocabulary;
 * ``counts``: dense bag-of-words rows (arrays of length ``feature_dim``);
 * ``indices`` + ``values``: sparse bag-of-words rows;
-* columns ``"0"`` .. ``"<feature_dim - 1>"``: dense rows as plain columns;
-* ``feature_dim`` numeric columns under any other header (``text/csv`` from pandas'
-  ``to_csv(index=False)``): dense rows, taken by position.
+* columns ``"0"`` .. ``"<feature_dim - 1>"``, or the vocabulary's words in ``vocab.txt``
+  order: dense rows as plain columns (``text/csv`` with that header line).
+
+Each input row is one document. MLflow's column layouts (``instances``, ``inputs``) reach
+the model as ``{column: array}``, whose first axis is the rows; a ``text`` value that is not
+a string (a list, a number) is ``text_not_string``, never split into several documents.
+
+A ``text/csv`` body's first line is a header only when it is the model's column names
+(:func:`is_model_header`); ``ntm serve`` (:mod:`ntm_spark.serving`) reads any other first
+line as the first document, while ``mlflow models serve`` always takes it as a header, so
+there such a CSV is refused with ``unknown_column`` instead of losing its first document.
 
 Output: a DataFrame with ``topic_weights`` per document (served as
 ``{"predictions": [{"topic_weights": [...]}, ...]}``), plus ``top_topics`` when
@@ -177,7 +185,10 @@ def _to_frame(model_input: Any, feature_dim: int) -> pd.DataFrame:
     if isinstance(model_input, pd.Series):
         return model_input.to_frame(name=model_input.name if model_input.name is not None else TEXT_COL)
     if isinstance(model_input, dict):
-        # MLflow's ``instances``/``inputs`` arrive as {column: array}; 2-D arrays hold one row per document.
+        # MLflow's ``instances``/``inputs`` arrive as {column: array}: the first axis is the rows
+        # (2-D arrays hold one row per document), and 0-d values are one document.
+        if model_input and all(np.ndim(v) == 0 for v in model_input.values()):
+            model_input = {k: [_unwrap_scalar(v)] for k, v in model_input.items()}
         cols = {k: list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v for k, v in model_input.items()}
         try:
             return pd.DataFrame(cols)
@@ -190,7 +201,8 @@ def _to_frame(model_input: Any, feature_dim: int) -> pd.DataFrame:
     if isinstance(model_input, (list, tuple, np.ndarray)):
         items = list(model_input)
         if all(isinstance(x, dict) for x in items):
-            return pd.DataFrame(items)
+            # ``inputs`` as a list of records: MLflow turns each value into a numpy array (0-d for a scalar).
+            return pd.DataFrame([{k: _unwrap_scalar(v) for k, v in x.items()} for x in items])
         if items and all(isinstance(x, (list, tuple, np.ndarray)) for x in items):
             return pd.DataFrame({COUNTS_COL: items})
         return pd.DataFrame({TEXT_COL: items})
@@ -201,37 +213,25 @@ def _to_frame(model_input: Any, feature_dim: int) -> pd.DataFrame:
     )
 
 
-def _is_seq(x: Any) -> bool:
-    return isinstance(x, (list, tuple, np.ndarray))
+def _unwrap_scalar(x: Any) -> Any:
+    return x.item() if isinstance(x, np.ndarray) and x.ndim == 0 else x
 
 
-def _expand_column_format(frame: pd.DataFrame) -> pd.DataFrame:
-    """Undo MLflow's ``instances`` conversion: one row whose cells hold every row's values.
+def is_model_header(cells: Sequence[Any], scorer: TopicScorer) -> bool:
+    """Whether a CSV first line (or a frame's columns) is a header of the model's column names.
 
-    ``{"instances": [{"text": "a"}, {"text": "b"}]}`` reaches the model as a single row
-    with ``text = array(["a", "b"])`` (and ``counts`` as a 2-D array) when the signature
-    has array columns; a real single row never holds a list of texts or of count rows.
+    The rule that tells a header from a document: ``text`` alone, each of ``0`` ..
+    ``feature_dim - 1`` once (any order), or the vocabulary's ``feature_dim`` words in
+    ``vocab.txt`` order. Anything else (``w0,w1,...``, numbers, a typo) is data.
     """
-    if len(frame) != 1 or frame.shape[1] == 0:
-        return frame
-    cells = {c: frame[c].iloc[0] for c in frame.columns}
-    nested = {}
-    for col, cell in cells.items():
-        if col == TEXT_COL and _is_seq(cell):
-            nested[col] = list(cell)
-        elif col in (COUNTS_COL, INDICES_COL, VALUES_COL) and _is_seq(cell) and len(cell) and all(_is_seq(r) for r in cell):
-            nested[col] = [list(r) for r in cell]
-    if not nested or len(nested) != len(cells) or len({len(v) for v in nested.values()}) != 1:
-        return frame
-    return pd.DataFrame(nested)
-
-
-def _positional_dense(frame: pd.DataFrame, named: set, dense_cols: dict) -> bool:
-    """Whether the frame is dense rows as numeric columns with a header that is not ours."""
-    columns = list(frame.columns)
-    if not columns or set(columns) & named or len(dense_cols) == len(columns):
+    cells = [str(c) for c in cells]
+    if cells == [TEXT_COL]:
+        return True
+    v = scorer.feature_dim
+    if len(cells) != v:
         return False
-    return all(pd.api.types.is_numeric_dtype(frame[c]) for c in columns)
+    positions = {_dense_column_index(c, v) for c in cells}
+    return (None not in positions and len(positions) == v) or cells == list(scorer.vocab.words)
 
 
 def _expected_columns(feature_dim: int) -> str:
@@ -248,24 +248,24 @@ def score_frame(scorer: TopicScorer, model_input: Any) -> ScoreResult:
         ScoringInputError: for an unknown or missing column, or several kinds of input at once.
     """
     v = scorer.feature_dim
-    frame = _expand_column_format(_to_frame(model_input, v))
+    frame = _to_frame(model_input, v)
     columns = list(frame.columns)
+    if len(columns) == v and [str(c) for c in columns] == list(scorer.vocab.words):
+        # Dense rows under a header of the vocabulary's words (CSV), in vocab.txt order.
+        return scorer.score_dense(frame.to_numpy(), field="columns")
     dense_cols = {c: _dense_column_index(c, v) for c in columns}
     dense_cols = {c: i for c, i in dense_cols.items() if i is not None}
     named = {TEXT_COL, COUNTS_COL, INDICES_COL, VALUES_COL}
-    if _positional_dense(frame, named, dense_cols):
-        # Dense rows as plain numeric columns under any header (CSV from pandas' to_csv):
-        # taken by position, as SageMaker's text/csv rows are.
-        if len(columns) != v:
-            from ntm_spark.scoring import BAD_LENGTH
-
-            raise ScoringInputError(
-                BAD_LENGTH, f"dense rows (CSV) need feature_dim={v} numeric columns, got {len(columns)}: send every position, zeros included."
-            )
-        return scorer.score_dense(frame.to_numpy(dtype=np.float64, na_value=np.nan))
     unknown = [c for c in columns if c not in named and c not in dense_cols]
     if unknown:
-        raise ScoringInputError(UNKNOWN_COLUMN, f"unknown column(s) {unknown!r}: send {_expected_columns(v)}.")
+        listed = f"{unknown[:MAX_LISTED_ERRORS]!r}" + (f" (and {len(unknown) - MAX_LISTED_ERRORS} more)" if len(unknown) > MAX_LISTED_ERRORS else "")
+        raise ScoringInputError(
+            UNKNOWN_COLUMN,
+            f"unknown column(s) {listed}: send {_expected_columns(v)}. For text/csv the first line must be a header "
+            f"of the model's column names ('text', '0'..'{v - 1}', or the vocabulary's words in vocab.txt order); "
+            "`mlflow models serve` always reads the first line as a header, `ntm serve` also takes CSV with no "
+            f"header line (every line a document of feature_dim={v} counts).",
+        )
     if not columns:
         raise ScoringInputError(
             UNKNOWN_COLUMN,
@@ -287,7 +287,7 @@ def score_frame(scorer: TopicScorer, model_input: Any) -> ScoreResult:
     if TEXT_COL in columns:
         return scorer.score_texts(frame[TEXT_COL].tolist())
     if COUNTS_COL in columns:
-        return scorer.score_dense(frame[COUNTS_COL].tolist())
+        return scorer.score_dense(frame[COUNTS_COL].tolist(), field=COUNTS_COL)
     if INDICES_COL in columns or VALUES_COL in columns:
         missing = VALUES_COL if INDICES_COL in columns and VALUES_COL not in columns else INDICES_COL
         if missing not in columns:
@@ -304,7 +304,7 @@ def score_frame(scorer: TopicScorer, model_input: Any) -> ScoreResult:
             "send every position (zeros included).",
         )
     ordered = sorted(dense_cols, key=dense_cols.get)
-    return scorer.score_dense(frame[ordered].to_numpy(dtype=np.float64, na_value=np.nan))
+    return scorer.score_dense(frame[ordered].to_numpy(), field="columns")
 
 
 def _as_list(x: Any) -> Any:

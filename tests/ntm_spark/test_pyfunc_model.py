@@ -59,6 +59,8 @@ def test_bad_rows_raise_invalid_parameter(pyfunc):
         "empty_text": pd.DataFrame({"text": ["   "]}),
         "text_not_string": pd.DataFrame({"text": pd.Series([5], dtype=object)}),
         "bad_length": pd.DataFrame({"counts": [[1.0, 2.0]]}),
+        "count_too_large": pd.DataFrame({"counts": [[1e308] + [0.0] * 29]}),
+        "empty_counts": pd.DataFrame({"counts": [[0.0] * 30]}),
         "negative_count": pd.DataFrame({"counts": [[-1.0] + [0.0] * 29]}),
         "nan_count": pd.DataFrame({"counts": [[float("nan")] + [1.0] * 29]}),
         "unknown_column": pd.DataFrame({"body": ["car engine"]}),
@@ -135,3 +137,151 @@ def test_load_makes_no_download_attempt(logged_runs, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "OK VocabularyLemmaNormalizer" in proc.stdout
+
+
+# --------------------------------------------------------------------------- input rules (issue 15)
+
+
+@pytest.fixture(scope="module")
+def scorer(pyfunc):
+    return pyfunc.unwrap_python_model().scorer
+
+
+def _row(v, **cells):
+    row = [0.0] * v
+    for j, x in cells.items():
+        row[int(j[1:])] = x
+    return row
+
+
+def _codes(result):
+    return [e.code if e is not None else None for e in result.errors]
+
+
+def test_counts_must_be_finite_sane_numbers(scorer):
+    v = scorer.feature_dim
+    rows = {
+        None: _row(v, c0=2, c5=1),
+        "count_too_large": _row(v, c0=1e308),
+        "count_too_large ": _row(v, c0=10**400),  # a JSON integer beyond float64
+        "count_not_number": _row(v, c0="1"),
+        "count_not_number ": _row(v, c1=True),
+        "count_not_number  ": _row(v, c2=None),
+        "count_not_number   ": _row(v, c2=[1]),
+        "nan_count": _row(v, c3=float("inf")),
+        "negative_count": _row(v, c4=-1),
+        "empty_counts": _row(v),
+        "bad_length": [1.0, 2.0],
+    }
+    result = scorer.score_dense(list(rows.values()))
+    assert _codes(result) == [k.strip() if k else None for k in rows]
+    messages = [e.message for e in result.errors if e is not None]
+    assert "counts[0] is 1e+308, above max_count=1e+06" in messages[0]
+    assert "counts[0] is str '1'" in messages[2] and "counts[1] is bool True" in messages[3]
+    # The limits themselves are accepted, and float32 inference stays a distribution there.
+    at_limit = [scorer.max_count] * int(scorer.max_row_total // scorer.max_count) + [0.0] * (v - 10)
+    ok = scorer.score_dense([at_limit])
+    assert _codes(ok) == [None]
+    assert np.isfinite(ok.weights).all() and abs(float(ok.weights.sum()) - 1) < 1e-5
+    over = scorer.score_dense([[scorer.max_count] * v])
+    assert _codes(over) == ["count_too_large"] and "max_row_total" in over.errors[0].message
+
+
+def test_numpy_rows_follow_the_same_rules(scorer):
+    v = scorer.feature_dim
+    rows = [np.ones(v, dtype=np.int32), np.ones(v, dtype=bool), np.array(["1"] * v), np.zeros(v), np.ones((2, v))]
+    assert _codes(scorer.score_dense(rows)) == [None, "count_not_number", "count_not_number", "empty_counts", "count_not_number"]
+
+
+def test_sparse_indices_are_whole_numbers_and_values_counts(scorer):
+    idx = [[1, 2], [1.0], [1.5], [True], ["1"], [30], [], [1, 1], np.array([3, 4], dtype=np.int32)]
+    val = [[1, 2], [1], [1], [1], [1], [1], [], [6e5, 6e5], np.array([1, 2], dtype=np.float32)]
+    result = scorer.score_sparse(idx, val)
+    assert _codes(result) == [None, None, "bad_index", "bad_index", "bad_index", "bad_index", "empty_counts", "count_too_large", None]
+    assert "indices[0] is 1.5: indices must be whole numbers" in result.errors[2].message
+    np.testing.assert_allclose(result.weights[1], scorer.score_sparse([[1]], [[1]]).weights[0], atol=1e-6)
+
+
+def test_zero_counts_are_one_rule_in_every_path(pyfunc, scorer):
+    """All-zero bag-of-words rows are ``empty_counts`` as counts, sparse rows and dense columns."""
+    v = scorer.feature_dim
+    frames = [
+        pd.DataFrame({"counts": [[0] * v]}),
+        pd.DataFrame({"indices": [[]], "values": [[]]}),
+        pd.DataFrame({"indices": [[3]], "values": [[0.0]]}),
+        pd.DataFrame([[0] * v], columns=[str(i) for i in range(v)]),
+    ]
+    for frame in frames:
+        out = pyfunc.predict(frame, params={"on_error": "column"})
+        assert out["error_code"].tolist() == ["empty_counts"], frame
+    # Text with no vocabulary word is the same empty row, named for its cause.
+    assert _codes(scorer.score_texts(["zorblax plugh"])) == ["empty_after_normalization"]
+
+
+def test_text_must_be_a_string_never_split(pyfunc):
+    """A list in a ``text`` cell is one bad document, not several (as the stream dead-letters it)."""
+    raw = pyfunc.unwrap_python_model()
+    layouts = [
+        pd.DataFrame({"text": [["car", "engine"]]}),
+        {"text": np.array([["car", "engine"]])},  # MLflow's `instances` for [{"text": ["car", "engine"]}]
+        [{"text": np.array(["car", "engine"])}],  # MLflow's `inputs` for [{"text": ["car", "engine"]}]
+    ]
+    for model_input in layouts:
+        out = raw.predict(None, model_input, params={"on_error": "column"})
+        assert out["error_code"].tolist() == ["text_not_string"], model_input
+    # MLflow's column layouts are still rows: {column: array}, 0-d for a single document.
+    two = raw.predict(None, {"text": np.array(["car engine", "church"])})
+    one = raw.predict(None, {"text": np.array("car engine")})
+    records = raw.predict(None, [{"text": np.array("car engine")}])
+    assert len(two) == 2 and len(one) == 1 and len(records) == 1
+    np.testing.assert_allclose(one["topic_weights"][0], two["topic_weights"][0], atol=1e-6)
+    np.testing.assert_allclose(records["topic_weights"][0], two["topic_weights"][0], atol=1e-6)
+
+
+def test_csv_header_rule(scorer):
+    from ntm_spark.pyfunc_model import is_model_header
+
+    v = scorer.feature_dim
+    assert is_model_header(["text"], scorer)
+    assert is_model_header([str(i) for i in range(v)], scorer)
+    assert is_model_header([str(i) for i in reversed(range(v))], scorer)  # each position once
+    assert is_model_header(list(scorer.vocab.words), scorer)
+    assert not is_model_header([f"w{i}" for i in range(v)], scorer)
+    assert not is_model_header(["1"] + ["0"] * (v - 1), scorer)  # a document
+    assert not is_model_header([str(i) for i in range(1, v + 1)], scorer)
+    assert not is_model_header(["counts"], scorer)
+
+
+def test_dense_columns_under_a_model_header(pyfunc, scorer):
+    v = scorer.feature_dim
+    raw = pyfunc.unwrap_python_model()
+    rows = [_row(v, c0=1, c3=2), _row(v, c7=1)]
+    by_counts = np.array(raw.predict(None, pd.DataFrame({"counts": rows}))["topic_weights"].tolist())
+    by_words = raw.predict(None, pd.DataFrame(rows, columns=list(scorer.vocab.words)))
+    np.testing.assert_allclose(np.array(by_words["topic_weights"].tolist()), by_counts, atol=1e-6)
+    # A header that is not the model's column names is data (or an unknown column), never silently positional.
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException) as info:
+        raw.predict(None, pd.DataFrame(rows, columns=[f"w{i}" for i in range(v)]))
+    assert "[unknown_column]" in info.value.message and "first line must be a header" in info.value.message
+    # CSV cells that are not numbers (pandas keeps strings and booleans) name the column.
+    mixed = pd.DataFrame([["x"] + [0] * (v - 1), [True] + [1] * (v - 1)], columns=[str(i) for i in range(v)])
+    out = raw.predict(None, mixed, params={"on_error": "column"})
+    assert out["error_code"].tolist() == ["count_not_number", "count_not_number"]
+    assert out["error"][0].startswith("columns[0] is str 'x'")
+
+
+def test_weights_that_are_not_a_distribution_never_leave_the_scorer(scorer, monkeypatch):
+    v = scorer.feature_dim
+    real = scorer._infer
+
+    def broken(dense):
+        out = real(dense)
+        out[0] = np.nan
+        return out
+
+    monkeypatch.setattr(scorer, "_infer", broken)
+    result = scorer.score_dense([_row(v, c0=1), _row(v, c1=1)])
+    assert _codes(result) == ["nonfinite_weights", None]
+    assert np.isnan(result.weights[0]).all() and abs(float(result.weights[1].sum()) - 1) < 1e-5

@@ -1,0 +1,337 @@
+"""``ntm serve``: MLflow's own scoring app behind a request guard, so a client's mistake is never a 5xx.
+
+``mlflow models serve`` runs ``uvicorn mlflow.pyfunc.scoring_server.app:app``, the FastAPI app
+that :func:`mlflow.pyfunc.scoring_server.init` builds around the model. MLflow 3.17 parses the
+body there, before the model's ``predict`` runs, and answers 500 to some client mistakes:
+
+* no ``Content-Type`` header (``'NoneType' object has no attribute 'split'``);
+* JSON nested deeper than Python's recursion limit (``RecursionError``);
+* a JSON integer of more than 4,300 digits (``ValueError`` from ``int``).
+
+MLflow offers no hook for its app (no middleware option, no request-parsing plug-in), so these
+cannot be fixed in the model. :class:`RequestGuard` is a small ASGI middleware in front of that
+same app: it checks what MLflow does not, then hands the request over unchanged. Everything
+else (``/ping``, ``/health``, ``/version``, the JSON layouts, ``params``, the error bodies, the
+timeout) is MLflow's.
+
+The guard's rules for ``POST /invocations``:
+
+* ``Content-Type`` missing -> 415 ``missing_content_type``; a media type other than MLflow's
+  (``application/json``, ``text/csv``, ``application/vnd.apache.parquet``) -> 415
+  ``unsupported_content_type``;
+* a body over ``max_body_bytes`` (default :data:`MAX_BODY_BYTES`, 32 MiB) -> 413 ``body_too_large``;
+* JSON that is not UTF-8 or does not parse -> 400 ``not_json``; JSON nested deeper than
+  ``max_json_depth`` (default :data:`MAX_JSON_DEPTH`, 32 levels of arrays/objects) -> 400 ``too_deep``;
+* ``text/csv`` whose first line is a document rather than a header (see
+  :func:`ntm_spark.pyfunc_model.is_model_header`) gets the header ``0,1,...,feature_dim-1``
+  put in front, so that every line is scored (MLflow always reads the first line as a header).
+
+Example:
+    >>> serve_model("models:/ntm-20newsgroups@champion", port=5001)  # doctest: +SKIP
+
+    or, with the settings in the environment (what :func:`serve_model` starts)::
+
+        NTM_SERVE_MODEL_URI=/path/to/model uvicorn --factory ntm_spark.serving:create_app --port 5001
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+from typing import Any, Awaitable, Callable, Optional
+
+from ntm_spark.scoring import NOT_JSON
+
+#: Largest request body accepted (413 ``body_too_large`` above it): 32 MiB.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Deepest JSON nesting accepted (400 ``too_deep`` above it). The deepest valid request,
+#: ``{"dataframe_split": {"data": [[[...counts...]]]}}``, is 4 levels.
+MAX_JSON_DEPTH = 32
+
+MISSING_CONTENT_TYPE = "missing_content_type"
+UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+BODY_TOO_LARGE = "body_too_large"
+TOO_DEEP = "too_deep"
+
+#: The media types MLflow's scoring server parses (``scoring_server.CONTENT_TYPES``).
+CONTENT_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
+CONTENT_TYPE_JSON = "application/json"
+CONTENT_TYPE_CSV = "text/csv"
+
+#: Environment of :func:`create_app` (how :func:`serve_model` passes settings to uvicorn's workers).
+ENV_MODEL_URI = "NTM_SERVE_MODEL_URI"
+ENV_MAX_BODY_BYTES = "NTM_SERVE_MAX_BODY_BYTES"
+ENV_MAX_JSON_DEPTH = "NTM_SERVE_MAX_JSON_DEPTH"
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+class RequestError(ValueError):
+    """A request the guard refuses: ``status`` is the HTTP status, ``code`` the stable error code."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def json_depth(value: Any) -> int:
+    """Return how deeply arrays and objects nest in a parsed JSON value (a scalar is 0)."""
+    depth, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        depth = max(depth, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return depth
+
+
+def check_json_body(body: bytes, max_json_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse a JSON body that MLflow's parser would fail on with a 500, or that nests too deeply.
+
+    Raises:
+        RequestError: 400 ``not_json`` or ``too_deep``.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RequestError(400, NOT_JSON, f"the body is not UTF-8 ({err}): send JSON encoded as UTF-8.") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise RequestError(
+            400, TOO_DEEP, f"the JSON body nests deeper than max_json_depth={max_json_depth}: send a flatter request."
+        ) from None
+    except ValueError as err:  # JSONDecodeError, and int() refusing a number of more than 4,300 digits
+        raise RequestError(400, NOT_JSON, f"the body is not valid JSON ({err}): send a JSON object such as "
+                           '{"dataframe_records": [{"text": "..."}]}.') from None  # fmt: skip
+    depth = json_depth(value)
+    if depth > max_json_depth:
+        raise RequestError(
+            400, TOO_DEEP, f"the JSON body nests {depth} levels deep, above max_json_depth={max_json_depth}: send a flatter request."
+        )
+
+
+def headerless_csv_header(body: bytes, is_header: Callable[[list], bool], width: int) -> bytes:
+    """Return the header line to put before a CSV body whose first line is a document, else ``b""``.
+
+    Args:
+        body: The ``text/csv`` body.
+        is_header: Whether a first line's cells are a header (the model's column names).
+        width: ``feature_dim``: a first line of this many cells that is not a header is a document.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return b""  # MLflow answers 400 for a body that is not UTF-8
+    # pandas skips blank lines, so the header is the first line that is not blank.
+    first = next((line.rstrip("\r") for line in text.split("\n") if line.strip()), None)
+    if first is None:
+        return b""
+    try:
+        cells = next(csv.reader([first]), [])
+    except csv.Error:
+        return b""
+    if is_header(cells) or len(cells) != width:
+        return b""
+    return (",".join(str(i) for i in range(width)) + "\n").encode()
+
+
+class RequestGuard:
+    """ASGI middleware: refuse bad ``POST /invocations`` requests with 4xx, pass the rest to ``app``.
+
+    Args:
+        app: The ASGI app to protect (MLflow's scoring app).
+        max_body_bytes: Largest body accepted (413 above it).
+        max_json_depth: Deepest JSON nesting accepted (400 above it).
+        csv_header: ``body -> header line`` for ``text/csv`` bodies whose first line is a document
+            (``b""`` when it has a header); ``None`` passes CSV unchanged.
+        path: The route to guard.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_json_depth: int = MAX_JSON_DEPTH,
+        csv_header: Optional[Callable[[bytes], bytes]] = None,
+        path: str = "/invocations",
+    ) -> None:
+        if int(max_body_bytes) < 1:
+            raise ValueError(f"max_body_bytes={max_body_bytes!r}: use a positive number of bytes.")
+        if int(max_json_depth) < 4:
+            raise ValueError(f"max_json_depth={max_json_depth!r}: use at least 4 (the depth of a dataframe_split request).")
+        self.app = app
+        self.max_body_bytes = int(max_body_bytes)
+        self.max_json_depth = int(max_json_depth)
+        self.csv_header = csv_header
+        self.path = path
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
+        """Serve one ASGI connection."""
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        headers = [(k.lower(), v) for k, v in scope.get("headers", [])]
+        try:
+            mime = self._check_content_type(headers)
+            body = await self._read_body(headers, receive)
+            if body is None:  # the client went away
+                return
+            if mime == CONTENT_TYPE_JSON:
+                await asyncio.to_thread(check_json_body, body, self.max_json_depth)
+            elif mime == CONTENT_TYPE_CSV and self.csv_header is not None:
+                header = await asyncio.to_thread(self.csv_header, body)
+                if header:
+                    body = header + body
+                    headers = [(k, v) for k, v in headers if k != b"content-length"]
+                    headers.append((b"content-length", str(len(body)).encode()))
+        except RequestError as err:
+            await _send_error(send, err)
+            return
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app({**scope, "headers": headers}, replay, send)
+
+    @staticmethod
+    def _check_content_type(headers: list) -> str:
+        raw = next((v for k, v in headers if k == b"content-type"), None)
+        value = raw.decode("latin-1").strip() if raw is not None else ""
+        if not value:
+            raise RequestError(
+                415, MISSING_CONTENT_TYPE,
+                f"the request has no Content-Type: send one of {', '.join(CONTENT_TYPES)} "
+                "(e.g. -H 'Content-Type: application/json').",
+            )  # fmt: skip
+        mime = value.split(";", 1)[0].strip().lower()
+        if mime not in CONTENT_TYPES:
+            raise RequestError(
+                415, UNSUPPORTED_CONTENT_TYPE, f"Content-Type {value[:100]!r} is not supported: send one of {', '.join(CONTENT_TYPES)}."
+            )
+        return mime
+
+    async def _read_body(self, headers: list, receive: Callable[[], Awaitable[dict]]) -> Optional[bytes]:
+        length = next((v for k, v in headers if k == b"content-length"), None)
+        if length is not None and length.strip().isdigit() and int(length) > self.max_body_bytes:
+            raise RequestError(413, BODY_TOO_LARGE, self._too_large(f"{int(length)} bytes"))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise RequestError(413, BODY_TOO_LARGE, self._too_large(f"more than {self.max_body_bytes} bytes"))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self, size: str) -> str:
+        return (
+            f"the body has {size}, above max_body_bytes={self.max_body_bytes}: split the documents over several "
+            "requests (or start the server with a larger --max-body-bytes)."
+        )
+
+
+async def _send_error(send: Callable[[dict], Awaitable[None]], err: RequestError) -> None:
+    # The shape of MLflow's own error bodies: {"error_code": ..., "message": ...}.
+    body = json.dumps({"error_code": "BAD_REQUEST", "message": f"[{err.code}] {err}"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES, max_json_depth: int = MAX_JSON_DEPTH) -> RequestGuard:
+    """Load a pyfunc model and return MLflow's scoring app for it behind a :class:`RequestGuard`.
+
+    For the project's model (:class:`~ntm_spark.pyfunc_model.NTMPyfuncModel`) the guard also
+    reads headerless CSV; any other pyfunc is served as ``mlflow models serve`` would, guarded.
+
+    Args:
+        model_uri: Any MLflow model URI (``models:/name@champion``, ``runs:/...``, a local folder).
+        max_body_bytes: Largest body accepted (413 above it).
+        max_json_depth: Deepest JSON nesting accepted (400 above it).
+    """
+    from mlflow.pyfunc import scoring_server
+
+    model = scoring_server.load_model_with_mlflow_config(model_uri)
+    app = scoring_server.init(model)
+    csv_header = None
+    try:
+        scorer = getattr(model.unwrap_python_model(), "scorer", None)
+    except Exception:  # noqa: BLE001 - not a PythonModel: no scorer, serve CSV as MLflow does
+        scorer = None
+    if scorer is not None:
+        from ntm_spark.pyfunc_model import is_model_header
+
+        def csv_header(body: bytes) -> bytes:
+            return headerless_csv_header(body, lambda cells: is_model_header(cells, scorer), scorer.feature_dim)
+
+    return RequestGuard(app, max_body_bytes=max_body_bytes, max_json_depth=max_json_depth, csv_header=csv_header)
+
+
+def create_app() -> RequestGuard:
+    """Build the app from the environment (``uvicorn --factory ntm_spark.serving:create_app``).
+
+    Raises:
+        ValueError: when ``NTM_SERVE_MODEL_URI`` is not set.
+    """
+    uri = os.environ.get(ENV_MODEL_URI)
+    if not uri:
+        raise ValueError(f"{ENV_MODEL_URI} is not set: set it to the model URI to serve (or run `ntm serve`).")
+    return build_app(
+        uri,
+        max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES, MAX_BODY_BYTES)),
+        max_json_depth=int(os.environ.get(ENV_MAX_JSON_DEPTH, MAX_JSON_DEPTH)),
+    )
+
+
+def serve_model(
+    model_uri: str,
+    host: str = "127.0.0.1",
+    port: int = 5001,
+    workers: int = 1,
+    timeout: Optional[int] = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_json_depth: int = MAX_JSON_DEPTH,
+) -> None:
+    """Serve a model over REST until interrupted: ``POST /invocations``, ``GET /ping``, as ``mlflow models serve``.
+
+    The model is downloaded once here; each uvicorn worker loads it from that local copy.
+
+    Args:
+        model_uri: Any MLflow model URI.
+        host: Interface to bind (loopback by default).
+        port: TCP port.
+        workers: uvicorn worker processes.
+        timeout: Seconds a request may take before a 504 (MLflow's ``--timeout``; default MLflow's 60).
+        max_body_bytes: Largest body accepted (413 above it).
+        max_json_depth: Deepest JSON nesting accepted (400 above it).
+    """
+    import mlflow
+    import uvicorn
+
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+    os.environ[ENV_MODEL_URI] = local
+    os.environ[ENV_MAX_BODY_BYTES] = str(int(max_body_bytes))
+    os.environ[ENV_MAX_JSON_DEPTH] = str(int(max_json_depth))
+    if timeout is not None:
+        os.environ["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] = str(int(timeout))
+    uvicorn.run("ntm_spark.serving:create_app", factory=True, host=host, port=int(port), workers=int(workers))
