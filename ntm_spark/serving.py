@@ -47,7 +47,7 @@ from ntm_spark.scoring import NOT_JSON
 #: Largest request body accepted (413 ``body_too_large`` above it): 32 MiB.
 MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Deepest JSON nesting accepted (400 ``too_deep`` above it). The deepest valid request,
-#: ``{"dataframe_split": {"data": [[[...counts...]]]}}``, is 4 levels.
+#: ``{"dataframe_split": {"data": [[[...indices...]]]}}``, is 5 levels.
 MAX_JSON_DEPTH = 32
 
 MISSING_CONTENT_TYPE = "missing_content_type"
@@ -163,8 +163,8 @@ class RequestGuard:
     ) -> None:
         if int(max_body_bytes) < 1:
             raise ValueError(f"max_body_bytes={max_body_bytes!r}: use a positive number of bytes.")
-        if int(max_json_depth) < 4:
-            raise ValueError(f"max_json_depth={max_json_depth!r}: use at least 4 (the depth of a dataframe_split request).")
+        if int(max_json_depth) < 5:
+            raise ValueError(f"max_json_depth={max_json_depth!r}: use at least 5 (the depth of a dataframe_split request of sparse rows).")
         self.app = app
         self.max_body_bytes = int(max_body_bytes)
         self.max_json_depth = int(max_json_depth)
