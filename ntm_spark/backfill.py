@@ -5,7 +5,9 @@ already preprocessed bag-of-words Parquet) is split into ``num_partitions``
 buckets by ``pmod(xxhash64(id), N)``. Each bucket is scored and written to a
 staging folder, then renamed to ``<output>/bucket=<b>/`` (with Spark's
 ``_SUCCESS`` marker) -- so readers never see a partial bucket, and a rerun skips
-buckets that are already committed. The model version is pinned in
+buckets that are already committed. A run that was killed (``kill -9``) leaves its
+``.bucket=<b>.staging-*`` folder behind; the next run deletes such folders first, so
+only one backfill may write an output folder at a time. The model version is pinned in
 ``<output>/_backfill.json`` on the first run, so a resumed run scores with the
 same version even if ``champion`` moved in between.
 
@@ -189,7 +191,15 @@ def run_backfill(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from ntm_spark.io import delete_path, path_exists, qualify_path, read_corpus, rename_path, staging_path
+    from ntm_spark.io import (
+        delete_path,
+        delete_stale_staging,
+        path_exists,
+        qualify_path,
+        read_corpus,
+        rename_path,
+        staging_path,
+    )
 
     progress = progress or log.info
     started = time.monotonic()
@@ -206,6 +216,10 @@ def run_backfill(
             path = str(locate_20newsgroups(download=False))
         docs = read_corpus(spark, path, cfg.input_format, text_col=cfg.text_col, id_col=cfg.id_col).select(ID_COL, TEXT_COL)
     pinned, version = _pin_model(spark, cfg, output)
+    # Staging folders of a killed run: never renamed into place, so never read; only disk to reclaim.
+    stale = delete_stale_staging(spark, output, rf"{BUCKET_COL}=\d+")
+    if stale:
+        progress(f"backfill {output}: removed {len(stale)} staging folder(s) left by an interrupted run")
     spec = ModelSpec(pinned, refresh_interval_s=1e9, tracking_uri=cfg.tracking_uri, max_text_bytes=cfg.max_text_bytes)
     report = BackfillReport(output, version, cfg.num_partitions)
     done = [b for b in range(cfg.num_partitions) if path_exists(spark, f"{output}/{BUCKET_COL}={b}/_SUCCESS")]
