@@ -19,7 +19,7 @@ from typing import Optional
 from urllib.parse import urlparse
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TINY_VOCAB
@@ -93,6 +93,7 @@ def _post(url: str, body: bytes, content_type: Optional[str]) -> tuple[int, byte
 def _check_answer(status: int, raw: bytes, what: str) -> None:
     """The guarantee: no 5xx; a 200 holds, per row, finite weights summing to 1 (or a per-row error)."""
     assert status < 500, f"{what} -> {status}: {raw[:2000]!r}"
+    event(f"HTTP {status}")  # --hypothesis-show-statistics shows how often each status came back
     if status != 200:
         return
     payload = json.loads(raw)
@@ -240,10 +241,41 @@ PARAMS = st.dictionaries(
 )
 
 
+VALID_ROW = st.lists(st.integers(0, 3), min_size=V, max_size=V).filter(any)
+VALID_RECORD = st.one_of(
+    st.fixed_dictionaries({"text": st.one_of(st.sampled_from(DOCS), st.lists(st.sampled_from(TINY_VOCAB), min_size=1, max_size=8).map(" ".join))}),
+    st.fixed_dictionaries({"counts": VALID_ROW}),
+    st.lists(st.integers(0, V - 1), min_size=1, max_size=5, unique=True).flatmap(
+        lambda idx: st.fixed_dictionaries({"indices": st.just(idx), "values": st.lists(st.integers(1, 9), min_size=len(idx), max_size=len(idx))})
+    ),
+)
+
+
+@st.composite
+def nearly_valid_records(draw) -> list:
+    """Records of one kind, mostly valid, perhaps with one cell swapped for an odd value."""
+    records = draw(st.lists(VALID_RECORD, min_size=1, max_size=4))
+    key = next(iter(records[0]))
+    records = [r for r in records if key in r]
+    if draw(st.booleans()):
+        row = records[draw(st.integers(0, len(records) - 1))]
+        if isinstance(row[key], list) and row[key]:
+            row[key][draw(st.integers(0, len(row[key]) - 1))] = draw(CELLS)
+        else:
+            row[key] = draw(TEXTS)
+    return records
+
+
 @st.composite
 def json_requests(draw) -> bytes:
     """JSON bodies: the model's layouts with odd values, odd layouts, odd JSON, deep nesting, raw bytes."""
-    kind = draw(st.sampled_from(["records", "split", "instances", "inputs", "any", "deep", "bytes"]))
+    kind = draw(st.sampled_from(["records", "split", "instances", "inputs", "any", "deep", "bytes", "nearly_valid", "nearly_valid"]))
+    if kind == "nearly_valid":
+        layout = draw(st.sampled_from(["dataframe_records", "instances", "inputs"]))
+        payload = {layout: draw(nearly_valid_records())}
+        if draw(st.booleans()):
+            payload["params"] = {"on_error": "column", **draw(st.sampled_from([{}, {"top_topics": 2}]))}
+        return json.dumps(payload).encode()
     if kind == "deep":
         depth = draw(st.integers(1, 3000))
         opening, closing = draw(st.sampled_from([("[", "]"), ('{"a":', "}"), ('{"dataframe_records":[', "]")]))
@@ -294,26 +326,26 @@ def _fuzz_settings(examples: int):
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])  # fmt: skip
 
 
-@_fuzz_settings(60)
+@_fuzz_settings(150)
 @given(body=json_requests())
 def test_fuzz_json(guarded, body):
     _check_answer(*_post(guarded, body, "application/json"), what=body[:300])
 
 
-@_fuzz_settings(40)
+@_fuzz_settings(80)
 @given(body=csv_requests())
 def test_fuzz_csv(guarded, body):
     _check_answer(*_post(guarded, body, "text/csv"), what=body[:300])
 
 
-@_fuzz_settings(40)
+@_fuzz_settings(80)
 @given(body=ANY_BODY, content_type=CONTENT_TYPES)
 def test_fuzz_any_content_type(guarded, body, content_type):
     _check_answer(*_post(guarded, body, content_type), what=(content_type, body[:300]))
 
 
 @pytest.mark.slow
-@_fuzz_settings(1500)
+@_fuzz_settings(3000)
 @given(body=ANY_BODY, content_type=st.one_of(st.sampled_from(["application/json", "text/csv"]), CONTENT_TYPES))
 def test_fuzz_large(guarded, body, content_type):
     _check_answer(*_post(guarded, body, content_type), what=(content_type, body[:300]))
