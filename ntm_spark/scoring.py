@@ -55,6 +55,7 @@ WEIGHTS_SUM_TOLERANCE = 1e-5
 
 _BOOL_TYPES = (bool, np.bool_)
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
+_INT_TYPES = (int, np.integer)
 
 
 class ScoringInputError(ValueError):
@@ -177,6 +178,15 @@ def _not_number_error(field: str, position: int, value: Any, code: str = COUNT_N
 
 def _index_array(idx: Any, feature_dim: int) -> tuple[Optional[np.ndarray], Optional[RowError]]:
     """Return a row's ``indices`` as int64, or why they are not whole numbers in ``[0, feature_dim)``."""
+    if isinstance(idx, (list, tuple)) and all(issubclass(t, _INT_TYPES) and not issubclass(t, _BOOL_TYPES) for t in set(map(type, idx))):
+        try:  # the common case, whole numbers already: no float round trip
+            arr = np.asarray(idx, dtype=np.int64)
+        except OverflowError:
+            return None, RowError(BAD_INDEX, f"'indices' holds an integer too large for an index: indices must be in [0, feature_dim={feature_dim})")
+        if len(arr) and (arr.min() < 0 or arr.max() >= feature_dim):
+            j = int(np.flatnonzero((arr < 0) | (arr >= feature_dim))[0])
+            return None, RowError(BAD_INDEX, f"indices[{j}] is {int(arr[j])}: indices must be in [0, feature_dim={feature_dim})")
+        return arr, None
     arr, err = _number_array(idx, "indices", code=BAD_INDEX, what="indices must be whole numbers")
     if err is not None:
         return None, err
@@ -391,13 +401,13 @@ class TopicScorer:
                 err = self._check_counts(val_arr, expect_len=False, field="values")
             if err is None:
                 np.add.at(dense[i], idx_arr, val_arr.astype(np.float32))
-                if dense[i].max() > self.max_count:
-                    err = RowError(
-                        COUNT_TOO_LARGE,
-                        f"repeated 'indices' add up to a count of {float(dense[i].max())!r}, above max_count={self.max_count:g}: "
-                        "send counts of real documents",
-                    )
             errors.append(err)
+        for i in np.flatnonzero(dense.max(axis=1, initial=0) > self.max_count):  # repeated indices add up
+            errors[i] = RowError(
+                COUNT_TOO_LARGE,
+                f"repeated 'indices' add up to a count of {float(dense[i].max())!r}, above max_count={self.max_count:g}: "
+                "send counts of real documents",
+            )
         return self._score_dense_checked(dense, errors)
 
     def _check_counts(self, arr: np.ndarray, expect_len: bool, field: str = "counts") -> Optional[RowError]:
@@ -412,17 +422,20 @@ class TopicScorer:
             return RowError(
                 BAD_LENGTH, f"'{field}' must have feature_dim={self.feature_dim} values, got {arr.shape[0]}: send every position, zeros included"
             )
-        bad = np.flatnonzero(~np.isfinite(arr))
-        if len(bad):
-            return RowError(NAN_COUNT, f"{field}[{bad[0]}] is {float(arr[bad[0]])!r}: counts must be finite numbers (not NaN or inf)")
-        bad = np.flatnonzero(arr < 0)
-        if len(bad):
-            return RowError(NEGATIVE_COUNT, f"{field}[{bad[0]}] is {float(arr[bad[0]])!r}: counts must be >= 0")
-        bad = np.flatnonzero(arr > self.max_count)
-        if len(bad):
+        if not arr.size:
+            return RowError(EMPTY_COUNTS, f"the row has no '{field}': an empty document has no topics; send at least one count > 0")
+        low, high = float(arr.min()), float(arr.max())  # NaN propagates through min/max
+        if not (np.isfinite(low) and np.isfinite(high)):
+            j = int(np.flatnonzero(~np.isfinite(arr))[0])
+            return RowError(NAN_COUNT, f"{field}[{j}] is {float(arr[j])!r}: counts must be finite numbers (not NaN or inf)")
+        if low < 0:
+            j = int(np.flatnonzero(arr < 0)[0])
+            return RowError(NEGATIVE_COUNT, f"{field}[{j}] is {float(arr[j])!r}: counts must be >= 0")
+        if high > self.max_count:
+            j = int(np.flatnonzero(arr > self.max_count)[0])
             return RowError(
                 COUNT_TOO_LARGE,
-                f"{field}[{bad[0]}] is {float(arr[bad[0]])!r}, above max_count={self.max_count:g}: send counts of real documents",
+                f"{field}[{j}] is {float(arr[j])!r}, above max_count={self.max_count:g}: send counts of real documents",
             )
         total = float(arr.sum())
         if total > self.max_row_total:
