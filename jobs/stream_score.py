@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ntm_spark.config import ConfigError, StreamConfig, load_config
 from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args, stop_spark_session
+from ntm_spark.stream_supervisor import StreamFailedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -213,36 +214,36 @@ def run_stream(
 ) -> dict:
     """Run the query until it ends (``available_now``), ``timeout`` passes or ``max_batches`` complete.
 
+    Supervised (``stream.supervise``, on by default): broker outages and missing input
+    topics are waited out and the query restarts from its checkpoint
+    (:mod:`ntm_spark.stream_supervisor`).
+
     Returns:
         The listener's last progress summary plus ``batches`` (completed this run).
     """
-    from ntm_spark.streaming import _progress_summary, make_listener
+    from ntm_spark.stream_supervisor import run_supervised
+    from ntm_spark.streaming import _progress_summary, make_listener, write_status
 
     listener = listener or make_listener(cfg.status_file)
     spark.streams.addListener(listener)
-    query = start_stream(spark, cfg)
-    start, batches_seen = time.monotonic(), 0
+
+    def write_state(state: dict) -> None:
+        if cfg.status_file:
+            write_status(cfg.status_file, {**(getattr(listener, "last", None) or {}), **state})
+
     try:
-        while query.isActive:
-            if timeout is not None and time.monotonic() - start >= timeout:
-                break
-            if max_batches is not None:
-                batches_seen = sum(1 for p in query.recentProgress if p.numInputRows > 0)
-                if batches_seen >= max_batches:
-                    break
-            query.awaitTermination(0.2)
-        if query.exception() is not None:
-            raise RuntimeError(f"the streaming query failed: {query.exception()}")
+        progresses = run_supervised(
+            spark, cfg, lambda: start_stream(spark, cfg), _kafka_options(cfg), timeout, max_batches, write_state
+        )
     finally:
-        query.stop()
         time.sleep(0.5)  # let the listener bus deliver the last progress events
         spark.streams.removeListener(listener)
-    # Summarize from the query itself: listener events are delivered asynchronously.
+    # Summarize from the queries themselves: listener events are delivered asynchronously.
     totals: dict = {}
     summary: dict = {}
-    for progress in query.recentProgress:
+    for progress in progresses:
         summary = _progress_summary(progress, totals)
-    summary["batches"] = sum(1 for p in query.recentProgress if p.numInputRows > 0)
+    summary["batches"] = sum(1 for p in progresses if p.numInputRows > 0)
     return summary
 
 
@@ -274,6 +275,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as err:
         print(f"ntm stream: {err}", file=sys.stderr)
         return 2
+    except StreamFailedError as err:
+        print(f"ntm stream: {err}", file=sys.stderr)
+        return 1
     finally:
         if created:
             stop_spark_session(spark)
