@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from tests.conftest import TINY_VOCAB
 
@@ -93,7 +94,8 @@ def _post(url: str, body: bytes, content_type: Optional[str]) -> tuple[int, byte
 def _check_answer(status: int, raw: bytes, what: str) -> None:
     """The guarantee: no 5xx; a 200 holds, per row, finite weights summing to 1 (or a per-row error)."""
     assert status < 500, f"{what} -> {status}: {raw[:2000]!r}"
-    event(f"HTTP {status}")  # --hypothesis-show-statistics shows how often each status came back
+    if currently_in_test_context():
+        event(f"HTTP {status}")  # --hypothesis-show-statistics shows how often each status came back
     if status != 200:
         return
     payload = json.loads(raw)
