@@ -1,19 +1,23 @@
-"""NTM_HOME owns every default path: preprocess, train and backfill write under it, never the working directory."""
+"""NTM_HOME owns every default path: preprocess, train, backfill and stream write under it, never the working directory."""
 
 import json
 import os
+import uuid
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
 
 def _tree(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-def test_default_paths_live_under_ntm_home(spark, newsgroups_sample, tmp_path, monkeypatch, capsys):
-    from jobs import backfill, preprocess, train
+def test_default_paths_live_under_ntm_home(spark, kafka_bootstrap, newsgroups_sample, tmp_path, monkeypatch, capsys):
+    from kafka import KafkaProducer
+
+    from jobs import backfill, preprocess, stream_score, train
+    from ntm_spark.services import create_topics
     from ntm_spark.config import load_config
     from ntm_spark.paths import PROJECT_ROOT
 
@@ -42,14 +46,25 @@ def test_default_paths_live_under_ntm_home(spark, newsgroups_sample, tmp_path, m
     assert (home / "backfill" / "_backfill.json").is_file()
     assert json.loads((home / "backfill" / "_backfill.json").read_text())["model_uri"] == str(home / "models" / "ntm")
 
-    # The stream's defaults (its job is tested in tests/integration/test_stream_job.py): hook here when it
-    # gains an NTM_HOME run; its paths come from the same rule.
+    # The stream on its default checkpoint and status file (a real broker; the model by its .ntm/ path).
     stream = load_config("stream")
     assert stream.checkpoint_location.startswith(str(home)) and stream.status_file.startswith(str(home))
+    topic = f"home-{uuid.uuid4().hex[:6]}"
+    create_topics(kafka_bootstrap, topic, topic + "-out", topic + "-dlq", partitions=1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer.send(topic, json.dumps({"id": "s1", "text": "engine car wheel god church"}).encode()).get(timeout=30)
+    producer.close()
+    assert stream_score.main(["--bootstrap-servers", kafka_bootstrap, "--input-topics", topic, "--output-topic", topic + "-out",
+                              "--dead-letter-topic", topic + "-dlq", "--model", ".ntm/models/ntm", "--starting-offsets",
+                              "earliest", "--trigger", "available_now", "--timeout", "120"]) == 0  # fmt: skip
+    assert (home / "checkpoints" / "stream" / "offsets").is_dir()
+    assert json.loads((home / "stream" / "status.json").read_text())["total_scored"] + json.loads(
+        (home / "stream" / "status.json").read_text()
+    )["total_dead_letters"] == 1
 
     written = _tree(home)
     print("written under NTM_HOME:\n  " + "\n  ".join(p for p in written if p.count("/") < 2))
     assert os.listdir(cwd) == [], f"written to the working directory: {_tree(cwd)}"
-    assert {p.split("/")[0] for p in written} == {"data", "models", "backfill", "in"}, written
+    assert {p.split("/")[0] for p in written} == {"data", "models", "backfill", "in", "checkpoints", "stream"}, written
     new_in_repo = set(os.listdir(PROJECT_ROOT)) - repo_before
     assert not new_in_repo & {"spark-warehouse", "metastore_db", "derby.log", "lightning_logs", "mlruns"}, new_in_repo
