@@ -122,7 +122,8 @@ def serving_inputs_markdown(feature_dim: int) -> str:
         "**Input** (one kind per request; `POST /invocations` JSON `dataframe_records`, `dataframe_split` or "
         "`instances`, or `text/csv`): `text` (raw documents); `counts` (dense rows of "
         f"{feature_dim} counts); `indices` + `values` (sparse rows); or {feature_dim} numeric columns "
-        "(CSV of dense rows, by position). **Output**: `topic_weights` per document. "
+        f"named `0`..`{feature_dim - 1}` (CSV of dense rows; `ntm serve` also takes headerless CSV, as SageMaker's "
+        "`CSVSerializer` sends it). **Output**: `topic_weights` per document. "
         "**Params**: `top_topics`, `top_words`, `on_error` (`raise` | `column`).\n"
     )
 
