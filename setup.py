@@ -35,5 +35,5 @@ setup(
         # Petastorm cannot share the main environment (pyarrow<=14, numpy<2):
         # `make petastorm-env` builds .venv-petastorm from conf/petastorm-requirements.txt.
     },
-    entry_points={"console_scripts": ["ntm=ntm_spark.cli:main"]},
+    entry_points={"console_scripts": ["ntm=jobs.cli:main"]},
 )

@@ -42,7 +42,7 @@ def run_once(tree: Path, args: argparse.Namespace, bootstrap: str, out: Path) ->
         "--json", str(out),
     ]  # fmt: skip
     # Both trees use this checkout's jars and WordNet (the base tree has no .ntm of its own).
-    from ntm_spark.corpus import locate_20newsgroups
+    from ntm_spark.spark.corpus import locate_20newsgroups
 
     env = {
         **os.environ, "NTM_HOME": str(ROOT / ".ntm"), "PYTHONPATH": str(tree), "SPARK_LOCAL_IP": "127.0.0.1",
@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from ntm_spark.config import load_config
-    from ntm_spark.services import KafkaBroker, free_port
+    from ntm_spark.core.config import load_config
+    from ntm_spark.tools.services import KafkaBroker, free_port
 
     work = ROOT / ".ntm" / "bench" / "hardening"
     work.mkdir(parents=True, exist_ok=True)

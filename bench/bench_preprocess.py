@@ -92,7 +92,7 @@ def run_job(args: list[str], env: dict, command: tuple[str, ...] = ("-m", "jobs.
 
 
 def read_archive(archive: Path) -> list[tuple[str, str, str]]:
-    from ntm_spark.io import _iter_archive_documents
+    from ntm_spark.spark.io import _iter_archive_documents
 
     docs = []
     for doc_id, label, _split, raw in _iter_archive_documents(str(archive)):
@@ -113,8 +113,8 @@ def run_seed_path(archive: Path) -> dict:
 
     start = time.perf_counter()
     docs = read_archive(archive)
-    from ntm_spark.nltk_data import load_wordnet_lemmatizer
-    from ntm_spark.text import ENGLISH_STOP_WORDS, strip_newsgroup_noise
+    from ntm_spark.core.nltk_data import load_wordnet_lemmatizer
+    from ntm_spark.core.text import ENGLISH_STOP_WORDS, strip_newsgroup_noise
 
     wnl = load_wordnet_lemmatizer(download=False)
     token_re = re.compile(r"(?u)\b\w\w+\b")
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-seed", action="store_true")
     args = parser.parse_args(argv)
 
-    from ntm_spark.corpus import locate_20newsgroups
+    from ntm_spark.spark.corpus import locate_20newsgroups
 
     archive = locate_20newsgroups(download=False)
     work = Path(args.workdir)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def read_docs(n: int) -> list[str]:
-    from ntm_spark.corpus import locate_20newsgroups
+    from ntm_spark.spark.corpus import locate_20newsgroups
 
     docs = []
     with tarfile.open(locate_20newsgroups(download=False)) as tar:
@@ -75,11 +75,11 @@ def main() -> None:
 
     from lightning_module.model import NTMModel
     from lightning_module.model_folder import save_model_folder
-    from ntm_spark.config import MlflowConfig
-    from ntm_spark.registry import register_run_model
-    from ntm_spark.services import free_port
-    from ntm_spark.text import TextNormalizer
-    from ntm_spark.tracking import configure_tracking, ensure_experiment, log_training_run
+    from ntm_spark.core.config import MlflowConfig
+    from ntm_spark.core.text import TextNormalizer
+    from ntm_spark.mlops.registry import register_run_model
+    from ntm_spark.mlops.tracking import configure_tracking, ensure_experiment, log_training_run
+    from ntm_spark.tools.services import free_port
 
     docs = read_docs(args.corpus_docs)
     norm = TextNormalizer(clean=True)

@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-from ntm_spark.services import create_topics  # noqa: E402
+from ntm_spark.tools.services import create_topics  # noqa: E402
 
 
 def read_docs(limit=None, split=None):
-    from ntm_spark.corpus import locate_20newsgroups
+    from ntm_spark.spark.corpus import locate_20newsgroups
 
     docs = []
     with tarfile.open(locate_20newsgroups(download=False)) as tar:
@@ -56,9 +56,9 @@ def build_models(work, docs, k=20, vocab_size=2000):
 
     from lightning_module.model import NTMModel
     from lightning_module.model_folder import save_model_folder
-    from ntm_spark.pyfunc_model import stage_model_folder
-    from ntm_spark.text import get_normalizer
-    from ntm_spark.vocab import Vocabulary
+    from ntm_spark.core.text import get_normalizer
+    from ntm_spark.core.vocab import Vocabulary
+    from ntm_spark.serving.pyfunc_model import stage_model_folder
 
     norm = get_normalizer(clean=True, stop_words="english")
     tokens = [norm.normalize(t) for _, t in docs]
@@ -80,8 +80,8 @@ def build_models(work, docs, k=20, vocab_size=2000):
 def ensure_broker(bootstrap, work):
     if bootstrap:
         return bootstrap, None
-    from ntm_spark.config import load_config
-    from ntm_spark.services import KafkaBroker, free_port
+    from ntm_spark.core.config import load_config
+    from ntm_spark.tools.services import KafkaBroker, free_port
 
     cfg = load_config("services", overrides=[f"kafka_port={free_port()}", f"kafka_controller_port={free_port()}"])
     # A fresh log folder every run: each run creates its own topics, and a broker that carries
@@ -95,15 +95,23 @@ def ensure_broker(bootstrap, work):
 STREAM_OVERRIDES: dict = {}
 
 
+def lda_score(folder, cfg):
+    """The LDA peer as the stream's scorer (benchmark code: bench/lda_peer.py)."""
+    from lda_peer import LdaPeer, score_batch_lda
+
+    peer = LdaPeer.load(folder, max_text_bytes=cfg.max_message_bytes)
+    return lambda parsed: score_batch_lda(parsed, peer, cfg.top_k, cfg.top_words)
+
+
 def stream_cfg(bootstrap, topic, model, kind, work, **kw):
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
 
     out = f"{topic}-out-{uuid.uuid4().hex[:6]}"
     create_topics(bootstrap, out, out + "-dlq")
     values = {
         **STREAM_OVERRIDES,
         "bootstrap_servers": bootstrap, "input_topics": topic, "output_topic": out, "dead_letter_topic": out + "-dlq",
-        "checkpoint_location": str(work / f"ckpt-{uuid.uuid4().hex[:8]}"), "model_uri": str(model), "model_kind": kind,
+        "checkpoint_location": str(work / f"ckpt-{uuid.uuid4().hex[:8]}"), "model_uri": str(model),
         "status_file": str(work / "status.json"), **kw,
     }  # fmt: skip
     return load_config("stream", overrides=[f"{k}={json.dumps(v)}" for k, v in values.items()])
@@ -229,12 +237,12 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.serializer import DefaultSerializer
 
-    from jobs.stream_score import start_stream
+    from ntm_spark.spark.stream_query import start_stream
 
     topic = f"lat-{uuid.uuid4().hex[:8]}"
     create_topics(bootstrap, topic, partitions=INPUT_PARTITIONS)
     cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="latest", **trigger)
-    query = start_stream(spark, cfg)
+    query = start_stream(spark, cfg, score=lda_score(model, cfg) if kind == "lda" else None)
     consumer = KafkaConsumer(cfg.output_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=500,
                              group_id=f"b-{uuid.uuid4().hex[:6]}", fetch_max_wait_ms=10)  # fmt: skip
     latencies, sent_at = [], {}
@@ -299,7 +307,7 @@ def measure_drain(spark, bootstrap, model, kind, docs, n, work, per_batch=5000, 
     from kafka import KafkaProducer
     from kafka.serializer import DefaultSerializer
 
-    from jobs.stream_score import start_stream
+    from ntm_spark.spark.stream_query import start_stream
 
     topic = f"drain-{uuid.uuid4().hex[:8]}"
     create_topics(bootstrap, topic)
@@ -311,7 +319,7 @@ def measure_drain(spark, bootstrap, model, kind, docs, n, work, per_batch=5000, 
     prod.close()
     cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="earliest", trigger="available_now", max_offsets_per_trigger=per_batch, **kw)
     t0 = time.monotonic()
-    query = start_stream(spark, cfg)
+    query = start_stream(spark, cfg, score=lda_score(model, cfg) if kind == "lda" else None)
     query.awaitTermination()
     wall = time.monotonic() - t0
     progress = [p for p in query.recentProgress if p.numInputRows > 0]
@@ -324,8 +332,8 @@ def measure_drain(spark, bootstrap, model, kind, docs, n, work, per_batch=5000, 
 
 
 def measure_backfill(spark, model, work, scale):
-    from ntm_spark.backfill import run_backfill
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
+    from ntm_spark.spark.backfill import run_backfill
 
     src = work / "backfill_in" / f"x{scale}"
     if not src.exists():
@@ -377,10 +385,11 @@ def main(argv=None):
         except json.JSONDecodeError:
             STREAM_OVERRIDES[key] = value
 
-    from ntm_spark.config import SparkConfig
-    from ntm_spark.lda_peer import train_lda_peer
-    from ntm_spark.schema import bow_spark_schema
-    from ntm_spark.session import build_spark_session
+    from lda_peer import train_lda_peer
+
+    from ntm_spark.core.config import SparkConfig
+    from ntm_spark.spark.io import bow_spark_schema
+    from ntm_spark.spark.session import build_spark_session
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -388,6 +397,7 @@ def main(argv=None):
     spark = build_spark_session(SparkConfig(master="local[2]", conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false", **dict(c.split("=", 1) for c in args.spark_conf)}))
     results = {"machine": f"{os.cpu_count()} cores", "overrides": STREAM_OVERRIDES, "spark_conf": args.spark_conf, "latency": [], "drain": [], "backfill": []}
     try:
+        spark.sparkContext.addPyFile(str(ROOT / "bench" / "lda_peer.py"))  # the Python workers import it
         train_docs = read_docs(limit=3000, split="20news-bydate-train")
         test_docs = read_docs(limit=3000, split="20news-bydate-test")
         ntm, rows = build_models(work, train_docs)

@@ -2,7 +2,7 @@
 
 For each K, trains the NTM (``train_model``, each preset asked for) and, in the same run,
 ``pyspark.ml.clustering.LDA(optimizer="online")`` on the training split; scores both
-topic-word matrices with the same numpy functions (:mod:`ntm_spark.topic_metrics`):
+topic-word matrices with the same numpy functions (:mod:`ntm_spark.core.topic_metrics`):
 NPMI of the top 10 words with the *test* documents as reference, TU (top 10),
 diversity (top 25), plus wall time.
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from ntm_spark.topic_metrics import npmi_per_topic, top_words, topic_diversity, topic_uniqueness  # noqa: E402
+from ntm_spark.core.topic_metrics import npmi_per_topic, top_words, topic_diversity, topic_uniqueness  # noqa: E402
 
 
 def reference_docs(data: Path, split: str = "test") -> list[np.ndarray]:
@@ -44,7 +44,7 @@ def score(topic_word: np.ndarray, ref: list[np.ndarray]) -> dict:
 
 def run_ntm(data: Path, k: int, preset: str, out: Path, epochs: int, overrides: dict) -> dict:
     from lightning_module.train import train_model
-    from ntm_spark.config import TrainConfig, from_dict
+    from ntm_spark.core.config import TrainConfig, from_dict
 
     cfg = from_dict(
         TrainConfig,
@@ -98,8 +98,8 @@ def main(argv=None) -> int:
         import os
 
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's numpy
-        from ntm_spark.config import SparkConfig
-        from ntm_spark.session import build_spark_session
+        from ntm_spark.core.config import SparkConfig
+        from ntm_spark.spark.session import build_spark_session
 
         spark = build_spark_session(SparkConfig(master="local[2]", kafka_connector="none", conf={"spark.ui.enabled": "false"}), app_name="bench-lda")
     rows = []

@@ -16,7 +16,7 @@ import torch
 
 from lightning_module.synthetic import write_synthetic_corpus
 from lightning_module.train import train_model
-from ntm_spark.config import TrainConfig, from_dict
+from ntm_spark.core.config import TrainConfig, from_dict
 
 d = Path(tempfile.mkdtemp())
 data = write_synthetic_corpus(

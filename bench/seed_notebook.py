@@ -36,9 +36,9 @@ from sklearn.feature_extraction.text import CountVectorizer  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ntm_spark.nltk_data import find_wordnet  # noqa: E402
-from ntm_spark.schema import bow_arrow_schema  # noqa: E402
-from ntm_spark.text import ENGLISH_STOP_WORDS, strip_newsgroup_noise  # noqa: E402
+from ntm_spark.core.nltk_data import find_wordnet  # noqa: E402
+from ntm_spark.core.schema import bow_arrow_schema  # noqa: E402
+from ntm_spark.core.text import ENGLISH_STOP_WORDS, strip_newsgroup_noise  # noqa: E402
 
 TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
 
@@ -55,7 +55,7 @@ def read_documents(archive: str | None, cache: str | None) -> list[tuple[str, st
     if cache:
         table = pq.read_table(cache, columns=["id", "label", "content"])
         return [(i, g, _decode(c)) for i, g, c in zip(*(table.column(n).to_pylist() for n in ("id", "label", "content")))]
-    from ntm_spark.io import _iter_archive_documents
+    from ntm_spark.spark.io import _iter_archive_documents
 
     return [(doc_id, label, _decode(raw)) for doc_id, label, _split, raw in _iter_archive_documents(archive)]
 

@@ -36,7 +36,7 @@ import yaml  # noqa: E402
 from torch import nn  # noqa: E402
 
 from lightning_module.model import NTMModel, ntm_loss_per_doc  # noqa: E402
-from ntm_spark.topic_metrics import npmi_per_topic, top_words, topic_diversity, topic_uniqueness  # noqa: E402
+from ntm_spark.core.topic_metrics import npmi_per_topic, top_words, topic_diversity, topic_uniqueness  # noqa: E402
 
 #: Sweep options and their defaults (the ``default`` preset with ``encoder_layers: auto``).
 OPTIONS = {

@@ -17,8 +17,8 @@ import logging
 import sys
 from typing import Optional
 
-from ntm_spark.config import BackfillConfig, ConfigError, load_config
-from ntm_spark.session import add_spark_args, build_spark_session, spark_config_from_args, stop_spark_session
+from ntm_spark.core.config import BackfillConfig, ConfigError, load_config
+from ntm_spark.spark.session import add_spark_args, build_spark_session, spark_config_from_args, stop_spark_session
 
 FLAG_KEYS = {"input": "input_path", "input_format": "input_format", "output": "output_path", "model": "model_uri"}
 
@@ -48,7 +48,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run ``ntm backfill``; return 0 when every partition is committed, 1 when stopped early."""
     from pyspark.sql import SparkSession
 
-    from ntm_spark.backfill import run_backfill
+    from ntm_spark.spark.backfill import run_backfill
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

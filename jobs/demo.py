@@ -38,7 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from ntm_spark.paths import state_dir
+from ntm_spark.core.paths import state_dir
 
 log = logging.getLogger("jobs.demo")
 
@@ -67,11 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _test_documents(limit: Optional[int]) -> list[dict]:
     """Read raw 20 Newsgroups test messages (id, label, text) from the archive or folder."""
-    from ntm_spark.corpus import locate_20newsgroups
-
     # The demo plays an outside producer: it sends what a mail gateway would, UTF-8 text,
     # decoded from the files by the project's one rule (UTF-8, else Latin-1).
-    from ntm_spark.text import decode_document_bytes as decode_bytes
+    from ntm_spark.core.text import decode_document_bytes as decode_bytes
+    from ntm_spark.spark.corpus import locate_20newsgroups
 
     path = locate_20newsgroups()
     docs: list[dict] = []
@@ -104,8 +103,8 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the ten steps; return the exit code."""
     from tqdm import tqdm
 
-    from ntm_spark.config import load_config
-    from ntm_spark.services import KafkaBroker, MlflowServer, create_topics
+    from ntm_spark.core.config import load_config
+    from ntm_spark.tools.services import KafkaBroker, MlflowServer, create_topics
 
     quick = args.quick
     work = Path(args.workdir or state_dir() / "demo").resolve()
@@ -165,7 +164,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print("demo: training failed (see the log above).", file=sys.stderr)
             return 1
         _step(4, "register the model and promote it through the quality gate")
-        from ntm_spark.registry import list_versions
+        from ntm_spark.mlops.registry import list_versions
 
         mlflow_cfg = load_config("mlflow", overrides=[f"tracking_uri={tracking_uri}"])
         name = mlflow_cfg.registered_model_name
@@ -194,7 +193,7 @@ def run_demo(args: argparse.Namespace) -> int:
         docs = _test_documents(n_messages)
         timeout = args.stream_timeout or (300 if quick else 1800)
         stream_cmd = [
-            sys.executable, "-m", "ntm_spark.cli", "stream",
+            sys.executable, "-m", "jobs.cli", "stream",
             "--bootstrap-servers", bootstrap, "--input-topics", in_topic, "--output-topic", out_topic,
             "--dead-letter-topic", dlq, "--model", model_uri, "--starting-offsets", "earliest",
             "--set", f"checkpoint_location={work / 'stream' / 'checkpoint'}",
@@ -347,7 +346,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the demo; return 0 when every streamed document came back tagged."""
     args = build_parser().parse_args(argv)
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    from ntm_spark.services import ServiceError
+    from ntm_spark.tools.services import ServiceError
 
     try:
         return run_demo(args)

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_tracking_uri(flag: Optional[str]) -> str:
     """Return the flag, else ``mlflow.tracking_uri`` from config, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store."""
-    from ntm_spark.config import load_config
-    from ntm_spark.services import default_tracking_uri
+    from ntm_spark.core.config import load_config
+    from ntm_spark.core.uris import default_tracking_uri
 
     if flag:
         return flag
@@ -59,8 +59,8 @@ def resolve_tracking_uri(flag: Optional[str]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Run ``ntm explore``; return 0 on success, 2 for a bad model, data or flag."""
-    from ntm_spark.config import ConfigError, load_config
-    from ntm_spark.paths import resolve_state_path
+    from ntm_spark.core.config import ConfigError, load_config
+    from ntm_spark.core.paths import resolve_state_path
 
     args = build_parser().parse_args(argv)
     try:
@@ -79,7 +79,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not cfg.model:
         print("ntm explore: --model is required: a model folder, models:/<name>@champion or a run id.", file=sys.stderr)
         return 2
-    from ntm_spark.explore import default_output_dir, load_model, log_report, write_report
+    from ntm_spark.report.explore import default_output_dir, load_model, log_report, write_report
 
     tracking_uri = None
     needs_mlflow = cfg.model.startswith(("models:/", "runs:/")) or not os.path.isdir(cfg.model) or args.log_to_run

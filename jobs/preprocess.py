@@ -41,8 +41,8 @@ LOCAL_JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC", "-XX:-Use
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
-    from ntm_spark.io import INPUT_FORMATS
-    from ntm_spark.session import add_spark_args
+    from ntm_spark.spark.io import INPUT_FORMATS
+    from ntm_spark.spark.session import add_spark_args
 
     parser = argparse.ArgumentParser(
         prog="ntm preprocess", description="Raw corpus -> bag-of-words Parquet splits, vocab.txt and manifest.json."
@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace):
     """Lay the flags over the layered preprocess config and validate the result."""
-    from ntm_spark.config import load_config
-    from ntm_spark.paths import resolve_state_path
+    from ntm_spark.core.config import load_config
+    from ntm_spark.core.paths import resolve_state_path
 
     cfg = load_config("preprocess", overrides=list(args.overrides or []), config_file=args.config)
     # Flags follow the config's path rule: a leading .ntm/ is the state folder ($NTM_HOME).
@@ -75,8 +75,8 @@ def resolve_config(args: argparse.Namespace):
 
 def run(spark, cfg) -> dict:
     """Preprocess with an existing session and write the output; return the manifest."""
-    from ntm_spark.io import check_output_path, write_preprocess_output
-    from ntm_spark.preprocess import preprocess_corpus
+    from ntm_spark.spark.io import check_output_path, write_preprocess_output
+    from ntm_spark.spark.preprocess import preprocess_corpus
 
     check_output_path(spark, cfg.output_path, cfg.overwrite)  # fail before any work
     result = preprocess_corpus(spark, cfg)
@@ -97,11 +97,11 @@ def run(spark, cfg) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the preprocessing job; return its exit code."""
-    from ntm_spark.config import ConfigError
-    from ntm_spark.io import InputNotFoundError, OutputExistsError
-    from ntm_spark.nltk_data import NltkDataError
-    from ntm_spark.preprocess import EmptyCorpusError, resolve_clean, warm_up_python_workers
-    from ntm_spark.session import build_spark_session, is_local_master, spark_config_from_args, stop_spark_session
+    from ntm_spark.core.config import ConfigError
+    from ntm_spark.core.nltk_data import NltkDataError
+    from ntm_spark.spark.io import InputNotFoundError, OutputExistsError
+    from ntm_spark.spark.preprocess import EmptyCorpusError, resolve_clean, warm_up_python_workers
+    from ntm_spark.spark.session import build_spark_session, is_local_master, spark_config_from_args, stop_spark_session
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -82,15 +82,15 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ntm_spark import registry
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
+    from ntm_spark.mlops import registry
 
     cfg = load_config("mlflow", overrides=list(args.overrides))
     if args.tracking_uri:
         cfg.tracking_uri = args.tracking_uri
     if args.name:
         cfg.registered_model_name = args.name
-    from ntm_spark.tracking import resolve_tracking_uri
+    from ntm_spark.core.uris import resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg)
     why = check_reachable(uri)
@@ -166,8 +166,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return int(exc.code or 0)
     from mlflow.exceptions import MlflowException
 
-    from ntm_spark.config import ConfigError
-    from ntm_spark.registry import RegistryError
+    from ntm_spark.core.config import ConfigError
+    from ntm_spark.mlops.registry import RegistryError
 
     try:
         return _run(args)

@@ -7,7 +7,7 @@ Usage:
 
 The default model is ``models:/<mlflow.registered_model_name>@champion``. The routes, request
 layouts and error bodies are those of ``mlflow models serve`` (MLflow's own scoring app, see
-:mod:`ntm_spark.serving`); the guard in front of it answers 415/413/400 where MLflow 3.17
+:mod:`ntm_spark.serving.endpoint`); the guard in front of it answers 415/413/400 where MLflow 3.17
 answers 500, and reads headerless CSV. Exit codes: 0 stopped, 1 the model cannot be loaded,
 2 bad usage, 3 the tracking server cannot be reached.
 """
@@ -25,7 +25,7 @@ EXIT_UNREACHABLE = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the command's flags."""
-    from ntm_spark.serving import MAX_BODY_BYTES, MAX_JSON_DEPTH
+    from ntm_spark.serving.endpoint import MAX_BODY_BYTES, MAX_JSON_DEPTH
 
     parser = argparse.ArgumentParser(prog="ntm serve", description="Serve a registered topic model over REST.")
     parser.add_argument("-m", "--model-uri", default=None, help="any MLflow model URI (default models:/NAME@ALIAS)")
@@ -53,9 +53,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     from mlflow.exceptions import MlflowException
 
     from jobs.registry import check_reachable
-    from ntm_spark.config import ConfigError, load_config
-    from ntm_spark.serving import serve_model
-    from ntm_spark.tracking import resolve_tracking_uri
+    from ntm_spark.core.config import ConfigError, load_config
+    from ntm_spark.core.uris import resolve_tracking_uri
+    from ntm_spark.serving.endpoint import serve_model
 
     try:
         cfg = load_config("mlflow", overrides=list(args.overrides))

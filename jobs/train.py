@@ -32,7 +32,7 @@ log = logging.getLogger("jobs.train")
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
-    from ntm_spark.session import add_spark_args
+    from ntm_spark.spark.session import add_spark_args
 
     parser = argparse.ArgumentParser(prog="ntm train", description="Train the NTM (Lightning, DDP) and write the model folder.")
     parser.add_argument("--data", default=None, help="preprocessing output folder (train.data_dir)")
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace):
     """Lay the flags over the layered train config."""
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
 
     overrides = list(args.overrides or [])
     for flag, key in (
@@ -85,7 +85,7 @@ def apply_torchrun_env(cfg) -> Any:
     Raises:
         ConfigError: when ``LOCAL_WORLD_SIZE``/``WORLD_SIZE`` are not set.
     """
-    from ntm_spark.config import ConfigError
+    from ntm_spark.core.config import ConfigError
 
     try:
         local, world = int(os.environ["LOCAL_WORLD_SIZE"]), int(os.environ["WORLD_SIZE"])
@@ -103,7 +103,7 @@ def train_on_executor(cfg_dict: dict) -> Any:
     import logging as _logging
 
     from lightning_module.train import train_model
-    from ntm_spark.config import TrainConfig, from_dict
+    from ntm_spark.core.config import TrainConfig, from_dict
 
     _logging.basicConfig(level=_logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = apply_torchrun_env(from_dict(TrainConfig, cfg_dict))
@@ -117,7 +117,7 @@ def run_with_distributor(spark, cfg) -> Any:
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from lightning_module.train import local_device_count
-    from ntm_spark.session import is_local_master
+    from ntm_spark.spark.session import is_local_master
 
     master = spark.sparkContext.master
     use_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and _cuda_available())
@@ -138,14 +138,14 @@ def _mlflow_config(args: argparse.Namespace):
     except ImportError:
         log.warning("mlflow is not installed: the run is not tracked (pip install -e .[serve] to track it).")
         return None
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
 
     return load_config("mlflow", overrides=[f"tracking_uri={args.tracking_uri}"] if args.tracking_uri else None)
 
 
 def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
     if args.launcher == "spark":
-        from ntm_spark.session import build_spark_session, spark_config_from_args, stop_spark_session
+        from ntm_spark.spark.session import build_spark_session, spark_config_from_args, stop_spark_session
 
         spark = build_spark_session(spark_config_from_args(args), app_name="ntm-train")
         try:
@@ -167,7 +167,7 @@ def _cuda_available() -> bool:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Parse flags, resolve the config and train; return the exit code."""
-    from ntm_spark.config import ConfigError
+    from ntm_spark.core.config import ConfigError
 
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
@@ -182,7 +182,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             import dataclasses
 
-            from ntm_spark.tracking import track_training
+            from ntm_spark.mlops.tracking import track_training
 
             tracked = track_training(
                 lambda loggers: _train(args, cfg, loggers),

@@ -1,7 +1,7 @@
 """Streaming the bag-of-words Parquet into training: the Arrow-native loader and ``BowDataModule``.
 
 The preprocessing job writes ``<data_dir>/{train,validation,test}/*.parquet`` with
-the columns of :mod:`ntm_spark.schema`, plus ``vocab.txt`` and ``manifest.json``.
+the columns of :mod:`ntm_spark.core.schema`, plus ``vocab.txt`` and ``manifest.json``.
 
 How an epoch is laid out (:func:`plan_epoch`):
 
@@ -51,7 +51,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_module._compat import pl
-from ntm_spark.schema import ID_COL, INDICES_COL, MANIFEST_FILE, SPLITS, VALUES_COL, VOCAB_FILE
+from ntm_spark.core.schema import ID_COL, INDICES_COL, MANIFEST_FILE, SPLITS, VALUES_COL, VOCAB_FILE
 
 log = logging.getLogger(__name__)
 

@@ -112,7 +112,7 @@ def write_topics(
     topic_tu: Optional[np.ndarray] = None,
 ) -> None:
     """Write ``topics.csv`` and ``topics.md`` (top words per topic with weights)."""
-    from ntm_spark.topic_metrics import top_words, write_top_words_csv
+    from ntm_spark.core.topic_metrics import top_words, write_top_words_csv
 
     top = top_words(topic_word, top_n)
     write_top_words_csv(path / TOPICS_CSV, topic_word, vocab, top)

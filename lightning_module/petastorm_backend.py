@@ -34,7 +34,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ntm_spark.schema import ID_COL, INDICES_COL, VALUES_COL
+from ntm_spark.core.schema import ID_COL, INDICES_COL, VALUES_COL
 
 POOLS = ("process", "dummy")
 NNZ_COL = "nnz"

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ntm_spark.schema import MANIFEST_FILE, VOCAB_FILE, bow_arrow_schema
+from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE, bow_arrow_schema
 
 
 def synthetic_docs(

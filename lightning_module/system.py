@@ -26,7 +26,13 @@ from torch import Tensor
 from lightning_module._compat import pl
 from lightning_module.data import densify_batch
 from lightning_module.model import NTMModel, ntm_loss_per_doc
-from ntm_spark.topic_metrics import npmi_from_pair_counts, top_words, topic_diversity, topic_pairs, topic_uniqueness
+from ntm_spark.core.topic_metrics import (
+    npmi_from_pair_counts,
+    top_words,
+    topic_diversity,
+    topic_pairs,
+    topic_uniqueness,
+)
 
 log = logging.getLogger(__name__)
 

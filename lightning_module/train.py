@@ -27,9 +27,9 @@ from lightning_module.data import BowDataModule, document_cooccurrence, read_man
 from lightning_module.model import PRESETS, ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
-from ntm_spark.config import ConfigError, TrainConfig
-from ntm_spark.schema import MANIFEST_FILE
-from ntm_spark.topic_metrics import format_topics
+from ntm_spark.core.config import ConfigError, TrainConfig
+from ntm_spark.core.schema import MANIFEST_FILE
+from ntm_spark.core.topic_metrics import format_topics
 
 log = logging.getLogger(__name__)
 

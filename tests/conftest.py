@@ -14,7 +14,7 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", os.sys.executable)
 # Tests never download: NLTK data and the corpus must come from the project's files.
 os.environ.setdefault("NTM_OFFLINE", "1")
 
-from ntm_spark.corpus import locate_20newsgroups  # noqa: E402
+from ntm_spark.spark.corpus import locate_20newsgroups  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,8 +67,8 @@ def _reset_mlflow_uris():
 @pytest.fixture(scope="session")
 def spark():
     """A real local[2] Spark session with the Kafka connector jars, shared by all tests."""
-    from ntm_spark.config import SparkConfig
-    from ntm_spark.session import build_spark_session
+    from ntm_spark.core.config import SparkConfig
+    from ntm_spark.spark.session import build_spark_session
 
     cfg = SparkConfig(
         master="local[2]",
@@ -115,8 +115,8 @@ def kafka_bootstrap(tmp_path_factory):
     Reuse order: ``$NTM_KAFKA_BOOTSTRAP``, then a broker `ntm services up` started, else a fresh one
     on free ports in a temporary folder.
     """
-    from ntm_spark.config import load_config
-    from ntm_spark.services import KafkaBroker, free_port
+    from ntm_spark.core.config import load_config
+    from ntm_spark.tools.services import KafkaBroker, free_port
 
     if os.environ.get("NTM_KAFKA_BOOTSTRAP"):
         yield os.environ["NTM_KAFKA_BOOTSTRAP"]
@@ -187,7 +187,7 @@ def make_model_folder(path, npmi=0.1, val_loss=10.0, tu=0.9, words=None, num_top
 
     from lightning_module.model import NTMModel
     from lightning_module.model_folder import save_model_folder
-    from ntm_spark.vocab import Vocabulary
+    from ntm_spark.core.vocab import Vocabulary
 
     words = list(words or TINY_VOCAB)
     torch.manual_seed(seed)
@@ -196,7 +196,7 @@ def make_model_folder(path, npmi=0.1, val_loss=10.0, tu=0.9, words=None, num_top
     path.mkdir(parents=True, exist_ok=True)
     manifest = {
         "source": {"path": "tests/tiny", "format": "text"},
-        "text_rules": {"clean": False, "stop_words": "english", "module": "ntm_spark.text"},
+        "text_rules": {"clean": False, "stop_words": "english", "module": "ntm_spark.core.text"},
         "vocabulary": {"size": len(words), "sha256": Vocabulary(words).sha256},
         "documents": {"kept": 20},
     }
@@ -228,11 +228,11 @@ def mlflow_tracking(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def logged_runs(mlflow_tracking, tmp_path_factory):
-    """Training-style runs logged with ntm_spark.tracking: base, better, worse, other_vocab -> run id."""
+    """Training-style runs logged with ntm_spark.mlops.tracking: base, better, worse, other_vocab -> run id."""
     import mlflow
 
-    from ntm_spark.config import MlflowConfig
-    from ntm_spark.tracking import configure_tracking, ensure_experiment, log_training_run
+    from ntm_spark.core.config import MlflowConfig
+    from ntm_spark.mlops.tracking import configure_tracking, ensure_experiment, log_training_run
 
     cfg = MlflowConfig(tracking_uri=mlflow_tracking, experiment="ntm-tests")
     configure_tracking(cfg)
@@ -281,7 +281,7 @@ def make_stream_model_folder(path, docs, vocab_size=1000, num_topics=10, seed=0)
 
     from lightning_module.model import NTMModel
     from lightning_module.model_folder import save_model_folder
-    from ntm_spark.text import get_normalizer
+    from ntm_spark.core.text import get_normalizer
 
     normalizer = get_normalizer(clean=True, stop_words="english")
     counts = Counter()

@@ -98,7 +98,7 @@ def test_kill_9_during_a_partition_then_rerun(spark, jsonl_corpus, stream_model_
     import time
 
     from jobs.backfill import main
-    from ntm_spark.paths import PROJECT_ROOT
+    from ntm_spark.core.paths import PROJECT_ROOT
 
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "jobs.backfill", *_common(jsonl_corpus, stream_model_folder, partitions=8),

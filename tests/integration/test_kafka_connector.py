@@ -14,7 +14,7 @@ def filled_topic(kafka_bootstrap):
     from kafka import KafkaProducer
     from kafka.serializer import DefaultSerializer, JsonSerializer
 
-    from ntm_spark.services import create_topics
+    from ntm_spark.tools.services import create_topics
 
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
     create_topics(kafka_bootstrap, topic, partitions=3)

@@ -13,10 +13,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.mlflow, pytest.mark.slow]
 
 
 def test_training_run_over_http_and_rest_aliases(tmp_path, monkeypatch):
-    from ntm_spark.config import MlflowConfig, load_config
-    from ntm_spark.nltk_data import find_wordnet
-    from ntm_spark.services import MlflowServer, free_port
-    from ntm_spark.tracking import track_training
+    from ntm_spark.core.config import MlflowConfig, load_config
+    from ntm_spark.core.nltk_data import find_wordnet
+    from ntm_spark.mlops.tracking import track_training
+    from ntm_spark.tools.services import MlflowServer, free_port
     from tests.conftest import make_model_folder
 
     monkeypatch.setenv("NLTK_DATA", str(find_wordnet(download=False)))  # before NTM_HOME hides the project's copy

@@ -17,9 +17,9 @@ def test_default_paths_live_under_ntm_home(spark, kafka_bootstrap, newsgroups_sa
     from kafka import KafkaProducer
 
     from jobs import backfill, preprocess, stream_score, train
-    from ntm_spark.services import create_topics
-    from ntm_spark.config import load_config
-    from ntm_spark.paths import PROJECT_ROOT
+    from ntm_spark.core.config import load_config
+    from ntm_spark.core.paths import PROJECT_ROOT
+    from ntm_spark.tools.services import create_topics
 
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     cwd.mkdir()

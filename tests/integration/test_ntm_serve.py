@@ -39,15 +39,15 @@ CURL = "/usr/bin/curl"
 @pytest.fixture(scope="module")
 def guarded(mlflow_tracking, logged_runs, tmp_path_factory):
     """``ntm serve --name ntm-serve-guarded`` (its champion), as a user starts it; yields the /invocations URL."""
-    from ntm_spark.config import MlflowConfig
-    from ntm_spark.registry import register_run_model
-    from ntm_spark.services import free_port
+    from ntm_spark.core.config import MlflowConfig
+    from ntm_spark.mlops.registry import register_run_model
+    from ntm_spark.tools.services import free_port
 
     reg = register_run_model(logged_runs["base"], MlflowConfig(tracking_uri=mlflow_tracking, registered_model_name=NAME))
     assert reg.decision.promoted
     port = free_port()
     log = tmp_path_factory.mktemp("ntm_serve") / "serve.log"
-    cmd = [sys.executable, "-m", "ntm_spark.cli", "serve", "--name", NAME, "--tracking-uri", mlflow_tracking,
+    cmd = [sys.executable, "-m", "jobs.cli", "serve", "--name", NAME, "--tracking-uri", mlflow_tracking,
            "-p", str(port), "--max-body-bytes", str(MAX_BODY)]  # fmt: skip
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)

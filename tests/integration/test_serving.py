@@ -49,9 +49,9 @@ def _post(url: str, body, content_type: "str | None" = "application/json") -> tu
 
 @pytest.fixture(scope="module")
 def endpoint(mlflow_tracking, logged_runs, tmp_path_factory):
-    from ntm_spark.config import MlflowConfig
-    from ntm_spark.registry import register_run_model
-    from ntm_spark.services import free_port
+    from ntm_spark.core.config import MlflowConfig
+    from ntm_spark.mlops.registry import register_run_model
+    from ntm_spark.tools.services import free_port
 
     reg = register_run_model(logged_runs["base"], MlflowConfig(tracking_uri=mlflow_tracking, registered_model_name=NAME))
     assert reg.decision.promoted

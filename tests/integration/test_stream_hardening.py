@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ntm_spark.services import create_topics
+from ntm_spark.tools.services import create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.spark]
 
@@ -92,8 +92,8 @@ def _strategies(good_text):
 @pytest.fixture(scope="module")
 def fuzz_stream(spark, kafka_bootstrap, stream_model_folder, tmp_path_factory):
     """A running query (processing-time trigger) on a fresh topic; yields (cfg, query)."""
-    from jobs.stream_score import start_stream
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
+    from ntm_spark.spark.stream_query import start_stream
 
     tmp = tmp_path_factory.mktemp("fuzz")
     topic = f"fuzz-{uuid.uuid4().hex[:8]}"
@@ -165,8 +165,8 @@ def test_fuzzed_kafka_messages_each_end_as_one_record_and_the_query_lives(fuzz_s
 @pytest.fixture()
 def own_broker(tmp_path):
     """A broker of this test's own (it gets killed), on free ports."""
-    from ntm_spark.config import load_config
-    from ntm_spark.services import KafkaBroker, free_port
+    from ntm_spark.core.config import load_config
+    from ntm_spark.tools.services import KafkaBroker, free_port
 
     cfg = load_config("services", overrides=[f"kafka_port={free_port()}", f"kafka_controller_port={free_port()}"])
     broker = KafkaBroker(cfg, workdir=tmp_path / "kafka")
@@ -222,7 +222,7 @@ def test_stream_waits_for_its_topic_and_outlives_a_kill_9_broker_outage(own_brok
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARK_LOCAL_IP": "127.0.0.1"}
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    from ntm_spark.scoring import TopicScorer
+    from ntm_spark.serving.scoring import TopicScorer
 
     candidates = [text for _, text in newsgroups_test_docs[:400] if len(text) < 20_000]
     _, errors = TopicScorer.from_model_folder(stream_model_folder).vectorize_texts(candidates)

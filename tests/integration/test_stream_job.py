@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from ntm_spark.services import create_topics
+from ntm_spark.tools.services import create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
 
@@ -63,7 +63,7 @@ def consume(bootstrap, topic, expected, timeout=120.0):
 @pytest.fixture(scope="module")
 def good_docs(newsgroups_test_docs, stream_model_folder):
     """2,000 20NG test documents that keep at least one vocabulary word (the rest would be dead letters)."""
-    from ntm_spark.scoring import TopicScorer
+    from ntm_spark.serving.scoring import TopicScorer
 
     scorer = TopicScorer.from_model_folder(stream_model_folder)
     _, errors = scorer.vectorize_texts([t for _, t in newsgroups_test_docs])
@@ -92,7 +92,7 @@ def input_topic(kafka_bootstrap, good_docs):
 
 
 def stream_cfg(tmp_path, kafka_bootstrap, input_topic, model, **kw):
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
 
     out = f"out-{uuid.uuid4().hex[:8]}"
     overrides = {
@@ -128,7 +128,7 @@ def check_outputs(kafka_bootstrap, cfg, expect_exact):
 
 
 def test_stream_scores_every_message_and_dead_letters_the_malformed(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path):
-    from jobs.stream_score import run_stream
+    from ntm_spark.spark.stream_query import run_stream
 
     cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, stream_model_folder, max_offsets_per_trigger=1000)
     start = time.monotonic()
@@ -143,7 +143,8 @@ def test_stream_scores_every_message_and_dead_letters_the_malformed(spark, kafka
 
 
 def test_stream_stopped_midway_resumes_from_the_checkpoint(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path):
-    from jobs.stream_score import main, run_stream
+    from jobs.stream_score import main
+    from ntm_spark.spark.stream_query import run_stream
 
     # One task per micro-batch for the 2-partition topic (max_tasks_per_batch), in both runs.
     cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, stream_model_folder, max_offsets_per_trigger=500,
@@ -163,7 +164,7 @@ def test_stream_stopped_midway_resumes_from_the_checkpoint(spark, kafka_bootstra
 
 
 def test_max_tasks_per_batch_coalesces_the_kafka_partitions(spark, kafka_bootstrap, input_topic, tmp_path):
-    from jobs.stream_score import read_messages
+    from ntm_spark.spark.stream_query import read_messages
 
     def plan(**kw):
         cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, "unused", **kw)
@@ -179,8 +180,8 @@ def test_moving_champion_swaps_the_model_without_a_restart(spark, kafka_bootstra
     from conftest import make_stream_model_folder
     from mlflow import MlflowClient
 
-    from jobs.stream_score import start_stream
-    from ntm_spark.pyfunc_model import log_pyfunc_model
+    from ntm_spark.serving.pyfunc_model import log_pyfunc_model
+    from ntm_spark.spark.stream_query import start_stream
 
     name = f"ntm-swap-{uuid.uuid4().hex[:6]}"
     second = make_stream_model_folder(tmp_path / "v2", newsgroups_test_docs[:300], seed=5)
@@ -226,7 +227,7 @@ def test_moving_champion_swaps_the_model_without_a_restart(spark, kafka_bootstra
 def test_parquet_sink_writes_every_good_record_once_per_batch(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path):
     from pyspark.sql import functions as F
 
-    from jobs.stream_score import run_stream, write_batch
+    from ntm_spark.spark.stream_query import run_stream, write_batch
 
     parquet = tmp_path / "scored"
     cfg = stream_cfg(tmp_path, kafka_bootstrap, input_topic, stream_model_folder, max_offsets_per_trigger=1000, parquet_path=str(parquet))

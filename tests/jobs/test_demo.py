@@ -3,9 +3,9 @@
 import pytest
 
 from jobs import demo
-from ntm_spark.nltk_data import find_wordnet
-from ntm_spark.paths import jars_dir
-from ntm_spark.services import free_port
+from ntm_spark.core.nltk_data import find_wordnet
+from ntm_spark.core.paths import jars_dir
+from ntm_spark.tools.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.spark, pytest.mark.mlflow, pytest.mark.slow]
 

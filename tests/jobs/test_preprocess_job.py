@@ -5,8 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.preprocess import main
-from ntm_spark.schema import SPLITS, bow_arrow_schema
-from ntm_spark.vocab import Vocabulary
+from ntm_spark.core.schema import SPLITS, bow_arrow_schema
+from ntm_spark.core.vocab import Vocabulary
 
 pytestmark = pytest.mark.spark
 
@@ -25,7 +25,7 @@ def test_end_to_end_manifest_matches_parquet(spark, newsgroups_sample, tmp_path)
     assert manifest["vocabulary"]["size"] == len(vocab) == 400
     assert manifest["vocabulary"]["sha256"] == vocab.sha256
     assert manifest["code_version"]["git_commit"] and manifest["params"]["vocab_size"] == 400
-    assert manifest["text_rules"] == {"clean": True, "stop_words": "english", "module": "ntm_spark.text"}
+    assert manifest["text_rules"] == {"clean": True, "stop_words": "english", "module": "ntm_spark.core.text"}
     docs = manifest["documents"]
     assert docs["read"] == 200
     assert docs["read"] == docs["kept"] + sum(docs["dropped"].values())

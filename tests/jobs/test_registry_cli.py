@@ -40,7 +40,7 @@ def test_cli_errors_are_clear(mlflow_tracking, logged_runs, capsys):
     assert "no alias 'nope'" in capsys.readouterr().err
     assert main(["promote", "1", "--force", "--tracking-uri", mlflow_tracking, "--name", "ntm-cli-err"]) == 1
     assert "--force needs --reason" in capsys.readouterr().err
-    from ntm_spark.services import free_port
+    from ntm_spark.tools.services import free_port
 
     assert main(["list", "--tracking-uri", f"http://127.0.0.1:{free_port()}"]) == 3
     err = capsys.readouterr().err

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from jobs.train import apply_torchrun_env, main, run_with_distributor
-from ntm_spark.config import ConfigError, TrainConfig, from_dict
+from ntm_spark.core.config import ConfigError, TrainConfig, from_dict
 
 
 def _flags(data, out):

@@ -10,7 +10,7 @@ import torch
 
 from lightning_module._compat import pl
 from lightning_module.train import train_model
-from ntm_spark.config import TrainConfig, from_dict
+from ntm_spark.core.config import TrainConfig, from_dict
 
 
 class DumpWeights(pl.Callback):

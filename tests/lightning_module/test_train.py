@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_module._compat import pl
 from lightning_module.model_folder import load_model_folder
 from lightning_module.train import EarlyStoppingRule, NTMEarlyStopping, resolve_model_options, train_model
-from ntm_spark.config import ConfigError, TrainConfig, from_dict, load_config
+from ntm_spark.core.config import ConfigError, TrainConfig, from_dict, load_config
 
 # ----------------------------------------------------------------------------- early stopping
 
@@ -142,7 +142,7 @@ def test_synthetic_topics_beat_random_topics(bow_corpus, tmp_path):
     result = train_model(_cfg(bow_corpus, tmp_path, epochs=15, num_patience_epochs=15))
     import pyarrow.parquet as pq
 
-    from ntm_spark.topic_metrics import npmi_coherence
+    from ntm_spark.core.topic_metrics import npmi_coherence
 
     docs = [np.array(d) for f in sorted((bow_corpus / "test").glob("*.parquet")) for d in pq.read_table(f)["indices"].to_pylist()]
     random_top = np.random.default_rng(0).choice(120, size=(6, 10))
@@ -227,7 +227,7 @@ def test_default_preset_trains_the_embedding_decoder_on_ppmi_vectors(bow_corpus,
 
 
 def test_word_vectors_from_a_npy_file_and_its_errors(bow_corpus, tmp_path):
-    from ntm_spark.config import ConfigError
+    from ntm_spark.core.config import ConfigError
 
     vectors = np.random.default_rng(0).normal(size=(120, 8)).astype(np.float32)
     np.save(tmp_path / "vec.npy", vectors)

@@ -1,6 +1,6 @@
 import pytest
 
-from ntm_spark.config import ConfigError, PreprocessConfig, from_dict, load_config, parse_overrides
+from ntm_spark.core.config import ConfigError, PreprocessConfig, from_dict, load_config, parse_overrides
 
 
 def test_base_config_loads_with_defaults():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jobs.explore import main
-from ntm_spark.explore import (
+from ntm_spark.report.explore import (
     ExploreError,
     classical_mds,
     iter_split_batches,
@@ -195,7 +195,7 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
 def test_chromium_check_catches_a_broken_image(tmp_path):
-    from ntm_spark.explore import _SCRIPT
+    from ntm_spark.report.explore import _SCRIPT
 
     page = tmp_path / "broken.html"
     page.write_text(f'<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body><img src="data:image/png;base64,AAAA"><script>{_SCRIPT}</script></body></html>')
@@ -232,7 +232,7 @@ def test_vocabulary_mismatch_is_refused(explore_env, tmp_path):
     other = tmp_path / "data"
     shutil.copytree(data, other)
     (other / "vocab.txt").write_text("".join(f"x{i}\n" for i in range(V)))
-    from ntm_spark.explore import write_report
+    from ntm_spark.report.explore import write_report
 
     with pytest.raises(ExploreError, match="is not the model's"):
         write_report(load_model(str(model_dir)), other, tmp_path / "r")
@@ -276,7 +276,7 @@ def test_log_to_run_puts_the_report_in_the_run(explore_env, mlflow_store, tmp_pa
 def test_registered_model_and_run_id_get_the_report_in_their_run(explore_env, mlflow_store, tmp_path):
     import mlflow
 
-    from ntm_spark.pyfunc_model import log_pyfunc_model
+    from ntm_spark.serving.pyfunc_model import log_pyfunc_model
 
     data, model_dir = explore_env
     uri, client, exp = mlflow_store

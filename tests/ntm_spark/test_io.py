@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ntm_spark.io import decode_content, delete_stale_staging, read_table, staging_path, write_text_file
-from ntm_spark.text import decode_document_bytes
+from ntm_spark.core.text import decode_document_bytes
+from ntm_spark.spark.io import decode_content, delete_stale_staging, read_table, staging_path, write_text_file
 
 LATIN1_ROW = b'{"id": "x", "text": "caf\xe9 engine car", "label": "autos"}'
 

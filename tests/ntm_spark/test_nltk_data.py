@@ -1,7 +1,7 @@
 import pytest
 
-from ntm_spark import nltk_data
-from ntm_spark.nltk_data import LEXNAMES, NltkDataError, find_wordnet, install_wordnet
+from ntm_spark.core import nltk_data
+from ntm_spark.core.nltk_data import LEXNAMES, NltkDataError, find_wordnet, install_wordnet
 
 needs_debian_wordnet = pytest.mark.skipif(
     not (nltk_data.DEBIAN_WORDNET_DIR / "index.sense").exists(),
@@ -33,7 +33,7 @@ def test_lemmatizer_loads_from_installed_copy(tmp_path, monkeypatch):
 def test_noun_lemmatizer_cache_is_written_then_used(tmp_path, monkeypatch):
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    from ntm_spark.text import NOUN_MORPHY_CACHE, load_noun_lemmatizer
+    from ntm_spark.core.text import NOUN_MORPHY_CACHE, load_noun_lemmatizer
 
     root = install_wordnet(dest_root=tmp_path)
     monkeypatch.setenv("NLTK_DATA", str(root))
@@ -59,7 +59,7 @@ def test_missing_debian_files_name_the_package(tmp_path):
 def test_nothing_found_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("NLTK_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("ntm_spark.paths.INSTALL_DIR", tmp_path / "repo" / ".ntm")  # no `make nltk-data` copy either
+    monkeypatch.setattr("ntm_spark.core.paths.INSTALL_DIR", tmp_path / "repo" / ".ntm")  # no `make nltk-data` copy either
     with pytest.raises(NltkDataError, match=r"`make -C \S+ nltk-data`"):
         find_wordnet(download=False)
     assert nltk_data.nltk_data_env() == {}
@@ -69,7 +69,7 @@ def test_fresh_ntm_home_finds_the_make_installed_wordnet(tmp_path, monkeypatch):
     installed = tmp_path / "repo" / ".ntm"
     (installed / "nltk_data" / "corpora" / "wordnet").mkdir(parents=True)
     (installed / "nltk_data" / "corpora" / "wordnet" / "index.noun").write_text("")
-    monkeypatch.setattr("ntm_spark.paths.INSTALL_DIR", installed)
+    monkeypatch.setattr("ntm_spark.core.paths.INSTALL_DIR", installed)
     monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("NLTK_DATA", raising=False)
     assert find_wordnet() == installed / "nltk_data"
@@ -107,10 +107,10 @@ def test_import_nltk_skips_scipy_and_sklearn_only_while_nltk_imports():
 
     code = (
         "import sys\n"
-        "from ntm_spark.nltk_data import import_nltk\n"
+        "from ntm_spark.core.nltk_data import import_nltk\n"
         "nltk = import_nltk()\n"
         "print(sorted(m for m in ('scipy', 'sklearn') if m in sys.modules))\n"
-        "from ntm_spark.text import load_noun_lemmatizer\n"
+        "from ntm_spark.core.text import load_noun_lemmatizer\n"
         "lemma = load_noun_lemmatizer()\n"
         "print(lemma('parliaments'), lemma('cars'), lemma('geese'))\n"
         "import scipy.stats, sklearn.feature_extraction\n"

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from ntm_spark import paths
-from ntm_spark.config import STAGES, load_config
-from ntm_spark.paths import jars_dir, resolve_state_path, state_dir
+from ntm_spark.core import paths
+from ntm_spark.core.config import STAGES, load_config
+from ntm_spark.core.paths import jars_dir, resolve_state_path, state_dir
 
 
 @pytest.fixture()
@@ -92,7 +92,7 @@ def test_fresh_ntm_home_uses_the_make_installed_jars(home, tmp_path, monkeypatch
 
 
 def test_missing_jars_name_the_one_command_that_installs_them(home, tmp_path, monkeypatch):
-    from ntm_spark.services import KafkaBroker, ServiceError
+    from ntm_spark.tools.services import KafkaBroker, ServiceError
 
     monkeypatch.delenv("NTM_JARS_DIR", raising=False)
     monkeypatch.setattr(paths, "INSTALL_DIR", tmp_path / "repo" / ".ntm")

@@ -6,8 +6,10 @@ from collections import Counter
 
 import pytest
 
-from ntm_spark import io as ntm_io
-from ntm_spark.preprocess import (
+from ntm_spark.core.text import ENGLISH_STOP_WORDS, TextNormalizer, strip_newsgroup_noise
+from ntm_spark.core.vocab import Vocabulary
+from ntm_spark.spark import io as ntm_io
+from ntm_spark.spark.preprocess import (
     DROP_REASON_COL,
     SPLIT_COL,
     EmptyCorpusError,
@@ -18,8 +20,6 @@ from ntm_spark.preprocess import (
     tokenize_documents,
     vectorize_documents,
 )
-from ntm_spark.text import ENGLISH_STOP_WORDS, TextNormalizer, strip_newsgroup_noise
-from ntm_spark.vocab import Vocabulary
 
 pytestmark = pytest.mark.spark
 
@@ -215,7 +215,7 @@ def test_vocabulary_and_counts_equal_sklearn_reference(spark, sample_docs):
     from nltk.stem import WordNetLemmatizer
     from sklearn.feature_extraction.text import CountVectorizer
 
-    from ntm_spark.nltk_data import load_wordnet_lemmatizer
+    from ntm_spark.core.nltk_data import load_wordnet_lemmatizer
 
     load_wordnet_lemmatizer(download=False)
     wnl = WordNetLemmatizer()

@@ -82,7 +82,7 @@ def test_batch_reports_row_errors_without_failing(pyfunc):
 def test_lemma_table_is_closed_and_small(logged_runs, tmp_path):
     import mlflow
 
-    from ntm_spark.text import TextNormalizer
+    from ntm_spark.core.text import TextNormalizer
 
     local = Path(mlflow.artifacts.download_artifacts(f"runs:/{logged_runs['base']}/model", dst_path=str(tmp_path)))
     table = json.loads((local / "artifacts" / "model_folder" / "lemmas.json").read_text())
@@ -239,7 +239,7 @@ def test_text_must_be_a_string_never_split(pyfunc):
 
 
 def test_csv_header_rule(scorer):
-    from ntm_spark.pyfunc_model import is_model_header
+    from ntm_spark.serving.pyfunc_model import is_model_header
 
     v = scorer.feature_dim
     assert is_model_header(["text"], scorer)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ntm_spark.config import MlflowConfig
-from ntm_spark.registry import (
+from ntm_spark.core.config import MlflowConfig
+from ntm_spark.mlops.registry import (
     RegistryError,
     list_versions,
     promote_version,
@@ -112,7 +112,7 @@ def test_no_promotion_moves_champion_to_a_version_that_cannot_load(mlflow_tracki
     from mlflow.tracking import MlflowClient
 
     from jobs.registry import main
-    from ntm_spark.tracking import ensure_experiment, log_training_run
+    from ntm_spark.mlops.tracking import ensure_experiment, log_training_run
 
     name = "ntm-corrupt"
     cfg = _cfg(mlflow_tracking, name)

@@ -4,9 +4,9 @@ import socket
 
 import pytest
 
-from ntm_spark import services
-from ntm_spark.config import load_config
-from ntm_spark.services import KafkaBroker, ServiceError, free_port, java_version
+from ntm_spark.core.config import load_config
+from ntm_spark.tools import services
+from ntm_spark.tools.services import KafkaBroker, ServiceError, free_port, java_version
 
 
 def test_java_is_new_enough():
@@ -54,7 +54,7 @@ def test_reset_refuses_without_yes_when_not_interactive(tmp_path, monkeypatch):
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_up_status_down_leaves_nothing_behind(tmp_path, monkeypatch, capsys, live_processes):
-    from ntm_spark.paths import jars_dir
+    from ntm_spark.core.paths import jars_dir
 
     monkeypatch.setenv("NTM_JARS_DIR", str(jars_dir()))
     monkeypatch.setenv("NTM_HOME", str(tmp_path))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ntm_spark.serving import (
+from ntm_spark.serving.endpoint import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
     RequestGuard,

@@ -1,7 +1,7 @@
 import pytest
 
-from ntm_spark.config import ConfigError
-from ntm_spark.session import (
+from ntm_spark.core.config import ConfigError
+from ntm_spark.spark.session import (
     MissingJarsError,
     _class_archive_options,
     add_spark_args,
@@ -76,7 +76,7 @@ def test_local_file_system_sets_permissions_in_process(spark, tmp_path):
     import os
     import stat
 
-    from ntm_spark.session import NIO_LOCAL_FILESYSTEM, local_filesystem_jar
+    from ntm_spark.spark.session import NIO_LOCAL_FILESYSTEM, local_filesystem_jar
 
     if local_filesystem_jar() is None:
         pytest.skip("ntm-hadoop-fs.jar is not built (no javac here): `make jars` builds it with a JDK")
@@ -105,8 +105,8 @@ def test_stop_spark_session_stops_the_context_and_closes_the_accumulator_server(
 
     script = """
 from pyspark import SparkContext
-from ntm_spark.config import SparkConfig
-from ntm_spark.session import build_spark_session, stop_spark_session
+from ntm_spark.core.config import SparkConfig
+from ntm_spark.spark.session import build_spark_session, stop_spark_session
 
 cfg = SparkConfig(master="local[1]", kafka_connector="none", class_data_sharing=False, conf={"spark.ui.enabled": "false"})
 spark = build_spark_session(cfg)
@@ -131,7 +131,7 @@ def test_no_new_jvm_under_spark_submit(monkeypatch):
     # spark-submit starts the JVM first: class path and JVM options set by the builder cannot reach it.
     from pyspark import SparkContext
 
-    from ntm_spark.session import starts_new_jvm
+    from ntm_spark.spark.session import starts_new_jvm
 
     monkeypatch.setattr(SparkContext, "_gateway", None)
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)

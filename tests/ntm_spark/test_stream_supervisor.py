@@ -1,6 +1,6 @@
 """The supervisor's rules (the real broker outage is tests/integration/test_stream_hardening.py)."""
 
-from ntm_spark.stream_supervisor import BROKER, OTHER, Backoff, classify_failure, first_line
+from ntm_spark.spark.stream_supervisor import BROKER, OTHER, Backoff, classify_failure, first_line
 
 
 def test_kafka_connectivity_failures_are_told_from_bugs():

@@ -25,7 +25,7 @@ def kafka_rows(spark, values, topic="documents"):
 
 @pytest.fixture(scope="module")
 def good_text(stream_model_folder):
-    from ntm_spark.vocab import Vocabulary
+    from ntm_spark.core.vocab import Vocabulary
 
     words = Vocabulary.from_file(stream_model_folder / "vocab.txt").words
     return "Subject: x\n\n" + " ".join(words[:40])
@@ -50,7 +50,7 @@ def messages(good_text):
 
 
 def test_parse_messages_classifies_each_malformed_kind(spark, messages):
-    from ntm_spark.streaming import parse_messages
+    from ntm_spark.spark.streaming import parse_messages
 
     rows = {r["key"] or r["id"]: r for r in parse_messages(kafka_rows(spark, messages), max_message_bytes=1000, passthrough_fields=["lang"]).collect()}
     assert rows["g1"]["error_code"] is None and rows["g1"]["text"].startswith("Subject")
@@ -69,8 +69,14 @@ def test_parse_messages_classifies_each_malformed_kind(spark, messages):
 
 @pytest.mark.parametrize("scoring_udf", ["map_in_pandas", "pandas_udf"])
 def test_score_batch_scores_good_rows_and_dead_letters_the_rest(spark, stream_model_folder, messages, scoring_udf):
-    from ntm_spark.model_loader import ModelSpec
-    from ntm_spark.streaming import parse_messages, score_batch, to_dead_letters, to_kafka_records, to_output_records
+    from ntm_spark.serving.model_loader import ModelSpec
+    from ntm_spark.spark.streaming import (
+        parse_messages,
+        score_batch,
+        to_dead_letters,
+        to_kafka_records,
+        to_output_records,
+    )
 
     parsed = parse_messages(kafka_rows(spark, messages), max_message_bytes=1000, passthrough_fields=["lang"])
     scored = score_batch(parsed, ModelSpec(str(stream_model_folder)), top_k=2, top_words=3, scoring_udf=scoring_udf).cache()
@@ -101,7 +107,7 @@ def test_score_batch_scores_good_rows_and_dead_letters_the_rest(spark, stream_mo
 
 
 def test_score_batch_rejects_bad_arguments(spark, stream_model_folder):
-    from ntm_spark.streaming import parse_messages, score_batch
+    from ntm_spark.spark.streaming import parse_messages, score_batch
 
     parsed = parse_messages(kafka_rows(spark, [("a", '{"text": "x"}')]))
     with pytest.raises(ValueError, match="scoring_udf='arrow'"):
@@ -117,7 +123,7 @@ def test_loader_hot_swaps_a_replaced_folder_and_keeps_the_old_model_on_failure(t
 
     from conftest import make_stream_model_folder
 
-    from ntm_spark.model_loader import ModelSpec, ScorerLoader
+    from ntm_spark.serving.model_loader import ModelSpec, ScorerLoader
 
     folder = make_stream_model_folder(tmp_path / "m", newsgroups_test_docs[:50], vocab_size=200, seed=1)
     clock = [0.0]
@@ -137,7 +143,7 @@ def test_loader_hot_swaps_a_replaced_folder_and_keeps_the_old_model_on_failure(t
 
 
 def test_parse_model_ref_errors_name_the_value(tmp_path):
-    from ntm_spark.model_loader import parse_model_ref
+    from ntm_spark.serving.model_loader import parse_model_ref
 
     assert parse_model_ref("models:/ntm@champion").alias == "champion"
     assert parse_model_ref("models:/ntm/3").version == "3"
@@ -181,7 +187,7 @@ def _kafka_rows_raw(spark, values):
 
 
 def _records(spark, df):
-    from ntm_spark.streaming import to_kafka_records
+    from ntm_spark.spark.streaming import to_kafka_records
 
     out = {}
     for r in to_kafka_records(df, "out", "dlq").collect():
@@ -192,7 +198,7 @@ def _records(spark, df):
 
 def test_poison_pills_end_as_one_record_each_and_both_udf_paths_agree(spark, stream_model_folder, good_text):
     """Invalid UTF-8 keys/values are decoded as Latin-1 (flagged); trailing JSON is not_json; nothing fails the batch."""
-    from ntm_spark.streaming import parse_messages, score_batch
+    from ntm_spark.spark.streaming import parse_messages, score_batch
 
     msgs = _poison_messages(good_text)
     parsed = parse_messages(_kafka_rows_raw(spark, msgs), max_message_bytes=100_000)
@@ -226,7 +232,7 @@ def test_poison_pills_end_as_one_record_each_and_both_udf_paths_agree(spark, str
 
 
 def test_check_single_json_rules():
-    from ntm_spark.streaming import check_single_json
+    from ntm_spark.spark.streaming import check_single_json
 
     assert check_single_json('{"a": 1}') is None
     assert check_single_json(' {"a": 1}\n') is None

@@ -2,8 +2,8 @@ import pickle
 
 import pytest
 
-from ntm_spark import text
-from ntm_spark.text import (
+from ntm_spark.core import text
+from ntm_spark.core.text import (
     ENGLISH_STOP_WORDS,
     TextNormalizer,
     get_normalizer,
@@ -93,7 +93,7 @@ def test_lemmas(normalizer):
 
 
 def test_noun_lemmatizer_matches_nltk(normalizer):
-    from ntm_spark.nltk_data import load_wordnet_lemmatizer
+    from ntm_spark.core.nltk_data import load_wordnet_lemmatizer
 
     nltk_lemmatizer = load_wordnet_lemmatizer(download=False)
     words = "parliaments cars geese mice churches aardwolves abaci was has does us data windows running xyzzys".split()

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from ntm_spark.topic_metrics import (
+from ntm_spark.core.topic_metrics import (
     cooccurrence_counts,
     format_topics,
     npmi_coherence,

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from ntm_spark.vocab import Vocabulary
+from ntm_spark.core.vocab import Vocabulary
 
 
 def test_round_trip_and_sha256(tmp_path):

@@ -1,4 +1,4 @@
-"""The registered model: an MLflow pyfunc around the shared :class:`~ntm_spark.scoring.TopicScorer`.
+"""The registered model: an MLflow pyfunc around the shared :class:`~ntm_spark.serving.scoring.TopicScorer`.
 
 :class:`NTMPyfuncModel` loads everything in ``load_context`` from
 ``context.artifacts["model_folder"]`` (weights, ``vocab.txt``, the preprocessing
@@ -19,7 +19,7 @@ the model as ``{column: array}``, whose first axis is the rows; a ``text`` value
 a string (a list, a number) is ``text_not_string``, never split into several documents.
 
 A ``text/csv`` body's first line is a header only when it is the model's column names
-(:func:`is_model_header`); ``ntm serve`` (:mod:`ntm_spark.serving`) reads any other first
+(:func:`is_model_header`); ``ntm serve`` (:mod:`ntm_spark.serving.endpoint`) reads any other first
 line as the first document, while ``mlflow models serve`` always takes it as a header, so
 there such a CSV is refused with ``unknown_column`` instead of losing its first document.
 
@@ -51,7 +51,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from ntm_spark.scoring import (
+from ntm_spark.core.vocab import Vocabulary
+from ntm_spark.serving.scoring import (
     LEMMAS_FILE,
     MISSING_COLUMN,
     MIXED_INPUT,
@@ -61,7 +62,6 @@ from ntm_spark.scoring import (
     TopicScorer,
     text_rules_from_manifest,
 )
-from ntm_spark.vocab import Vocabulary
 
 #: The one pyfunc artifact: a copy of the training model folder plus ``lemmas.json``.
 MODEL_FOLDER_ARTIFACT = "model_folder"
@@ -102,7 +102,7 @@ class NTMPyfuncModel(mlflow.pyfunc.PythonModel):
         if not folder:
             raise MlflowException(
                 f"the model has no {MODEL_FOLDER_ARTIFACT!r} artifact (artifacts: {sorted(context.artifacts or {})!r}): "
-                "log it with ntm_spark.pyfunc_model.log_pyfunc_model."
+                "log it with ntm_spark.serving.pyfunc_model.log_pyfunc_model."
             )
         self.scorer = TopicScorer.from_model_folder(folder)
 
@@ -296,7 +296,7 @@ def score_frame(scorer: TopicScorer, model_input: Any) -> ScoreResult:
             [_as_list(x) for x in frame[INDICES_COL].tolist()], [_as_list(x) for x in frame[VALUES_COL].tolist()]
         )
     if len(dense_cols) != v:
-        from ntm_spark.scoring import BAD_LENGTH
+        from ntm_spark.serving.scoring import BAD_LENGTH
 
         raise ScoringInputError(
             BAD_LENGTH,
@@ -361,19 +361,19 @@ def build_lemma_table(words: Iterable[str], lemmatizer: Any = None) -> dict[str,
     substitution rules (``s``, ``ses``, ``ves``...) and of its exception list,
     each candidate checked with the real lemmatizer. Any token outside the table
     has a lemma outside the vocabulary, which is why the scorer needs no WordNet
-    at serving time (:class:`ntm_spark.scoring.VocabularyLemmaNormalizer`).
+    at serving time (:class:`ntm_spark.serving.scoring.VocabularyLemmaNormalizer`).
 
     Args:
         words: The vocabulary (lemmas, as preprocessing wrote them).
         lemmatizer: An NLTK ``WordNetLemmatizer``; default: the project's offline one.
 
     Raises:
-        ntm_spark.nltk_data.NltkDataError: when WordNet is not installed (run ``ntm data wordnet``).
+        ntm_spark.core.nltk_data.NltkDataError: when WordNet is not installed (run ``ntm data wordnet``).
     """
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
     if lemmatizer is None:
-        from ntm_spark.nltk_data import load_wordnet_lemmatizer
+        from ntm_spark.core.nltk_data import load_wordnet_lemmatizer
 
         lemmatizer = load_wordnet_lemmatizer(download=False)
     from nltk.corpus import wordnet as wn
@@ -512,7 +512,7 @@ def log_pyfunc_model(
         model_dir: The model folder written by training.
         name: The logged model's name (``runs:/<run_id>/<name>``).
         registered_model_name: Also register it under this name (usually left to
-            :func:`ntm_spark.registry.register_run_model`, which applies the gate).
+            :func:`ntm_spark.mlops.registry.register_run_model`, which applies the gate).
         lemmatizer: An NLTK ``WordNetLemmatizer`` for the lemma table (default: the offline one).
 
     Returns:
@@ -524,7 +524,7 @@ def log_pyfunc_model(
 
     # Module files, not package __file__: under pytest a tests/ folder of the same name can
     # make the package a namespace package with no __file__.
-    code_paths = [str(Path(__file__).resolve().parent), str(Path(_model_folder_module.__file__).resolve().parent)]
+    code_paths = [str(Path(__file__).resolve().parents[1]), str(Path(_model_folder_module.__file__).resolve().parent)]
     with tempfile.TemporaryDirectory(prefix="ntm-pyfunc-") as tmp:
         staged = stage_model_folder(model_dir, Path(tmp) / MODEL_FOLDER_ARTIFACT, lemmatizer)
         scorer = TopicScorer.from_model_folder(staged)

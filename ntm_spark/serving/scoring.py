@@ -18,8 +18,8 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from ntm_spark.text import TextNormalizer, get_normalizer
-from ntm_spark.vocab import Vocabulary
+from ntm_spark.core.text import TextNormalizer, get_normalizer
+from ntm_spark.core.vocab import Vocabulary
 
 # Error codes shared by the dead-letter topic, the REST endpoint and batch reports.
 NOT_JSON = "not_json"
@@ -123,7 +123,7 @@ def read_lemma_table(path: Union[str, Path], vocab: Optional[Vocabulary] = None)
 
     Two layouts are accepted: a plain ``{token: lemma}`` mapping (WordNet stays the
     fallback for other tokens), or ``{"lemmas": {...}, "closed_over_vocab": true,
-    "vocab_sha256": ...}`` as written by :func:`ntm_spark.pyfunc_model.write_lemma_table`.
+    "vocab_sha256": ...}`` as written by :func:`ntm_spark.serving.pyfunc_model.write_lemma_table`.
     A closed table only counts as closed for the vocabulary whose sha256 it names.
     """
     data = json.loads(Path(path).read_text(encoding="utf-8"))

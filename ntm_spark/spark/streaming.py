@@ -39,8 +39,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ntm_spark.model_loader import LoadedModel, ModelSpec, get_loader
-from ntm_spark.schema import (
+from ntm_spark.core.schema import (
     ID_COL,
     MODEL_NAME_COL,
     MODEL_VERSION_COL,
@@ -49,7 +48,8 @@ from ntm_spark.schema import (
     TOP_TOPICS_COL,
     TOPIC_WEIGHTS_COL,
 )
-from ntm_spark.scoring import MISSING_TEXT, NOT_JSON, TEXT_NOT_STRING, TOO_LARGE
+from ntm_spark.serving.model_loader import LoadedModel, ModelSpec, get_loader
+from ntm_spark.serving.scoring import MISSING_TEXT, NOT_JSON, TEXT_NOT_STRING, TOO_LARGE
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -112,7 +112,7 @@ def parse_messages(
     # Parse each value once: the variant and the derived fields are materialized by a first
     # projection (Spark does not collapse projections that would repeat expensive expressions),
     # then the classification below only reads columns.
-    from ntm_spark.io import decode_bytes_expr
+    from ntm_spark.spark.io import decode_bytes_expr
 
     value = F.col("value")
     # Keys and values are bytes: the project's one decoding rule (UTF-8, else Latin-1 as a whole,
@@ -309,15 +309,15 @@ def score_batch(
     scoring_udf: str = "map_in_pandas",
     input_col: str = TEXT_COL,
 ) -> "DataFrame":
-    """Score parsed messages with the shared :class:`~ntm_spark.scoring.TopicScorer`.
+    """Score parsed messages with the shared :class:`~ntm_spark.serving.scoring.TopicScorer`.
 
-    The model is loaded once per Python worker (:func:`~ntm_spark.model_loader.get_loader`)
+    The model is loaded once per Python worker (:func:`~ntm_spark.serving.model_loader.get_loader`)
     and re-checked for a new version between Arrow batches (hot swap).
 
     Args:
         df: The output of :func:`parse_messages` (or any frame with ``input_col``,
             ``error_code`` and ``error_message``).
-        model: A model reference or a :class:`~ntm_spark.model_loader.ModelSpec`.
+        model: A model reference or a :class:`~ntm_spark.serving.model_loader.ModelSpec`.
         top_k: Topics listed in ``top_topics``.
         top_words: Words listed per top topic.
         scoring_udf: ``map_in_pandas`` (default) or ``pandas_udf`` (a scalar Arrow UDF).
@@ -391,96 +391,6 @@ def score_batch(
             RAW_VALUE_COL, F.when(F.col(ERROR_CODE_COL).isNotNull(), F.col(RAW_VALUE_COL))
         )
     return scored_df
-
-
-def score_batch_lda(
-    df: "DataFrame",
-    peer: Any,
-    top_k: int = 3,
-    top_words: int = 5,
-    input_col: str = TEXT_COL,
-) -> "DataFrame":
-    """Score parsed messages with the Spark MLlib LDA peer (:class:`ntm_spark.lda_peer.LdaPeer`).
-
-    Same normalization and vocabulary as the NTM (the shared normalizer in a
-    ``mapInPandas``), then ``CountVectorizerModel`` and ``LocalLDAModel.transform``
-    in the JVM. Returns the same columns as :func:`score_batch`.
-    """
-    from pyspark.ml.feature import CountVectorizerModel
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    for name in (input_col, ERROR_CODE_COL, ERROR_MESSAGE_COL):
-        if name not in df.columns:
-            raise ValueError(f"score_batch_lda needs a {name!r} column, got {df.columns!r}: pass the output of parse_messages.")
-    keep = [c for c in df.columns if c != input_col]
-    tokens_col = "_tokens"
-    schema = T.StructType([df.schema[c] for c in keep] + [T.StructField(tokens_col, T.ArrayType(T.StringType()))])
-    folder = str(peer.folder)
-    max_text_bytes = int(peer.max_text_bytes)
-
-    def tokenize_partition(batches: Iterator["pd.DataFrame"]) -> Iterator["pd.DataFrame"]:
-        from ntm_spark.lda_peer import get_vectorizer
-
-        vectorizer = get_vectorizer(folder, max_text_bytes)
-        for pdf in batches:
-            codes = pdf[ERROR_CODE_COL].tolist()
-            messages = pdf[ERROR_MESSAGE_COL].tolist()
-            if RAW_VALUE_COL in pdf.columns:
-                apply_single_json_check(pdf[RAW_VALUE_COL].tolist(), codes, messages)
-            tokens = []
-            for i, text in enumerate(pdf[input_col].tolist()):
-                if isinstance(codes[i], str):
-                    tokens.append([])
-                    continue
-                toks, err = vectorizer.tokens(text)
-                if err is not None:
-                    codes[i], messages[i] = err.code, err.message
-                tokens.append(toks)
-            out = pdf[keep].reset_index(drop=True)
-            out[ERROR_CODE_COL] = [c if isinstance(c, str) else None for c in codes]
-            out[ERROR_MESSAGE_COL] = [m if isinstance(m, str) else None for m in messages]
-            out[tokens_col] = tokens
-            yield out
-
-    tokenized = df.mapInPandas(tokenize_partition, schema)
-    counts = CountVectorizerModel.from_vocabulary(list(peer.words), inputCol=tokens_col, outputCol="_features")
-    lda = peer.spark_model.copy()
-    lda.setFeaturesCol("_features").setTopicDistributionCol("_dist")
-    scored = lda.transform(counts.transform(tokenized))
-    ok = F.col(ERROR_CODE_COL).isNull()
-    weights = vector_to_array(F.col("_dist"), dtype="float32")
-    scored = scored.select(
-        *[c for c in keep if c not in (ERROR_CODE_COL, ERROR_MESSAGE_COL)],
-        ERROR_CODE_COL,
-        ERROR_MESSAGE_COL,
-        F.when(ok, weights).alias(TOPIC_WEIGHTS_COL),
-        F.when(ok, top_topics_expr(weights, peer.topic_words, top_k, top_words)).alias(TOP_TOPICS_COL),
-        F.lit(peer.name).alias(MODEL_NAME_COL),
-        F.lit(peer.version).alias(MODEL_VERSION_COL),
-        F.current_timestamp().alias(SCORED_AT_COL),
-    )
-    if RAW_VALUE_COL in scored.columns:
-        scored = scored.withColumn(RAW_VALUE_COL, F.when(~ok, F.col(RAW_VALUE_COL)))
-    return scored
-
-
-def top_topics_expr(weights: Any, topic_words: Sequence[Sequence[str]], k: int, words: int) -> Any:
-    """Return a Spark expression for the ``k`` heaviest topics of an ``array<float>`` column (JVM only)."""
-    from pyspark.sql import functions as F
-
-    words_lit = F.array(*[F.array(*[F.lit(w) for w in list(ws)[:words]] or [F.lit(None).cast("string")]) for ws in topic_words])
-    pairs = F.transform(weights, lambda w, i: F.struct(w.alias("weight"), i.alias("topic")))
-    ordered = F.slice(F.reverse(F.array_sort(pairs)), 1, int(k))
-    return F.transform(
-        ordered,
-        lambda p: F.struct(
-            p["topic"].alias("topic"),
-            p["weight"].alias("weight"),
-            F.filter(F.element_at(words_lit, p["topic"] + 1), lambda x: x.isNotNull()).alias("words"),
-        ),
-    )
 
 
 # ----------------------------------------------------------------------------- records

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ntm_spark.config import ServicesConfig, load_config
-from ntm_spark.paths import INSTALL_DIR, install_hint, jars_dir, state_dir
+from ntm_spark.core.config import ServicesConfig, load_config
+from ntm_spark.core.paths import INSTALL_DIR, install_hint, jars_dir, state_dir
+from ntm_spark.core.uris import default_artifact_root, default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -401,16 +402,6 @@ class KafkaBroker:
 
 
 # --------------------------------------------------------------------------- MLflow
-
-
-def default_tracking_uri() -> str:
-    """Return the embedded default MLflow store: a SQLite file under the state folder."""
-    return f"sqlite:///{state_dir() / 'mlflow.db'}"
-
-
-def default_artifact_root() -> str:
-    """Return the local artifact root shared by the embedded store and the server."""
-    return (state_dir() / "mlartifacts").as_uri()
 
 
 class MlflowServer:

@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-from ntm_spark.model_loader import ModelSpec, get_loader, parse_model_ref, resolve_version
-from ntm_spark.schema import (
+from ntm_spark.core.schema import (
     ID_COL,
     INDICES_COL,
     MODEL_NAME_COL,
@@ -35,12 +34,13 @@ from ntm_spark.schema import (
     TOPIC_WEIGHTS_COL,
     VALUES_COL,
 )
+from ntm_spark.serving.model_loader import ModelSpec, get_loader, parse_model_ref, resolve_version
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
-    from ntm_spark.config import BackfillConfig
+    from ntm_spark.core.config import BackfillConfig
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class BackfillReport:
 
 def _read_small_file(spark: "SparkSession", path: str) -> str:
     # Spark's file sources skip names starting with "_", so read through Hadoop's FileSystem.
-    from ntm_spark.io import _hadoop_path
+    from ntm_spark.spark.io import _hadoop_path
 
     fs, hpath = _hadoop_path(spark, path)
     stream = fs.open(hpath)
@@ -152,7 +152,7 @@ def _read_small_file(spark: "SparkSession", path: str) -> str:
 
 def _pin_model(spark: "SparkSession", cfg: "BackfillConfig", output: str) -> tuple[str, str]:
     """Return ``(model_uri pinned to one version, version)``, recorded in ``_backfill.json`` on first use."""
-    from ntm_spark.io import path_exists, write_text_file
+    from ntm_spark.spark.io import path_exists, write_text_file
 
     state_path = f"{output}/{STATE_FILE}"
     if path_exists(spark, state_path):
@@ -191,7 +191,7 @@ def run_backfill(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from ntm_spark.io import (
+    from ntm_spark.spark.io import (
         delete_path,
         delete_stale_staging,
         path_exists,
@@ -211,7 +211,7 @@ def run_backfill(
     else:
         path = cfg.input_path
         if path is None and cfg.input_format == "20newsgroups":
-            from ntm_spark.corpus import locate_20newsgroups
+            from ntm_spark.spark.corpus import locate_20newsgroups
 
             path = str(locate_20newsgroups(download=False))
         docs = read_corpus(spark, path, cfg.input_format, text_col=cfg.text_col, id_col=cfg.id_col).select(ID_COL, TEXT_COL)

@@ -23,7 +23,7 @@ The guard's rules for ``POST /invocations``:
 * JSON that is not UTF-8 or does not parse -> 400 ``not_json``; JSON nested deeper than
   ``max_json_depth`` (default :data:`MAX_JSON_DEPTH`, 32 levels of arrays/objects) -> 400 ``too_deep``;
 * ``text/csv`` whose first line is a document rather than a header (see
-  :func:`ntm_spark.pyfunc_model.is_model_header`) gets the header ``0,1,...,feature_dim-1``
+  :func:`ntm_spark.serving.pyfunc_model.is_model_header`) gets the header ``0,1,...,feature_dim-1``
   put in front, so that every line is scored (MLflow always reads the first line as a header).
 
 Example:
@@ -31,7 +31,7 @@ Example:
 
     or, with the settings in the environment (what :func:`serve_model` starts)::
 
-        NTM_SERVE_MODEL_URI=/path/to/model uvicorn --factory ntm_spark.serving:create_app --port 5001
+        NTM_SERVE_MODEL_URI=/path/to/model uvicorn --factory ntm_spark.serving.endpoint:create_app --port 5001
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import json
 import os
 from typing import Any, Awaitable, Callable, Optional
 
-from ntm_spark.scoring import NOT_JSON
+from ntm_spark.serving.scoring import NOT_JSON
 
 #: Largest request body accepted (413 ``body_too_large`` above it): 32 MiB.
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -261,7 +261,7 @@ async def _send_error(send: Callable[[dict], Awaitable[None]], err: RequestError
 def build_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES, max_json_depth: int = MAX_JSON_DEPTH) -> RequestGuard:
     """Load a pyfunc model and return MLflow's scoring app for it behind a :class:`RequestGuard`.
 
-    For the project's model (:class:`~ntm_spark.pyfunc_model.NTMPyfuncModel`) the guard also
+    For the project's model (:class:`~ntm_spark.serving.pyfunc_model.NTMPyfuncModel`) the guard also
     reads headerless CSV; any other pyfunc is served as ``mlflow models serve`` would, guarded.
 
     Args:
@@ -279,7 +279,7 @@ def build_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES, max_json_dep
     except Exception:  # noqa: BLE001 - not a PythonModel: no scorer, serve CSV as MLflow does
         scorer = None
     if scorer is not None:
-        from ntm_spark.pyfunc_model import is_model_header
+        from ntm_spark.serving.pyfunc_model import is_model_header
 
         def csv_header(body: bytes) -> bytes:
             return headerless_csv_header(body, lambda cells: is_model_header(cells, scorer), scorer.feature_dim)
@@ -288,7 +288,7 @@ def build_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES, max_json_dep
 
 
 def create_app() -> RequestGuard:
-    """Build the app from the environment (``uvicorn --factory ntm_spark.serving:create_app``).
+    """Build the app from the environment (``uvicorn --factory ntm_spark.serving.endpoint:create_app``).
 
     Raises:
         ValueError: when ``NTM_SERVE_MODEL_URI`` is not set.
@@ -334,4 +334,4 @@ def serve_model(
     os.environ[ENV_MAX_JSON_DEPTH] = str(int(max_json_depth))
     if timeout is not None:
         os.environ["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] = str(int(timeout))
-    uvicorn.run("ntm_spark.serving:create_app", factory=True, host=host, port=int(port), workers=int(workers))
+    uvicorn.run("ntm_spark.serving.endpoint:create_app", factory=True, host=host, port=int(port), workers=int(workers))

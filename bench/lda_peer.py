@@ -1,8 +1,11 @@
 """The comparison peer: a Spark MLlib ``LocalLDAModel`` on the NTM's vocabulary and text rules.
 
-``ntm stream --model-kind lda`` and the streaming benchmark score with it, so the
-NTM is compared like for like: same messages, same normalization (the shared
-:class:`~ntm_spark.text.TextNormalizer`), same vocabulary, same output records.
+Benchmark code, not part of the product: ``bench/bench_streaming.py`` scores the stream
+with it (``start_stream(..., score=lambda parsed: score_batch_lda(parsed, peer))``), so
+the NTM is compared like for like: same messages, same normalization (the shared
+:class:`~ntm_spark.core.text.TextNormalizer`), same vocabulary, same output records.
+Spark's Python workers import this module, so a driver that uses it ships it first
+(``spark.sparkContext.addPyFile(".../bench/lda_peer.py")``).
 
 An LDA peer folder::
 
@@ -25,14 +28,25 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
-from ntm_spark.schema import INDICES_COL, VALUES_COL
-from ntm_spark.scoring import EMPTY_AFTER_NORMALIZATION, RowError, TopicScorer, text_rules_from_manifest
-from ntm_spark.text import get_normalizer
-from ntm_spark.vocab import Vocabulary
+from ntm_spark.core.schema import (
+    INDICES_COL,
+    MODEL_NAME_COL,
+    MODEL_VERSION_COL,
+    SCORED_AT_COL,
+    TEXT_COL,
+    TOP_TOPICS_COL,
+    TOPIC_WEIGHTS_COL,
+    VALUES_COL,
+)
+from ntm_spark.core.text import get_normalizer
+from ntm_spark.core.vocab import Vocabulary
+from ntm_spark.serving.scoring import EMPTY_AFTER_NORMALIZATION, RowError, TopicScorer, text_rules_from_manifest
+from ntm_spark.spark.streaming import ERROR_CODE_COL, ERROR_MESSAGE_COL, RAW_VALUE_COL, apply_single_json_check
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
 PEER_FILE = "peer.json"
@@ -52,7 +66,7 @@ def train_lda_peer(
 
     Args:
         spark: The active session.
-        bow: Preprocessed rows with ``indices``/``values`` (:func:`ntm_spark.schema.bow_spark_schema`).
+        bow: Preprocessed rows with ``indices``/``values`` (:func:`ntm_spark.spark.io.bow_spark_schema`).
         ntm_folder: The NTM model folder whose vocabulary and text rules the peer shares.
         output_dir: The peer folder to write (replaced if it exists).
         num_topics: K; default: the NTM's K.
@@ -125,7 +139,7 @@ class LdaPeer:
         if not (folder / PEER_FILE).is_file() or not (folder / LDA_DIR).is_dir():
             raise FileNotFoundError(
                 f"model_uri={str(folder)!r} is not an LDA peer folder (no {PEER_FILE} and {LDA_DIR}/): "
-                "make one with ntm_spark.lda_peer.train_lda_peer (or `python bench/bench_streaming.py --train-lda`)."
+                "make one with bench/lda_peer.py's train_lda_peer (bench/bench_streaming.py does)."
             )
         peer = json.loads((folder / PEER_FILE).read_text())
         words = Vocabulary.from_file(folder / "vocab.txt").words
@@ -181,3 +195,94 @@ def get_vectorizer(folder: str, max_text_bytes: int) -> LdaVectorizer:
         if key not in _VECTORIZERS:
             _VECTORIZERS[key] = LdaVectorizer(folder, max_text_bytes)
         return _VECTORIZERS[key]
+
+
+# ----------------------------------------------------------------------------- streaming (bench/bench_streaming.py)
+
+
+def score_batch_lda(
+    df: "DataFrame",
+    peer: Any,
+    top_k: int = 3,
+    top_words: int = 5,
+    input_col: str = TEXT_COL,
+) -> "DataFrame":
+    """Score parsed messages with the Spark MLlib LDA peer (:class:`LdaPeer`).
+
+    Same normalization and vocabulary as the NTM (the shared normalizer in a
+    ``mapInPandas``), then ``CountVectorizerModel`` and ``LocalLDAModel.transform``
+    in the JVM. Returns the same columns as :func:`score_batch`.
+    """
+    from pyspark.ml.feature import CountVectorizerModel
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    for name in (input_col, ERROR_CODE_COL, ERROR_MESSAGE_COL):
+        if name not in df.columns:
+            raise ValueError(f"score_batch_lda needs a {name!r} column, got {df.columns!r}: pass the output of parse_messages.")
+    keep = [c for c in df.columns if c != input_col]
+    tokens_col = "_tokens"
+    schema = T.StructType([df.schema[c] for c in keep] + [T.StructField(tokens_col, T.ArrayType(T.StringType()))])
+    folder = str(peer.folder)
+    max_text_bytes = int(peer.max_text_bytes)
+
+    def tokenize_partition(batches: Iterator["pd.DataFrame"]) -> Iterator["pd.DataFrame"]:
+        vectorizer = get_vectorizer(folder, max_text_bytes)
+        for pdf in batches:
+            codes = pdf[ERROR_CODE_COL].tolist()
+            messages = pdf[ERROR_MESSAGE_COL].tolist()
+            if RAW_VALUE_COL in pdf.columns:
+                apply_single_json_check(pdf[RAW_VALUE_COL].tolist(), codes, messages)
+            tokens = []
+            for i, text in enumerate(pdf[input_col].tolist()):
+                if isinstance(codes[i], str):
+                    tokens.append([])
+                    continue
+                toks, err = vectorizer.tokens(text)
+                if err is not None:
+                    codes[i], messages[i] = err.code, err.message
+                tokens.append(toks)
+            out = pdf[keep].reset_index(drop=True)
+            out[ERROR_CODE_COL] = [c if isinstance(c, str) else None for c in codes]
+            out[ERROR_MESSAGE_COL] = [m if isinstance(m, str) else None for m in messages]
+            out[tokens_col] = tokens
+            yield out
+
+    tokenized = df.mapInPandas(tokenize_partition, schema)
+    counts = CountVectorizerModel.from_vocabulary(list(peer.words), inputCol=tokens_col, outputCol="_features")
+    lda = peer.spark_model.copy()
+    lda.setFeaturesCol("_features").setTopicDistributionCol("_dist")
+    scored = lda.transform(counts.transform(tokenized))
+    ok = F.col(ERROR_CODE_COL).isNull()
+    weights = vector_to_array(F.col("_dist"), dtype="float32")
+    scored = scored.select(
+        *[c for c in keep if c not in (ERROR_CODE_COL, ERROR_MESSAGE_COL)],
+        ERROR_CODE_COL,
+        ERROR_MESSAGE_COL,
+        F.when(ok, weights).alias(TOPIC_WEIGHTS_COL),
+        F.when(ok, top_topics_expr(weights, peer.topic_words, top_k, top_words)).alias(TOP_TOPICS_COL),
+        F.lit(peer.name).alias(MODEL_NAME_COL),
+        F.lit(peer.version).alias(MODEL_VERSION_COL),
+        F.current_timestamp().alias(SCORED_AT_COL),
+    )
+    if RAW_VALUE_COL in scored.columns:
+        scored = scored.withColumn(RAW_VALUE_COL, F.when(~ok, F.col(RAW_VALUE_COL)))
+    return scored
+
+
+def top_topics_expr(weights: Any, topic_words: Sequence[Sequence[str]], k: int, words: int) -> Any:
+    """Return a Spark expression for the ``k`` heaviest topics of an ``array<float>`` column (JVM only)."""
+    from pyspark.sql import functions as F
+
+    words_lit = F.array(*[F.array(*[F.lit(w) for w in list(ws)[:words]] or [F.lit(None).cast("string")]) for ws in topic_words])
+    pairs = F.transform(weights, lambda w, i: F.struct(w.alias("weight"), i.alias("topic")))
+    ordered = F.slice(F.reverse(F.array_sort(pairs)), 1, int(k))
+    return F.transform(
+        ordered,
+        lambda p: F.struct(
+            p["topic"].alias("topic"),
+            p["weight"].alias("weight"),
+            F.filter(F.element_at(words_lit, p["topic"] + 1), lambda x: x.isNotNull()).alias("words"),
+        ),
+    )

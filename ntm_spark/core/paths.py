@@ -3,7 +3,7 @@
 Everything a run writes by default lives under one state folder, ``.ntm/`` in
 the project root, or ``$NTM_HOME`` when set (:func:`state_dir`). A config value
 that starts with ``.ntm/`` names a path in that folder, whatever the working
-directory (:func:`resolve_state_path`, applied by :func:`ntm_spark.config.load_config`).
+directory (:func:`resolve_state_path`, applied by :func:`ntm_spark.core.config.load_config`).
 
 ``make jars`` and ``make nltk-data`` always install into the project's own
 ``<repo>/.ntm`` (:data:`INSTALL_DIR`). A state folder that lacks them (a fresh
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 #: The repository root (the folder holding ``setup.py``).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: Where ``make jars`` and ``make nltk-data`` install (the Makefile's ``STATE``), whatever ``$NTM_HOME`` is.
 INSTALL_DIR = PROJECT_ROOT / ".ntm"

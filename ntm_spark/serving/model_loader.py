@@ -10,8 +10,8 @@ A *model reference* is one of:
   a moved alias;
 * any other MLflow model URI (``runs:/<run_id>/model``, ``file:...``, ``s3://...``).
 
-MLflow models are the registered pyfunc (:mod:`ntm_spark.pyfunc_model`); the scorer
-is its ``unwrap_python_model().scorer``, the same :class:`~ntm_spark.scoring.TopicScorer`
+MLflow models are the registered pyfunc (:mod:`ntm_spark.serving.pyfunc_model`); the scorer
+is its ``unwrap_python_model().scorer``, the same :class:`~ntm_spark.serving.scoring.TopicScorer`
 a model folder gives. Spark reuses Python workers across tasks, so
 :func:`get_loader` keeps one :class:`ScorerLoader` per reference per process: the
 model is loaded once per worker, not once per batch.
@@ -173,12 +173,12 @@ def _mlflow_run_version(uri: str) -> str:
 
 
 def load_scorer(ref: ModelRef, version: str, tracking_uri: Optional[str] = None, max_text_bytes: int = 1_000_000) -> Any:
-    """Load the :class:`~ntm_spark.scoring.TopicScorer` of ``ref`` at ``version``.
+    """Load the :class:`~ntm_spark.serving.scoring.TopicScorer` of ``ref`` at ``version``.
 
     Raises:
         ModelLoadError: naming the reference, with the underlying error.
     """
-    from ntm_spark.scoring import TopicScorer
+    from ntm_spark.serving.scoring import TopicScorer
 
     try:
         if ref.kind == "folder":
@@ -194,7 +194,7 @@ def load_scorer(ref: ModelRef, version: str, tracking_uri: Optional[str] = None,
             scorer = getattr(python_model, "scorer", None)
             if scorer is None:
                 raise ModelLoadError(
-                    f"the MLflow model {uri!r} has no .scorer: register it with ntm_spark.pyfunc_model.log_pyfunc_model."
+                    f"the MLflow model {uri!r} has no .scorer: register it with ntm_spark.serving.pyfunc_model.log_pyfunc_model."
                 )
             scorer.max_text_bytes = int(max_text_bytes)
     except ModelLoadError:

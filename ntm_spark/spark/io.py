@@ -20,7 +20,7 @@ Sources (``input_format``):
   ``text_col``, ``id_col`` and an optional ``label_col`` (a ``label`` column is used when present).
 
 Bytes that are not UTF-8 follow the project's one rule, in the JVM (:func:`decode_bytes_expr`;
-:func:`ntm_spark.text.decode_document_bytes` is its pure-Python twin): a value is decoded as
+:func:`ntm_spark.core.text.decode_document_bytes` is its pure-Python twin): a value is decoded as
 UTF-8 when it is valid UTF-8, else as a whole as Latin-1 (which maps every byte to a
 character, so no document and no id is lost), and flagged in ``decode_fallback``. The value
 is the unit the format's records come in:
@@ -51,20 +51,20 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from ntm_spark.schema import (
+from ntm_spark.core.schema import (
     ID_COL,
     LABEL_COL,
     MANIFEST_FILE,
     SPLITS,
     TEXT_COL,
     VOCAB_FILE,
-    bow_spark_schema,
+    bow_arrow_schema,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
-    from ntm_spark.vocab import Vocabulary
+    from ntm_spark.core.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,24 @@ ARCHIVE_BATCH_DOCS = 2000
 
 class InputNotFoundError(FileNotFoundError):
     """The input path does not exist."""
+
+
+def bow_spark_schema():
+    """Return the bag-of-words schema as a Spark ``StructType``, derived from :func:`~ntm_spark.core.schema.bow_arrow_schema`.
+
+    One declaration (the core's Arrow schema) serves the Spark writers, the Arrow loader and
+    Petastorm; arrays are declared without null elements, as every writer produces them.
+    """
+    from pyspark.sql import types as T
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    fields = []
+    for f in bow_arrow_schema():
+        dtype = from_arrow_type(f.type)
+        if isinstance(dtype, T.ArrayType):
+            dtype = T.ArrayType(dtype.elementType, False)
+        fields.append(T.StructField(f.name, dtype, f.nullable))
+    return T.StructType(fields)
 
 
 class OutputExistsError(FileExistsError):
@@ -236,7 +254,7 @@ def decode_bytes_expr(col: Any) -> tuple:
     Latin-1 as a whole (every byte maps to one character, so nothing is lost and the
     original bytes can be recovered), and ``fallback`` is true. Null stays null
     (``fallback`` false). Preprocessing, backfill and the stream all call this; the
-    Python twin for non-Spark paths is :func:`ntm_spark.text.decode_document_bytes`.
+    Python twin for non-Spark paths is :func:`ntm_spark.core.text.decode_document_bytes`.
 
     Args:
         col: A binary column or its name.
@@ -343,7 +361,7 @@ def cache_20newsgroups_archive(
     """
     import pandas as pd
 
-    from ntm_spark.paths import state_dir
+    from ntm_spark.core.paths import state_dir
 
     local = Path(str(archive).removeprefix("file://").removeprefix("file:"))
     if not local.is_file():
@@ -598,9 +616,9 @@ def write_bow_splits(
 ) -> dict[str, dict]:
     """Write every split of a bag-of-words DataFrame in one Spark job, as ``<path>/<split>/`` Parquet.
 
-    ``df`` has the columns of :func:`ntm_spark.schema.bow_spark_schema` plus ``split_col``,
+    ``df`` has the columns of :func:`bow_spark_schema` plus ``split_col``,
     and partition ``partitions[split][k]`` holds shard ``k`` of ``split`` (see
-    :func:`ntm_spark.preprocess.shard_splits`). Each partition becomes the part file
+    :func:`ntm_spark.spark.preprocess.shard_splits`). Each partition becomes the part file
     ``part-<k>-...`` of its split, as if each split had been written on its own: the
     first shard always has a file (an empty one carries the schema of an empty split),
     the others only when they hold documents, and each split folder has its

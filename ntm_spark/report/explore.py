@@ -20,7 +20,7 @@ MLflow ``models:/`` URI or a run id) and a preprocessed corpus, and writes::
       topic_label.csv
       report.json              what was scored and the summary numbers
 
-Topic mixtures come from the shared :class:`~ntm_spark.scoring.TopicScorer`. The
+Topic mixtures come from the shared :class:`~ntm_spark.serving.scoring.TopicScorer`. The
 corpus split is streamed from Parquet a batch at a time (with a seeded sample of
 whole row groups when ``max_docs`` caps it), so memory stays bounded by one batch
 plus ``O(K * labels)`` sums. Plots use matplotlib's Agg backend and the font the
@@ -51,7 +51,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ntm_spark.schema import ID_COL, INDICES_COL, LABEL_COL, SPLITS, VALUES_COL, VOCAB_FILE
+from ntm_spark.core.schema import ID_COL, INDICES_COL, LABEL_COL, SPLITS, VALUES_COL, VOCAB_FILE
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def load_model(spec: str, tracking_uri: Optional[str] = None) -> LoadedModel:
     Raises:
         ExploreError: when ``spec`` is none of these or names nothing that exists.
     """
-    from ntm_spark.scoring import TopicScorer
+    from ntm_spark.serving.scoring import TopicScorer
 
     spec = str(spec)
     path = Path(spec).expanduser()
@@ -232,7 +232,7 @@ def _load_run_here(run_id: str, tracking_uri: Optional[str]) -> LoadedModel:
     # A model folder logged as plain run artifacts is the cheapest to load.
     top = {a.path for a in client.list_artifacts(run_id)}
     if "model_folder" in top:
-        from ntm_spark.scoring import TopicScorer
+        from ntm_spark.serving.scoring import TopicScorer
 
         local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_folder"))
         scorer = TopicScorer.from_model_folder(local)
@@ -392,7 +392,7 @@ def summarize_split(
     """Score a split batch by batch and accumulate prevalence, per-label means, samples and NPMI.
 
     Args:
-        scorer: A :class:`~ntm_spark.scoring.TopicScorer`.
+        scorer: A :class:`~ntm_spark.serving.scoring.TopicScorer`.
         files: The split's Parquet files (:func:`split_files`).
         top_ids: Each topic's top words ``(K, n)``; when given, their NPMI over the split is computed.
         max_docs: Cap on documents scored (``0``: all).
@@ -406,7 +406,7 @@ def summarize_split(
     Raises:
         ExploreError: when no document could be scored.
     """
-    from ntm_spark.topic_metrics import cooccurrence_counts, npmi_from_counts
+    from ntm_spark.core.topic_metrics import cooccurrence_counts, npmi_from_counts
 
     k = scorer.num_topics
     total = np.zeros(k, dtype=np.float64)
@@ -562,7 +562,7 @@ def plot_wordclouds(
         from wordcloud import WordCloud
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(f"the word clouds need the wordcloud package: {_EXTRA_HINT}.") from err
-    from ntm_spark.topic_metrics import top_words
+    from ntm_spark.core.topic_metrics import top_words
 
     plt = _pyplot()
     k, v = topic_word.shape
@@ -706,7 +706,7 @@ def write_top_words(
     npmi: Optional[np.ndarray] = None,
 ) -> tuple[Path, Path]:
     """Write ``top_words.csv`` (topic, rank, word, weight) and ``top_words.md``; return both paths."""
-    from ntm_spark.topic_metrics import top_words, topic_uniqueness, write_top_words_csv
+    from ntm_spark.core.topic_metrics import top_words, topic_uniqueness, write_top_words_csv
 
     out_dir = Path(out_dir)
     top = top_words(topic_word, min(top_n, topic_word.shape[1]))
@@ -784,7 +784,7 @@ def write_report(
         ExploreError: for out-of-range arguments or a corpus that does not fit the model.
         FileNotFoundError: when the data folder or split is missing.
     """
-    from ntm_spark.topic_metrics import top_words, topic_diversity, topic_uniqueness
+    from ntm_spark.core.topic_metrics import top_words, topic_diversity, topic_uniqueness
 
     _check_positive("sample_docs", sample_docs, 1)
     _check_positive("max_docs", max_docs, 0)
@@ -939,7 +939,7 @@ def render_html(
     summary: SplitSummary,
 ) -> str:
     """Return the self-contained report page (inline CSS and script, images as data URIs)."""
-    from ntm_spark.topic_metrics import topic_uniqueness
+    from ntm_spark.core.topic_metrics import topic_uniqueness
 
     esc = html.escape
     k = topic_word.shape[0]
@@ -1074,7 +1074,7 @@ def log_report(out_dir: PathLike, run_id: str, tracking_uri: Optional[str] = Non
 
 def default_output_dir(model: LoadedModel, state: Optional[PathLike] = None) -> Path:
     """Return ``<state>/reports/<model name>`` (``<state>`` is ``.ntm`` or ``$NTM_HOME``)."""
-    from ntm_spark.paths import state_dir
+    from ntm_spark.core.paths import state_dir
 
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.name).strip("-") or "model"
     return Path(state or state_dir()) / "reports" / slug

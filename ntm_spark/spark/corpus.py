@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from ntm_spark.paths import PROJECT_ROOT, state_dir
+from ntm_spark.core.paths import PROJECT_ROOT, state_dir
 
 log = logging.getLogger(__name__)
 

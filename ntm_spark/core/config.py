@@ -9,7 +9,7 @@ values raise :class:`ConfigError` naming the key, the value and the fix.
 Default paths live in the state folder: a string value that starts with ``.ntm/``
 (``output_path: .ntm/data/20newsgroups``, ``sqlite:///.ntm/mlflow.db``), from any layer
 or the dataclass default, is rewritten to ``$NTM_HOME/...`` (else ``<repo>/.ntm/...``) by
-:func:`ntm_spark.paths.resolve_state_path`, so no default is resolved against the working
+:func:`ntm_spark.core.paths.resolve_state_path`, so no default is resolved against the working
 directory. Other relative paths stay relative to the working directory.
 
 Example:
@@ -29,7 +29,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from ntm_spark.paths import conf_dir, resolve_state_path
+from ntm_spark.core.paths import conf_dir, resolve_state_path
 
 
 class ConfigError(ValueError):
@@ -334,7 +334,8 @@ class StreamConfig:
     async_progress_interval_ms: int = 1000
     checkpoint_location: str = ".ntm/checkpoints/stream"
     model_uri: str = "models:/ntm-20newsgroups@champion"
-    model_kind: Literal["ntm", "lda"] = "ntm"
+    #: Only ``ntm``: the Spark LDA peer is benchmark code now (bench/lda_peer.py, docs/architecture.md).
+    model_kind: Literal["ntm"] = "ntm"
     model_refresh_interval_s: float = 30.0
     tracking_uri: Optional[str] = None
     max_message_bytes: int = 1_000_000
@@ -592,7 +593,7 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
 def resolve_state_paths(cfg: Any) -> Any:
     """Rewrite every string field of ``cfg`` that starts with ``.ntm/`` to the state folder, in place.
 
-    The one place config paths meet ``$NTM_HOME`` (see :func:`ntm_spark.paths.resolve_state_path`);
+    The one place config paths meet ``$NTM_HOME`` (see :func:`ntm_spark.core.paths.resolve_state_path`);
     :func:`from_dict` (so :func:`load_config`) calls it on every stage.
 
     Returns:
@@ -617,7 +618,7 @@ def load_config(
         stage: A name in :data:`STAGES`, e.g. ``"preprocess"``.
         overrides: ``key=value`` strings (values parsed as YAML); dotted keys reach nested mappings.
         config_file: An extra YAML file laid over the base and local layers.
-        conf_root: The config root; defaults to :func:`ntm_spark.paths.conf_dir`.
+        conf_root: The config root; defaults to :func:`ntm_spark.core.paths.conf_dir`.
 
     Returns:
         The validated dataclass instance for the stage.

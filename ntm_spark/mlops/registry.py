@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ntm_spark.config import MlflowConfig
+from ntm_spark.core.config import MlflowConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class RegistrationResult:
 def _client(cfg: Optional[MlflowConfig] = None, tracking_uri: Optional[str] = None) -> Any:
     from mlflow.tracking import MlflowClient
 
-    from ntm_spark.tracking import resolve_tracking_uri
+    from ntm_spark.core.uris import resolve_tracking_uri
 
     uri = tracking_uri or resolve_tracking_uri(cfg)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -285,7 +285,7 @@ def check_version_loads(client: Any, name: str, version: str) -> None:
 
     The version's pyfunc ``model_folder`` artifact (the path named in its ``MLmodel``) is
     downloaded into a temporary folder and loaded with
-    :meth:`ntm_spark.scoring.TopicScorer.from_model_folder`, the code the pyfunc's
+    :meth:`ntm_spark.serving.scoring.TopicScorer.from_model_folder`, the code the pyfunc's
     ``load_context`` runs; the scorer must then give finite weights for a one-row
     count vector.
 
@@ -298,8 +298,8 @@ def check_version_loads(client: Any, name: str, version: str) -> None:
     import mlflow.artifacts
     import yaml
 
-    from ntm_spark.pyfunc_model import MODEL_FOLDER_ARTIFACT
-    from ntm_spark.scoring import TopicScorer
+    from ntm_spark.serving.pyfunc_model import MODEL_FOLDER_ARTIFACT
+    from ntm_spark.serving.scoring import TopicScorer
 
     step = "resolving its artifacts"
     try:
@@ -314,7 +314,7 @@ def check_version_loads(client: Any, name: str, version: str) -> None:
             if not rel:
                 raise RegistryError(
                     f"cannot promote {name!r} version {version}: its model has no {MODEL_FOLDER_ARTIFACT!r} artifact "
-                    "(not logged by ntm_spark.pyfunc_model.log_pyfunc_model); register a model from `ntm train`."
+                    "(not logged by ntm_spark.serving.pyfunc_model.log_pyfunc_model); register a model from `ntm train`."
                 )
             step = f"downloading {rel}"
             folder = mlflow.artifacts.download_artifacts(
@@ -392,7 +392,7 @@ def promote_version(
         RegistryError: for an unknown model or version, ``force`` without a reason, or a
             forced version whose model cannot be loaded (champion does not move).
     """
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
 
     cfg = cfg or load_config("mlflow")
     client = client or _client(cfg)
@@ -452,7 +452,7 @@ def rollback_champion(name: str, cfg: Optional[MlflowConfig] = None, reason: Opt
 
 
 def _default_cfg() -> MlflowConfig:
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
 
     return load_config("mlflow")
 
@@ -470,7 +470,7 @@ def register_run_model(
     """Register the run's pyfunc model, tag and describe it, alias it ``challenger`` and apply the gate.
 
     Args:
-        run_id: A training run logged by :func:`ntm_spark.tracking.log_training_run`.
+        run_id: A training run logged by :func:`ntm_spark.mlops.tracking.log_training_run`.
         cfg: Registry settings (name, gate); default ``load_config("mlflow")``.
         gate: Run the champion gate after registering.
         artifact_path: The logged model's name in the run.
@@ -494,12 +494,12 @@ def register_run_model(
     )
     models = [m for m in models if m.name == artifact_path] or models
     if not models:
-        raise RegistryError(f"run {run_id!r} logged no model: log one with ntm_spark.tracking.log_training_run.")
+        raise RegistryError(f"run {run_id!r} logged no model: log one with ntm_spark.mlops.tracking.log_training_run.")
     logged = max(models, key=lambda m: m.creation_timestamp or 0)
     files = _download_run_files(client, run_id)
     vocab = files.get("vocab") or []
     manifest = files.get("manifest") or {}
-    from ntm_spark.vocab import Vocabulary
+    from ntm_spark.core.vocab import Vocabulary
 
     tags = {
         "vocab_sha256": Vocabulary(vocab).sha256 if vocab else "",

@@ -2,23 +2,23 @@
 
 The tracking URI is resolved as ``mlflow.tracking_uri`` (config) >
 ``$MLFLOW_TRACKING_URI`` > the SQLite file under the state folder
-(:func:`ntm_spark.services.default_tracking_uri`, the same store ``ntm services up
+(:func:`ntm_spark.core.uris.default_tracking_uri`, the same store ``ntm services up
 --mlflow`` serves). Runs are grouped in the experiment named by ``mlflow.experiment``.
 
 Every training run logs:
 
 * params: the resolved config, flattened (``num_topics``, ``preset``...), and ``config.yaml``;
 * per-epoch metrics ``train/loss|recon|kl``, ``val/loss|recon|kl|perplexity|npmi|tu|diversity``
-  (live through :class:`ntm_spark.mlflow_logger.MlflowEpochLogger`, or afterwards from the
+  (live through :class:`ntm_spark.mlops.mlflow_logger.MlflowEpochLogger`, or afterwards from the
   model folder's CSV logs), and the final ``metrics.json`` values (``val_loss``, ``npmi``...);
 * ``vocab.txt``, ``manifest.json``, ``topic_word.npy``, ``topics.csv``, ``topics.md``,
   ``hparams.json`` and exploration plots when the folder holds some (``plots/``);
 * ``environment.json`` (package versions, git commit, device) and tags for them;
-* the pyfunc model (:func:`ntm_spark.pyfunc_model.log_pyfunc_model`) as ``runs:/<id>/model``.
+* the pyfunc model (:func:`ntm_spark.serving.pyfunc_model.log_pyfunc_model`) as ``runs:/<id>/model``.
 
 Example (what ``jobs/train.py`` calls)::
 
-    from ntm_spark.tracking import track_training
+    from ntm_spark.mlops.tracking import track_training
     tracked = track_training(lambda loggers: train_model(cfg, loggers=loggers), config=to_dict(cfg))
     tracked.run_id, tracked.registration.decision.reason
 """
@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
-from ntm_spark.config import MlflowConfig
+from ntm_spark.core.config import MlflowConfig
+from ntm_spark.core.uris import artifact_location_for, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +49,6 @@ MODEL_ARTIFACT_PATH = "model"
 
 
 # --------------------------------------------------------------------------- where
-
-
-def resolve_tracking_uri(cfg: Optional[MlflowConfig] = None) -> str:
-    """Return the tracking URI: ``cfg.tracking_uri`` > ``$MLFLOW_TRACKING_URI`` > the default SQLite store."""
-    from ntm_spark.services import default_tracking_uri
-
-    if cfg is not None and cfg.tracking_uri:
-        return cfg.tracking_uri
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def artifact_location_for(tracking_uri: str) -> Optional[str]:
-    """Where a new experiment keeps its artifacts: beside a SQLite store, or the server's choice (``None``).
-
-    The default store uses :func:`ntm_spark.services.default_artifact_root`, the
-    folder ``mlflow server`` serves too; another SQLite file gets ``<its folder>/mlartifacts``
-    (never ``./mlruns`` in whatever the working directory happens to be).
-    """
-    from ntm_spark.services import default_artifact_root, default_tracking_uri
-
-    if tracking_uri == default_tracking_uri():
-        return default_artifact_root()
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///") :])
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
 
 
 def configure_tracking(cfg: Optional[MlflowConfig] = None) -> str:
@@ -122,7 +97,7 @@ def environment_info() -> dict[str, Any]:
     """Package versions, Python, platform, git commit and the device a run used."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from ntm_spark.paths import git_commit
+    from ntm_spark.core.paths import git_commit
 
     packages = {}
     for dist in ENV_PACKAGES:
@@ -270,7 +245,7 @@ def log_training_run(
         client.log_artifact(run_id, str(plot), artifact_path="plots")
 
     if log_model:
-        from ntm_spark.pyfunc_model import log_pyfunc_model
+        from ntm_spark.serving.pyfunc_model import log_pyfunc_model
 
         with _run_context(run_id):
             log_pyfunc_model(folder, name=MODEL_ARTIFACT_PATH, lemmatizer=lemmatizer)
@@ -322,7 +297,7 @@ class TrackedRun:
     run_id: Optional[str]
     model_uri: Optional[str]
     train_result: Any
-    registration: Any = None  # ntm_spark.registry.RegistrationResult, when registered
+    registration: Any = None  # ntm_spark.mlops.registry.RegistrationResult, when registered
 
 
 def track_training(
@@ -353,12 +328,12 @@ def track_training(
         return TrackedRun(None, None, train_fn([]))
     import mlflow
 
-    from ntm_spark.config import load_config
+    from ntm_spark.core.config import load_config
 
     cfg = mlflow_cfg or load_config("mlflow")
     uri = configure_tracking(cfg)
     exp_id = ensure_experiment(cfg.experiment, uri)
-    from ntm_spark.mlflow_logger import MlflowEpochLogger
+    from ntm_spark.mlops.mlflow_logger import MlflowEpochLogger
 
     with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=dict(tags or {})) as run:
         run_id = run.info.run_id
@@ -368,7 +343,7 @@ def track_training(
         log_training_run(model_dir, config=config, run_id=run_id)
     registration = None
     if register:
-        from ntm_spark.registry import register_run_model
+        from ntm_spark.mlops.registry import register_run_model
 
         registration = register_run_model(run_id, cfg)
         log.info("registered %s version %s: %s", cfg.registered_model_name, registration.version, registration.decision.reason)

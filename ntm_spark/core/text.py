@@ -104,7 +104,7 @@ StopWords = Union[str, Iterable[str], None]
 def decode_document_bytes(raw: bytes) -> tuple[str, bool]:
     r"""Decode a document's bytes by the project's one rule: UTF-8 when valid, else Latin-1 as a whole.
 
-    The pure-Python twin of :func:`ntm_spark.io.decode_bytes_expr` (which Spark paths use), for
+    The pure-Python twin of :func:`ntm_spark.spark.io.decode_bytes_expr` (which Spark paths use), for
     code that reads bytes without Spark. Latin-1 maps every byte to one character, so no
     document is lost and the bytes can be recovered (``text.encode("latin-1")``).
 
@@ -253,7 +253,7 @@ NOUN_MORPHY_CACHE = "ntm-noun-morphy.json"
 
 def _wordnet_key(root) -> dict:
     """Identify the WordNet files (and NLTK) a morphy cache was built from."""
-    from ntm_spark.nltk_data import import_nltk
+    from ntm_spark.core.nltk_data import import_nltk
 
     nltk = import_nltk()
 
@@ -296,16 +296,16 @@ def load_noun_lemmatizer() -> Callable[[str], str]:
     files and the NLTK version); later processes, such as every Spark Python worker, read
     that file in well under a second and call NLTK's own ``_morphy`` on it, so the lemmas
     are NLTK's (the tests compare them with ``WordNetLemmatizer``). When NLTK's internals
-    differ, it falls back to :func:`ntm_spark.nltk_data.load_wordnet_lemmatizer`. It never
+    differ, it falls back to :func:`ntm_spark.core.nltk_data.load_wordnet_lemmatizer`. It never
     downloads.
 
     Raises:
-        ntm_spark.nltk_data.NltkDataError: when WordNet is not installed, naming the fix.
+        ntm_spark.core.nltk_data.NltkDataError: when WordNet is not installed, naming the fix.
     """
     import types
     import warnings
 
-    from ntm_spark.nltk_data import find_wordnet, import_nltk, load_wordnet_lemmatizer
+    from ntm_spark.core.nltk_data import find_wordnet, import_nltk, load_wordnet_lemmatizer
 
     root = find_wordnet(download=False)
     try:
@@ -358,7 +358,7 @@ class TextNormalizer:
     WordNet is loaded lazily, on the first token that is neither in ``lemma_table``
     nor already cached, with :func:`load_noun_lemmatizer`: it never downloads (a
     served model must not), and a missing corpus raises
-    :class:`ntm_spark.nltk_data.NltkDataError` naming the fix.
+    :class:`ntm_spark.core.nltk_data.NltkDataError` naming the fix.
 
     Args:
         clean: Strip newsgroup header, quotes and signature first.

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ntm_spark.nltk_data import DEBIAN_WORDNET_DIR, NltkDataError, find_wordnet, install_wordnet, make_archive
-from ntm_spark.paths import nltk_data_dir, state_dir
+from ntm_spark.core.nltk_data import DEBIAN_WORDNET_DIR, NltkDataError, find_wordnet, install_wordnet, make_archive
+from ntm_spark.core.paths import nltk_data_dir, state_dir
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     raise
                 root = find_wordnet(download=True)
             os.environ["NLTK_DATA"] = str(root)
-            from ntm_spark.text import NOUN_MORPHY_CACHE, load_noun_lemmatizer
+            from ntm_spark.core.text import NOUN_MORPHY_CACHE, load_noun_lemmatizer
 
             load_noun_lemmatizer()  # writes the noun cache that Spark's Python workers load in ~50 ms
             print(f"WordNet ready under {root}/corpora/wordnet (noun lemma cache: corpora/{NOUN_MORPHY_CACHE})")

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from ntm_spark.config import ConfigError, SparkConfig, load_config
-from ntm_spark.paths import INSTALL_DIR, install_hint, jars_dir, state_dir
+from ntm_spark.core.config import ConfigError, SparkConfig, load_config
+from ntm_spark.core.paths import INSTALL_DIR, install_hint, jars_dir, state_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -210,7 +210,7 @@ def build_spark_session(
     Returns:
         An active :class:`pyspark.sql.SparkSession`.
     """
-    from ntm_spark.nltk_data import nltk_data_env
+    from ntm_spark.core.nltk_data import nltk_data_env
 
     cfg = cfg or load_config("spark")
     try:

@@ -123,7 +123,7 @@ class Vocabulary:
         """Count the in-vocabulary tokens of one document.
 
         Args:
-            tokens: Normalized tokens (from :mod:`ntm_spark.text`); unknown ones are ignored.
+            tokens: Normalized tokens (from :mod:`ntm_spark.core.text`); unknown ones are ignored.
 
         Returns:
             ``(indices, values)``: ascending ``int32`` indices and their ``float32`` counts.

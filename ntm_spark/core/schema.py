@@ -51,18 +51,3 @@ def bow_arrow_schema():
             pa.field(VALUES_COL, pa.list_(pa.float32()), nullable=False),
         ]
     )
-
-
-def bow_spark_schema():
-    """Return the same schema as a Spark ``StructType`` (imports pyspark lazily)."""
-    from pyspark.sql import types as T
-
-    return T.StructType(
-        [
-            T.StructField(ID_COL, T.StringType(), False),
-            T.StructField(LABEL_COL, T.StringType(), True),
-            T.StructField(N_WORDS_COL, T.IntegerType(), False),
-            T.StructField(INDICES_COL, T.ArrayType(T.IntegerType(), False), False),
-            T.StructField(VALUES_COL, T.ArrayType(T.FloatType(), False), False),
-        ]
-    )

@@ -24,8 +24,8 @@ from typing import Optional
 
 #: subcommand -> (module with ``main(argv)``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "services": ("ntm_spark.services", "start, stop or check the local Kafka broker and MLflow server"),
-    "data": ("ntm_spark.nltk_data_cli", "install offline NLTK WordNet data or pack it for a cluster"),
+    "services": ("ntm_spark.tools.services", "start, stop or check the local Kafka broker and MLflow server"),
+    "data": ("ntm_spark.tools.nltk_data_cli", "install offline NLTK WordNet data or pack it for a cluster"),
     "preprocess": ("jobs.preprocess", "raw corpus -> bag-of-words Parquet and vocabulary"),
     "train": ("jobs.train", "train the neural topic model"),
     "registry": ("jobs.registry", "MLflow model registry: list, show, register, promote, rollback"),

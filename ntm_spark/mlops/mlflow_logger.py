@@ -52,7 +52,7 @@ class MlflowEpochLogger(pl.loggers.Logger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        """Ignore: the resolved config is logged as run params by :mod:`ntm_spark.tracking`."""
+        """Ignore: the resolved config is logged as run params by :mod:`ntm_spark.mlops.tracking`."""
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:

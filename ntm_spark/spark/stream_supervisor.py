@@ -4,7 +4,7 @@ Spark's Kafka source gives up after a few attempts when the broker is away
 (``Error in attempt 3 getting Kafka offsets ... TimeoutException``), and a query
 that subscribes to a topic that does not exist yet fails with
 ``UnknownTopicOrPartitionException``. Either ends a plain ``query.awaitTermination()``.
-The supervisor in :func:`jobs.stream_score.run_stream` instead:
+The supervisor in :func:`ntm_spark.spark.stream_query.run_stream` instead:
 
 1. before each start, asks the broker (Kafka's own ``Admin`` client in the driver JVM,
    with the stream's ``kafka.*`` settings, so TLS/SASL options apply) whether it
@@ -192,7 +192,7 @@ def run_supervised(
 
     Args:
         spark: The active session.
-        cfg: The :class:`~ntm_spark.config.StreamConfig`.
+        cfg: The :class:`~ntm_spark.core.config.StreamConfig`.
         start_query: Starts the streaming query (with the checkpoint from ``cfg``) and returns it.
         kafka_options: The ``kafka.*`` options of the source (used to probe the broker).
         timeout: Seconds until the run stops (``None``: until the query ends).

@@ -1,13 +1,13 @@
 """Preprocessing transforms: documents -> tokens -> vocabulary -> bag-of-words splits.
 
 Every function but :func:`preprocess_corpus` is DataFrame in, DataFrame (or
-:class:`~ntm_spark.vocab.Vocabulary`) out, with ``input_col``/``output_col``
-parameters; reading and writing live in :mod:`ntm_spark.io`.
+:class:`~ntm_spark.core.vocab.Vocabulary`) out, with ``input_col``/``output_col``
+parameters; reading and writing live in :mod:`ntm_spark.spark.io`.
 
 The heavy step, text normalization, runs in the executors' Python workers through
 ``mapInArrow`` (Arrow batches, not row-at-a-time UDFs; ``mapInPandas``' Arrow-native form,
 which hands the same batches over without building pandas frames, so the workers never
-import pandas) and calls :func:`ntm_spark.text.get_normalizer`, so WordNet and the lemma
+import pandas) and calls :func:`ntm_spark.core.text.get_normalizer`, so WordNet and the lemma
 cache are built once per worker and the rules are the very ones the scorer applies. The
 pipeline caches each document's tokens as one space-joined string (``joined=True``), which
 is much cheaper for the JVM to cache and to hand back to Python than an array of strings.
@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
-from ntm_spark.io import DECODE_FALLBACK_COL, SOURCE_SPLIT_COL
-from ntm_spark.schema import (
+from ntm_spark.core.schema import (
     ID_COL,
     INDICES_COL,
     N_WORDS_COL,
@@ -47,9 +46,9 @@ from ntm_spark.schema import (
     TEXT_COL,
     TOKENS_COL,
     VALUES_COL,
-    bow_spark_schema,
 )
-from ntm_spark.vocab import Vocabulary
+from ntm_spark.core.vocab import Vocabulary
+from ntm_spark.spark.io import DECODE_FALLBACK_COL, SOURCE_SPLIT_COL, bow_spark_schema
 
 if TYPE_CHECKING:  # pragma: no cover
     import threading
@@ -57,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.ml.feature import CountVectorizerModel
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from ntm_spark.config import PreprocessConfig
+    from ntm_spark.core.config import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +138,10 @@ def tokenize_documents(
     joined: bool = False,
     count_col: Optional[str] = None,
 ) -> "DataFrame":
-    """Add ``output_col``: each text normalized by :mod:`ntm_spark.text`.
+    """Add ``output_col``: each text normalized by :mod:`ntm_spark.core.text`.
 
     Runs as ``mapInArrow`` in the Python workers, each of which builds one
-    :class:`~ntm_spark.text.TextNormalizer` (WordNet plus lemma cache) and reuses it.
+    :class:`~ntm_spark.core.text.TextNormalizer` (WordNet plus lemma cache) and reuses it.
 
     Args:
         df: Any DataFrame with a string column ``input_col`` (nulls give no tokens).
@@ -160,7 +159,7 @@ def tokenize_documents(
     """
     from pyspark.sql import types as T
 
-    from ntm_spark.text import resolve_stop_words
+    from ntm_spark.core.text import resolve_stop_words
 
     _require_columns(df, input_col=input_col)
     for param, name in {"output_col": output_col, "count_col": count_col}.items():
@@ -183,7 +182,7 @@ def tokenize_documents(
         import numpy as np
         import pyarrow as pa
 
-        from ntm_spark.text import get_normalizer
+        from ntm_spark.core.text import get_normalizer
 
         normalize = get_normalizer(clean=clean, stop_words=stop).normalize
         for batch in batches:
@@ -684,7 +683,7 @@ def warm_up_python_workers(
         import pyarrow as pa
         import pyarrow.compute  # noqa: F401
 
-        from ntm_spark.text import get_normalizer
+        from ntm_spark.core.text import get_normalizer
 
         error = ""
         try:
@@ -716,7 +715,7 @@ def resolve_input_path(cfg: "PreprocessConfig") -> str:
     """Return the input path: ``cfg.input_path``, or for 20 Newsgroups the located corpus."""
     if cfg.input_path or cfg.input_format != "20newsgroups":
         return cfg.input_path or ""
-    from ntm_spark.corpus import locate_20newsgroups
+    from ntm_spark.spark.corpus import locate_20newsgroups
 
     return str(locate_20newsgroups(download=os.environ.get("NTM_OFFLINE") != "1"))
 
@@ -729,20 +728,20 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         cfg: The preprocessing config.
 
     Returns:
-        A :class:`PreprocessResult`; pass it to :func:`ntm_spark.io.write_preprocess_output`.
+        A :class:`PreprocessResult`; pass it to :func:`ntm_spark.spark.io.write_preprocess_output`.
 
     Raises:
-        ntm_spark.io.InputNotFoundError: when the input path does not exist.
+        ntm_spark.spark.io.InputNotFoundError: when the input path does not exist.
         EmptyCorpusError: when nothing is read, everything is dropped, or the vocabulary is empty.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     import ntm_spark
-    from ntm_spark import io as ntm_io
-    from ntm_spark.config import to_dict
-    from ntm_spark.paths import git_commit
-    from ntm_spark.text import resolve_stop_words
+    from ntm_spark.core.config import to_dict
+    from ntm_spark.core.paths import git_commit
+    from ntm_spark.core.text import resolve_stop_words
+    from ntm_spark.spark import io as ntm_io
 
     started = _now()
     clean = resolve_clean(cfg)
@@ -842,7 +841,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         "text_rules": {
             "clean": clean,
             "stop_words": stop_words,
-            "module": "ntm_spark.text",
+            "module": "ntm_spark.core.text",
         },
         "vocabulary": {
             "file": "vocab.txt",

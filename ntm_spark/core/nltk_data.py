@@ -6,7 +6,7 @@ Resolution order for the WordNet corpus NLTK's ``WordNetLemmatizer`` reads:
 2. the state folder's data folder, ``<state>/nltk_data`` (``$NTM_HOME/nltk_data``, filled by
    ``ntm data wordnet`` from Debian's ``wordnet-base`` and ``wordnet-sense-index`` packages);
 3. the one ``make nltk-data`` filled, ``<repo>/.ntm/nltk_data``, so a fresh ``$NTM_HOME``
-   needs no copy of its own (:func:`ntm_spark.paths.nltk_data_search_dirs`);
+   needs no copy of its own (:func:`ntm_spark.core.paths.nltk_data_search_dirs`);
 4. ``nltk.download("wordnet")`` into the state folder, only when allowed
    (never while loading a served model).
 
@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from ntm_spark.paths import INSTALL_DIR, install_hint, nltk_data_dir, nltk_data_search_dirs
+from ntm_spark.core.paths import INSTALL_DIR, install_hint, nltk_data_dir, nltk_data_search_dirs
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""MLflow operations: tracking, the registry and its gate."""

@@ -1,0 +1,1 @@
+"""Scoring, model loading, the MLflow pyfunc and the `ntm serve` endpoint."""

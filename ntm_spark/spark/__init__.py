@@ -1,0 +1,1 @@
+"""The Spark jobs' library: session, readers/writers, preprocessing, the streaming query, backfill."""

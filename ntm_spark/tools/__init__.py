@@ -1,0 +1,1 @@
+"""Developer and operator tools: local services, NLTK data, the `ntm` command."""
