@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
+from ntm_spark.core.contract import read_lemma_table, read_manifest, read_vocabulary, text_rules_from_manifest
 from ntm_spark.core.schema import (
     INDICES_COL,
     MODEL_NAME_COL,
@@ -42,7 +43,7 @@ from ntm_spark.core.schema import (
 )
 from ntm_spark.core.text import get_normalizer
 from ntm_spark.core.vocab import Vocabulary
-from ntm_spark.serving.scoring import EMPTY_AFTER_NORMALIZATION, RowError, TopicScorer, text_rules_from_manifest
+from ntm_spark.serving.scoring import EMPTY_AFTER_NORMALIZATION, RowError, TopicScorer
 from ntm_spark.spark.streaming import ERROR_CODE_COL, ERROR_MESSAGE_COL, RAW_VALUE_COL, apply_single_json_check
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -163,13 +164,9 @@ class LdaVectorizer:
     def __init__(self, folder: Union[str, Path], max_text_bytes: int = 1_000_000) -> None:
         folder = Path(folder)
         self.max_text_bytes = int(max_text_bytes)
-        self.vocab = Vocabulary.from_file(folder / "vocab.txt")
-        manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").is_file() else {}
-        rules = text_rules_from_manifest(manifest)
-        lemma_table = None
-        if (folder / "lemmas.json").is_file():
-            data = json.loads((folder / "lemmas.json").read_text())
-            lemma_table = data.get("lemmas", data) if isinstance(data, dict) else None
+        self.vocab = read_vocabulary(folder)
+        rules = text_rules_from_manifest(read_manifest(folder, required=False))
+        lemma_table, _closed = read_lemma_table(folder, self.vocab)
         self.normalizer = get_normalizer(clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table)
 
     def tokens(self, text: Any) -> tuple[list, Optional[RowError]]:

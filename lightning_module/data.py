@@ -34,7 +34,6 @@ overhead changes (:class:`GroupedSteps`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -51,46 +50,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_module._compat import pl
-from ntm_spark.core.schema import ID_COL, INDICES_COL, MANIFEST_FILE, SPLITS, VALUES_COL, VOCAB_FILE
+from ntm_spark.core.contract import DataNotFoundError, read_manifest, read_vocabulary, split_files
+from ntm_spark.core.schema import ID_COL, INDICES_COL, VALUES_COL
 
 log = logging.getLogger(__name__)
 
 
-class DataNotFoundError(FileNotFoundError):
-    """The preprocessing output is missing or incomplete."""
-
-
 # --------------------------------------------------------------------------- files
-
-
-def split_files(data_dir: str | os.PathLike, split: str) -> list[Path]:
-    """Return the sorted Parquet files of one split, or ``[]`` when the split folder is absent."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}.")
-    folder = Path(data_dir) / split
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_")))
-
-
-def read_vocab(data_dir: str | os.PathLike) -> list[str]:
-    """Read ``vocab.txt`` (one word per line, in index order).
-
-    Raises:
-        DataNotFoundError: when the file is missing, naming the job that writes it.
-    """
-    path = Path(data_dir) / VOCAB_FILE
-    if not path.exists():
-        raise DataNotFoundError(
-            f"vocabulary {str(path)!r} not found: run `ntm preprocess` first or set data_dir to its output_path."
-        )
-    return path.read_text(encoding="utf-8").splitlines()
-
-
-def read_manifest(data_dir: str | os.PathLike) -> Optional[dict]:
-    """Return ``manifest.json`` of the data folder, or ``None`` if it has none."""
-    path = Path(data_dir) / MANIFEST_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+# The dataset folder's files are read through ntm_spark.core.contract (split_files, read_manifest...).
 
 
 @dataclass(frozen=True)
@@ -746,8 +713,8 @@ class BowDataModule(pl.LightningDataModule):
         if readahead is not None and int(readahead) < 0:
             raise ValueError(f"readahead={readahead!r}: use an integer >= 0 (0 = off) or None (automatic).")
         self.readahead = readahead
-        self.vocab = read_vocab(self.data_dir)
-        self.manifest = read_manifest(self.data_dir)
+        self.vocab = read_vocabulary(self.data_dir).words
+        self.manifest = read_manifest(self.data_dir, required=False)
         if not split_files(self.data_dir, "train"):
             raise DataNotFoundError(
                 f"no training Parquet under {str(Path(self.data_dir) / 'train')!r}: run `ntm preprocess` "

@@ -29,17 +29,18 @@ import numpy as np
 import torch
 
 from lightning_module.model import NTMModel
+from ntm_spark.core.contract import (  # the model folder's file names: the contract's
+    CONFIG_FILE,
+    HPARAMS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    TOPIC_WORD_FILE,
+    TOPICS_CSV,
+    TOPICS_MD,
+)
+from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE
 
 FORMAT_VERSION = 1
-MODEL_FILE = "model.pt"
-HPARAMS_FILE = "hparams.json"
-VOCAB_FILE = "vocab.txt"
-MANIFEST_FILE = "manifest.json"
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
-TOPIC_WORD_FILE = "topic_word.npy"
-TOPICS_CSV = "topics.csv"
-TOPICS_MD = "topics.md"
 
 
 class ModelFolderError(ValueError):

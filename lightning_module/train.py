@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from lightning_module._compat import pl
-from lightning_module.data import BowDataModule, document_cooccurrence, read_manifest
+from lightning_module.data import BowDataModule, document_cooccurrence
 from lightning_module.model import PRESETS, ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
 from ntm_spark.core.config import ConfigError, TrainConfig
+from ntm_spark.core.contract import read_manifest
 from ntm_spark.core.schema import MANIFEST_FILE
 from ntm_spark.core.topic_metrics import format_topics
 
@@ -409,7 +410,7 @@ def train_model(
                 "best_checkpoint": best,
                 "seed": cfg.seed,
                 "data_dir": str(cfg.data_dir),
-                "data_manifest": read_manifest(cfg.data_dir),
+                "data_manifest": read_manifest(cfg.data_dir, required=False),
             },
             topic_npmi=topic_info.get("npmi"),
             topic_tu=topic_info.get("tu"),

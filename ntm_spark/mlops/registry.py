@@ -31,6 +31,8 @@ from typing import Any, Optional
 import numpy as np
 
 from ntm_spark.core.config import MlflowConfig
+from ntm_spark.core.contract import METRICS_FILE, TOPIC_WORD_FILE, read_json_file, read_topic_word, read_vocabulary
+from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE
 
 log = logging.getLogger(__name__)
 
@@ -149,21 +151,20 @@ def corpus_summary(manifest: dict) -> str:
 def _download_run_files(client: Any, run_id: str) -> dict[str, Any]:
     """Read the run's vocab, manifest, topic-word matrix and metrics (logged by tracking)."""
     import tempfile
-    from pathlib import Path
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ntm-reg-") as tmp:
         names = {a.path for a in client.list_artifacts(run_id)}
-        for name in ("vocab.txt", "manifest.json", "topic_word.npy", "metrics.json"):
-            if name not in names:
-                continue
-            local = Path(client.download_artifacts(run_id, name, tmp))
-            if name == "vocab.txt":
-                out["vocab"] = local.read_text(encoding="utf-8").splitlines()
-            elif name == "topic_word.npy":
-                out["topic_word"] = np.load(local)
-            else:
-                out[name.split(".")[0]] = json.loads(local.read_text())
+        for name in (VOCAB_FILE, MANIFEST_FILE, TOPIC_WORD_FILE, METRICS_FILE):
+            if name in names:
+                client.download_artifacts(run_id, name, tmp)
+        if VOCAB_FILE in names:
+            out["vocab"] = read_vocabulary(tmp).words
+        if TOPIC_WORD_FILE in names:
+            out["topic_word"] = read_topic_word(tmp)
+        for key, name in (("manifest", MANIFEST_FILE), ("metrics", METRICS_FILE)):
+            if name in names:
+                out[key] = read_json_file(tmp, name)
     return out
 
 

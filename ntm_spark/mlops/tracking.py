@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
 from ntm_spark.core.config import MlflowConfig
+from ntm_spark.core.contract import read_manifest
 from ntm_spark.core.uris import artifact_location_for, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ def log_training_run(
         "ntm.device": env["device"]["type"] + (f" ({env['device'].get('name')})" if env["device"].get("name") else ""),
         "ntm.model_dir": str(folder.resolve()),
     }
-    manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").is_file() else {}
+    manifest = read_manifest(folder, required=False) or {}
     vocab_sha = (manifest.get("vocabulary") or {}).get("sha256")
     if vocab_sha:
         tags["ntm.vocab_sha256"] = vocab_sha

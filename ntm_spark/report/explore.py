@@ -51,7 +51,9 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ntm_spark.core.schema import ID_COL, INDICES_COL, LABEL_COL, SPLITS, VALUES_COL, VOCAB_FILE
+from ntm_spark.core.contract import check_vocabulary_matches, read_topic_word
+from ntm_spark.core.contract import split_files as contract_split_files
+from ntm_spark.core.schema import ID_COL, INDICES_COL, LABEL_COL, VALUES_COL
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +104,9 @@ class LoadedModel:
 
 
 def _topic_word_of(scorer: Any, folder: Optional[Path] = None) -> np.ndarray:
-    if folder is not None and (folder / "topic_word.npy").exists():
-        tw = np.load(folder / "topic_word.npy").astype(np.float64)
-        if tw.shape == (scorer.num_topics, scorer.feature_dim):
-            return tw
-        log.warning("ignoring %s: shape %s does not match the model", folder / "topic_word.npy", tw.shape)
+    tw = read_topic_word(folder, scorer.feature_dim) if folder is not None else None
+    if tw is not None and tw.shape[0] == scorer.num_topics:
+        return tw.astype(np.float64)
     return scorer.model.topic_word().double().cpu().numpy()  # (K, V)
 
 
@@ -257,45 +257,8 @@ def _load_run_here(run_id: str, tracking_uri: Optional[str]) -> LoadedModel:
 
 
 def split_files(data_dir: PathLike, split: str) -> list[Path]:
-    """Return the Parquet files of one split of a preprocessing output.
-
-    Raises:
-        ExploreError: for an unknown split.
-        FileNotFoundError: naming the missing folder and the fix.
-    """
-    if split not in SPLITS:
-        raise ExploreError(f"split={split!r}: choose one of {list(SPLITS)}.")
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(
-            f"data folder {str(data_dir.resolve())!r} does not exist: run `ntm preprocess` first or pass "
-            "--data with its output_path."
-        )
-    folder = data_dir / split
-    files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_"))) if folder.is_dir() else []
-    if not files:
-        present = [s for s in SPLITS if (data_dir / s).is_dir()]
-        raise FileNotFoundError(
-            f"split {split!r} has no Parquet files under {str(folder.resolve())!r}: pass --split with one of {present}."
-        )
-    return files
-
-
-def check_vocabulary(data_dir: PathLike, words: Sequence[str]) -> None:
-    """Check the corpus's ``vocab.txt`` (when it has one) is the model's vocabulary.
-
-    Raises:
-        ExploreError: when they differ, since the word indices would then mean other words.
-    """
-    path = Path(data_dir) / VOCAB_FILE
-    if not path.exists():
-        return
-    data_words = path.read_text(encoding="utf-8").splitlines()
-    if list(data_words) != list(words):
-        raise ExploreError(
-            f"the vocabulary {str(path)!r} ({len(data_words)} words) is not the model's ({len(words)} words): "
-            "pass --data with the preprocessing output the model was trained on."
-        )
+    """Return the Parquet files of one split of a preprocessing output (the contract's, required)."""
+    return contract_split_files(data_dir, split, required=True)
 
 
 def iter_split_batches(
@@ -794,7 +757,7 @@ def write_report(
     _check_positive("batch_size", batch_size, 1)
     started = time.time()
     files = split_files(data_dir, split)
-    check_vocabulary(data_dir, model.words)
+    check_vocabulary_matches(data_dir, model.words)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tw = np.asarray(model.topic_word, dtype=np.float64)  # (K, V)

@@ -51,25 +51,28 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from ntm_spark.core.contract import (
+    LEMMAS_FILE,
+    MODEL_FOLDER_FILES,
+    is_model_folder,
+    read_manifest,
+    read_topic_word,
+    read_vocabulary,
+    text_rules_from_manifest,
+    top_words,
+)
 from ntm_spark.core.vocab import Vocabulary
 from ntm_spark.serving.scoring import (
-    LEMMAS_FILE,
     MISSING_COLUMN,
     MIXED_INPUT,
     UNKNOWN_COLUMN,
     ScoreResult,
     ScoringInputError,
     TopicScorer,
-    text_rules_from_manifest,
 )
 
 #: The one pyfunc artifact: a copy of the training model folder plus ``lemmas.json``.
 MODEL_FOLDER_ARTIFACT = "model_folder"
-#: Files of a model folder the pyfunc carries (checkpoints and logs stay behind).
-MODEL_FOLDER_FILES = (
-    "model.pt", "hparams.json", "vocab.txt", "manifest.json", "config.yaml", "metrics.json",
-    "topic_word.npy", "topics.csv", "topics.md",
-)  # fmt: skip
 
 TEXT_COL = "text"
 COUNTS_COL = "counts"
@@ -424,7 +427,7 @@ def stage_model_folder(model_dir: Union[str, Path], dest: Union[str, Path], lemm
         FileNotFoundError: when ``model_dir`` is not a model folder.
     """
     src, dest = Path(model_dir), Path(dest)
-    if not (src / "model.pt").is_file() or not (src / "vocab.txt").is_file():
+    if not is_model_folder(src):
         raise FileNotFoundError(
             f"model_dir={str(src)!r} is not a model folder (no model.pt/vocab.txt): pass the output_dir of `ntm train`."
         )
@@ -432,7 +435,7 @@ def stage_model_folder(model_dir: Union[str, Path], dest: Union[str, Path], lemm
     for name in MODEL_FOLDER_FILES:
         if (src / name).is_file():
             shutil.copyfile(src / name, dest / name)
-    words = Vocabulary.from_file(dest / "vocab.txt").words
+    words = read_vocabulary(dest).words
     write_lemma_table(dest, words, lemmatizer)
     return dest
 
@@ -468,15 +471,12 @@ def model_signature(feature_dim: int, num_topics: int) -> Any:
 def example_text(folder: Union[str, Path], words_per_topic: int = 3, topics: int = 3) -> str:
     """Return a small document made of a few topics' top words (with a header when the rules strip one)."""
     folder = Path(folder)
-    vocab = Vocabulary.from_file(folder / "vocab.txt").words
-    picked: list[str] = []
-    if (folder / "topic_word.npy").exists():
-        tw = np.load(folder / "topic_word.npy")
-        for row in tw[:topics]:
-            picked += [vocab[i] for i in np.argsort(-row)[:words_per_topic]]
+    vocab = read_vocabulary(folder).words
+    tw = read_topic_word(folder, len(vocab))
+    picked = [w for ws in top_words(tw[:topics], vocab, words_per_topic) for w in ws] if tw is not None else []
     picked = picked or list(vocab[: words_per_topic * topics])
     body = " ".join(picked)
-    manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").exists() else {}
+    manifest = read_manifest(folder, required=False)
     if text_rules_from_manifest(manifest)["clean"]:
         # 20 Newsgroups rules strip everything up to the first blank line (the header).
         return f"Subject: example\n\n{body}"

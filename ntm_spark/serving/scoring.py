@@ -10,7 +10,6 @@ Per-row problems never fail a batch: each row gets either topic weights or an
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,13 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from ntm_spark.core.contract import (
+    read_lemma_table,
+    read_manifest,
+    read_topic_word,
+    text_rules_from_manifest,
+    top_words,
+)
 from ntm_spark.core.text import TextNormalizer, get_normalizer
 from ntm_spark.core.vocab import Vocabulary
 
@@ -41,8 +47,6 @@ UNKNOWN_COLUMN = "unknown_column"
 MISSING_COLUMN = "missing_column"
 MIXED_INPUT = "mixed_input"
 
-#: The model folder's token -> lemma table (see :func:`read_lemma_table`).
-LEMMAS_FILE = "lemmas.json"
 
 #: Largest count one bag-of-words cell may hold (``count_too_large`` above it). A 1 MB text
 #: (``max_text_bytes``) has fewer than 500,000 tokens, so no text row ever reaches it.
@@ -87,23 +91,6 @@ class ScoreResult:
         return np.array([e is None for e in self.errors], dtype=bool)
 
 
-def text_rules_from_manifest(manifest: dict) -> dict:
-    """Return the ``clean``/``stop_words`` settings preprocessing used, from its manifest.
-
-    The scorer must normalize exactly as preprocessing did, so the rules travel with
-    the model (in its copy of ``manifest.json``).
-    """
-    rules = manifest.get("text_rules") or {}
-    params = manifest.get("params") or manifest.get("parameters") or {}
-    clean = rules.get("clean", params.get("clean"))
-    if clean is None:
-        source = manifest.get("source")
-        fmt = params.get("input_format") or (source.get("format") if isinstance(source, dict) else None)
-        clean = fmt in (None, "20newsgroups")
-    stop_words = rules.get("stop_words", params.get("stop_words", "english"))
-    return {"clean": bool(clean), "stop_words": stop_words}
-
-
 class VocabularyLemmaNormalizer(TextNormalizer):
     """A :class:`TextNormalizer` whose lemma table is *closed over the vocabulary*: it never needs WordNet.
 
@@ -116,25 +103,6 @@ class VocabularyLemmaNormalizer(TextNormalizer):
 
     def _lemmatize_uncached(self, token: str) -> str:
         return self.lemma_table.get(token, token)
-
-
-def read_lemma_table(path: Union[str, Path], vocab: Optional[Vocabulary] = None) -> tuple[dict, bool]:
-    """Read a model folder's ``lemmas.json``: ``(token -> lemma, closed_over_vocab)``.
-
-    Two layouts are accepted: a plain ``{token: lemma}`` mapping (WordNet stays the
-    fallback for other tokens), or ``{"lemmas": {...}, "closed_over_vocab": true,
-    "vocab_sha256": ...}`` as written by :func:`ntm_spark.serving.pyfunc_model.write_lemma_table`.
-    A closed table only counts as closed for the vocabulary whose sha256 it names.
-    """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if isinstance(data, dict) and isinstance(data.get("lemmas"), dict):
-        closed = bool(data.get("closed_over_vocab"))
-        if closed and vocab is not None and data.get("vocab_sha256") not in (None, vocab.sha256):
-            closed = False
-        return dict(data["lemmas"]), closed
-    if not isinstance(data, dict):
-        raise ValueError(f"lemma table {str(path)!r} must hold a JSON object of token -> lemma, got {type(data).__name__}.")
-    return dict(data), False
 
 
 def _first_non_number(row: Iterable[Any]) -> Optional[tuple[int, Any]]:
@@ -262,23 +230,16 @@ class TopicScorer:
         path = Path(path)
         model, _hparams, words = load_model_folder(path)
         vocab = Vocabulary(words)
-        manifest = {}
-        if (path / "manifest.json").exists():
-            manifest = json.loads((path / "manifest.json").read_text())
-        rules = text_rules_from_manifest(manifest)
-        lemma_table, closed = None, False
-        if (path / LEMMAS_FILE).exists():
-            lemma_table, closed = read_lemma_table(path / LEMMAS_FILE, vocab)
+        rules = text_rules_from_manifest(read_manifest(path, required=False))
+        lemma_table, closed = read_lemma_table(path, vocab)
         if closed:
             normalizer: TextNormalizer = VocabularyLemmaNormalizer(
                 clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table
             )
         else:
             normalizer = get_normalizer(clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table)
-        topic_words = None
-        if (path / "topic_word.npy").exists():
-            tw = np.load(path / "topic_word.npy")
-            topic_words = [[words[i] for i in np.argsort(-row)[:10]] for row in tw]
+        tw = read_topic_word(path, len(vocab))
+        topic_words = top_words(tw, words) if tw is not None else None
         return cls(model, vocab, normalizer, topic_words=topic_words, **kwargs)
 
     @property

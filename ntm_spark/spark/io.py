@@ -706,16 +706,6 @@ def write_manifest(spark: "SparkSession", manifest: dict[str, Any], path: str) -
     write_text_file(spark, path, json.dumps(manifest, indent=2, default=str) + "\n")
 
 
-def read_manifest(path: str) -> dict[str, Any]:
-    """Read a local ``manifest.json`` (a file, or an output folder holding one) without Spark."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / MANIFEST_FILE
-    if not p.is_file():
-        raise FileNotFoundError(f"manifest {str(p)!r} does not exist: run `ntm preprocess` first.")
-    return json.loads(p.read_text(encoding="utf-8"))
-
-
 def output_files(output_path: str) -> dict[str, str]:
     """Return the paths inside a preprocessing output: ``vocab``, ``manifest`` and one per split."""
     base = str(output_path).rstrip("/")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from jobs.explore import main
+from ntm_spark.core.contract import ContractError
 from ntm_spark.report.explore import (
-    ExploreError,
     classical_mds,
     iter_split_batches,
     js_distances,
@@ -234,7 +234,7 @@ def test_vocabulary_mismatch_is_refused(explore_env, tmp_path):
     (other / "vocab.txt").write_text("".join(f"x{i}\n" for i in range(V)))
     from ntm_spark.report.explore import write_report
 
-    with pytest.raises(ExploreError, match="is not the model's"):
+    with pytest.raises(ContractError, match="is not the model's"):
         write_report(load_model(str(model_dir)), other, tmp_path / "r")
 
 

@@ -1,0 +1,237 @@
+"""The dataset folder and the model folder: their files, and the one place that reads them.
+
+Preprocessing writes a *dataset folder*; training reads it and writes a *model folder*;
+the registry, serving, streaming, backfill and the report read that. Every module asks
+this one for a file's name, its content or a check between two files, and none opens
+them itself (docs/architecture.md). Only numpy and json: no Spark, torch or MLflow (the
+weights themselves are torch's business: :mod:`lightning_module.model_folder`).
+
+Dataset folder (``ntm preprocess``)::
+
+    <data_dir>/
+      train/ validation/ test/   Parquet shards (ntm_spark.core.schema's bag-of-words columns)
+      vocab.txt                  the vocabulary, one word per line, index order
+      manifest.json              counts, parameters, text rules, source, code version
+
+Model folder (``ntm train``)::
+
+    <model_dir>/
+      model.pt  hparams.json  vocab.txt  manifest.json  config.yaml  metrics.json
+      topic_word.npy  topics.csv  topics.md  [lemmas.json, added when registered]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ntm_spark.core.schema import MANIFEST_FILE, SPLITS, VOCAB_FILE
+from ntm_spark.core.vocab import Vocabulary
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# --------------------------------------------------------------------------- file names
+
+MODEL_FILE = "model.pt"
+HPARAMS_FILE = "hparams.json"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+TOPIC_WORD_FILE = "topic_word.npy"
+TOPICS_CSV = "topics.csv"
+TOPICS_MD = "topics.md"
+#: The registered model's token -> lemma table (closed over the vocabulary).
+LEMMAS_FILE = "lemmas.json"
+#: Files of a model folder that serving carries (checkpoints and logs stay behind).
+MODEL_FOLDER_FILES = (
+    MODEL_FILE, HPARAMS_FILE, VOCAB_FILE, MANIFEST_FILE, CONFIG_FILE, METRICS_FILE, TOPIC_WORD_FILE, TOPICS_CSV, TOPICS_MD,
+)  # fmt: skip
+
+
+class ContractError(ValueError):
+    """A dataset or model folder is missing a file, or two of its files disagree; the message names the path."""
+
+
+class DataNotFoundError(ContractError, FileNotFoundError):
+    """The preprocessing output is missing or incomplete."""
+
+
+# --------------------------------------------------------------------------- dataset folder
+
+
+def split_files(data_dir: PathLike, split: str, required: bool = False) -> list[Path]:
+    """Return the sorted Parquet files of one split (``[]`` when absent, unless ``required``).
+
+    Raises:
+        ValueError: for an unknown split.
+        DataNotFoundError: with ``required``, naming the folder and the splits that exist.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}.")
+    data_dir = Path(data_dir)
+    folder = data_dir / split
+    files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_"))) if folder.is_dir() else []
+    if required and not files:
+        if not data_dir.is_dir():
+            raise DataNotFoundError(
+                f"data folder {str(data_dir.resolve())!r} does not exist: run `ntm preprocess` first or pass its output_path."
+            )
+        present = [s for s in SPLITS if (data_dir / s).is_dir()]
+        raise DataNotFoundError(f"split {split!r} has no Parquet files under {str(folder.resolve())!r}: use one of {present}.")
+    return files
+
+
+def read_manifest(path: PathLike, required: bool = True) -> Optional[dict[str, Any]]:
+    """Read ``manifest.json`` of a dataset or model folder (or the file itself).
+
+    Returns ``None`` when it is absent and not ``required``.
+
+    Raises:
+        DataNotFoundError: when ``required`` and absent, naming the path and the fix.
+        ContractError: when the file is not a JSON object.
+    """
+    p = Path(path)
+    if p.is_dir() or not p.name.endswith(".json"):
+        p = p / MANIFEST_FILE
+    if not p.is_file():
+        if not required:
+            return None
+        raise DataNotFoundError(f"manifest {str(p)!r} does not exist: run `ntm preprocess` first (it writes one).")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ContractError(f"manifest {str(p)!r} is not valid JSON ({err}): rewrite it with `ntm preprocess --overwrite`.") from err
+    if not isinstance(data, dict):
+        raise ContractError(f"manifest {str(p)!r} holds a {type(data).__name__}, not a JSON object.")
+    return data
+
+
+def read_vocabulary(folder: PathLike) -> Vocabulary:
+    """Read ``vocab.txt`` of a dataset or model folder.
+
+    Raises:
+        DataNotFoundError: when it is missing, naming the job that writes it.
+    """
+    path = Path(folder) / VOCAB_FILE
+    if not path.is_file():
+        raise DataNotFoundError(f"vocabulary {str(path)!r} not found: run `ntm preprocess` first or point at its output_path.")
+    return Vocabulary.from_file(path)
+
+
+def text_rules_from_manifest(manifest: Optional[dict]) -> dict:
+    """Return the ``clean``/``stop_words`` settings preprocessing used, from its manifest.
+
+    The scorer must normalize exactly as preprocessing did, so the rules travel with
+    the model (in its copy of ``manifest.json``).
+    """
+    manifest = manifest or {}
+    rules = manifest.get("text_rules") or {}
+    params = manifest.get("params") or manifest.get("parameters") or {}
+    clean = rules.get("clean", params.get("clean"))
+    if clean is None:
+        source = manifest.get("source")
+        fmt = params.get("input_format") or (source.get("format") if isinstance(source, dict) else None)
+        clean = fmt in (None, "20newsgroups")
+    stop_words = rules.get("stop_words", params.get("stop_words", "english"))
+    return {"clean": bool(clean), "stop_words": stop_words}
+
+
+# --------------------------------------------------------------------------- model folder
+
+
+def is_model_folder(folder: PathLike) -> bool:
+    """Whether ``folder`` holds weights and a vocabulary."""
+    folder = Path(folder)
+    return (folder / MODEL_FILE).is_file() and (folder / VOCAB_FILE).is_file()
+
+
+def require_model_folder(folder: PathLike) -> Path:
+    """Return ``folder`` as a Path, or raise naming what is missing and which command writes it."""
+    folder = Path(folder)
+    missing = [name for name in (MODEL_FILE, VOCAB_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise ContractError(
+            f"{str(folder)!r} is not a model folder (missing {', '.join(missing)}): pass the output_dir of `ntm train`."
+        )
+    return folder
+
+
+def read_json_file(folder: PathLike, name: str) -> Optional[dict]:
+    """Read one JSON file of a model folder (``hparams.json``, ``metrics.json``...), or ``None`` when absent."""
+    path = Path(folder) / name
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ContractError(f"{str(path)!r} is not valid JSON ({err}): the model folder is damaged; retrain or re-download it.") from err
+
+
+def read_topic_word(folder: PathLike, vocab_size: Optional[int] = None) -> Optional[np.ndarray]:
+    """Return ``topic_word.npy`` as a (K, V) float array, or ``None`` when absent or of the wrong width.
+
+    Raises:
+        ContractError: when the file cannot be read as a 2-D array.
+    """
+    path = Path(folder) / TOPIC_WORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        tw = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ContractError(f"{str(path)!r} is not a readable .npy array ({err}): retrain or re-download the model.") from err
+    if tw.ndim != 2:
+        raise ContractError(f"{str(path)!r} has shape {tw.shape}, not (topics, vocabulary): retrain or re-download the model.")
+    if vocab_size is not None and tw.shape[1] != vocab_size:
+        return None
+    return tw
+
+
+def top_words(topic_word: np.ndarray, words: list, n: int = 10) -> list[list[str]]:
+    """Return each topic's ``n`` heaviest words."""
+    return [[words[i] for i in np.argsort(-row)[:n]] for row in topic_word]
+
+
+def read_lemma_table(folder_or_file: PathLike, vocab: Optional[Vocabulary] = None) -> tuple[Optional[dict], bool]:
+    """Read a model folder's ``lemmas.json``: ``(token -> lemma, closed_over_vocab)``; ``(None, False)`` if absent.
+
+    Two layouts are accepted: a plain ``{token: lemma}`` mapping (WordNet stays the
+    fallback for other tokens), or ``{"lemmas": {...}, "closed_over_vocab": true,
+    "vocab_sha256": ...}`` as written when a model is registered. A closed table only
+    counts as closed for the vocabulary whose sha256 it names.
+    """
+    path = Path(folder_or_file)
+    if path.is_dir():
+        path = path / LEMMAS_FILE
+    if not path.is_file():
+        return None, False
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and isinstance(data.get("lemmas"), dict):
+        closed = bool(data.get("closed_over_vocab"))
+        if closed and vocab is not None and data.get("vocab_sha256") not in (None, vocab.sha256):
+            closed = False
+        return dict(data["lemmas"]), closed
+    if not isinstance(data, dict):
+        raise ContractError(f"lemma table {str(path)!r} must hold a JSON object of token -> lemma, got {type(data).__name__}.")
+    return dict(data), False
+
+
+def check_vocabulary_matches(data_dir: PathLike, words: list) -> None:
+    """Check that a dataset folder's ``vocab.txt`` (when it has one) is the model's vocabulary.
+
+    Raises:
+        ContractError: naming both and the first difference.
+    """
+    path = Path(data_dir) / VOCAB_FILE
+    if not path.is_file():
+        return
+    theirs = Vocabulary.from_file(path).words
+    if list(theirs) != list(words):
+        diff = next((i for i, (a, b) in enumerate(zip(theirs, words)) if a != b), min(len(theirs), len(words)))
+        raise ContractError(
+            f"the vocabulary of {str(path)!r} ({len(theirs)} words) is not the model's ({len(words)} words; first difference "
+            f"at index {diff}): use the data folder the model was trained on."
+        )
