@@ -17,14 +17,16 @@ PYTEST_ARGS  ?=
 export SPARK_LOCAL_IP := 127.0.0.1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup install system-deps test-system-deps jars nltk-data petastorm-env test test-fast demo demo-full lint bench clean distclean
+.PHONY: help setup install system-deps test-system-deps jars nltk-data petastorm-env test test-fast demo demo-full lint bench bench-list clean distclean
 
 help:
 	@echo "make demo   - install what is missing, then run every stage end to end (quick mode)"
 	@echo "make test   - install what is missing, then run the test suite"
 	@echo "make setup  - only install: Python deps, JVM jars, WordNet data, Petastorm env"
 	@echo "make lint   - ruff + hadolint"
-	@echo "make bench  - the benchmarks in bench/ (long)"
+	@echo "make bench  - every benchmark in bench/ in turn (hours; GPU ones skipped without CUDA);"
+	@echo "              ARGS=\"--only bench_serving ...\" runs some, ARGS=--dry-run lists them"
+	@echo "make bench-list - each benchmark, what it measures and its command (runs and installs nothing)"
 
 setup: install jars nltk-data petastorm-env
 
@@ -113,8 +115,15 @@ lint: install
 	$(VENV)/bin/ruff check ntm_spark lightning_module jobs
 	$(VENV)/bin/hadolint docker/*.Dockerfile
 
+BENCH_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+ARGS ?=
+
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(ARGS)
+
+# the list needs only the standard library: no install first
+bench-list:
+	$(BENCH_PY) bench/run_all.py --dry-run
 
 clean:
 	rm -rf .pytest_cache build dist *.egg-info spark-warehouse metastore_db derby.log
