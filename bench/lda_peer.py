@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
+from ntm_spark.core.checks import RowError
 from ntm_spark.core.contract import read_lemma_table, read_manifest, read_vocabulary, text_rules_from_manifest
 from ntm_spark.core.schema import (
     INDICES_COL,
@@ -43,7 +44,7 @@ from ntm_spark.core.schema import (
 )
 from ntm_spark.core.text import get_normalizer
 from ntm_spark.core.vocab import Vocabulary
-from ntm_spark.serving.scoring import EMPTY_AFTER_NORMALIZATION, RowError, TopicScorer
+from ntm_spark.serving.scoring import EMPTY_AFTER_NORMALIZATION, TopicScorer
 from ntm_spark.spark.streaming import ERROR_CODE_COL, ERROR_MESSAGE_COL, RAW_VALUE_COL, apply_single_json_check
 
 if TYPE_CHECKING:  # pragma: no cover

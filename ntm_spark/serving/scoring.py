@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from ntm_spark.core.checks import RowError, check_text
 from ntm_spark.core.contract import (
     read_lemma_table,
     read_manifest,
@@ -28,11 +29,9 @@ from ntm_spark.core.text import TextNormalizer, get_normalizer
 from ntm_spark.core.vocab import Vocabulary
 
 # Error codes shared by the dead-letter topic, the REST endpoint and batch reports.
+# The document codes (missing_text, text_not_string, empty_text, too_large, binary) are
+# ntm_spark.core.checks'; these are the scorer's own.
 NOT_JSON = "not_json"
-MISSING_TEXT = "missing_text"
-TEXT_NOT_STRING = "text_not_string"
-TOO_LARGE = "too_large"
-EMPTY_TEXT = "empty_text"
 EMPTY_AFTER_NORMALIZATION = "empty_after_normalization"
 BAD_LENGTH = "bad_length"
 NEGATIVE_COUNT = "negative_count"
@@ -68,14 +67,6 @@ class ScoringInputError(ValueError):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class RowError:
-    """Why one row could not be scored."""
-
-    code: str
-    message: str
 
 
 @dataclass
@@ -283,16 +274,8 @@ class TopicScorer:
         return ScoreResult(weights, errors)
 
     def check_text(self, text: Any) -> Optional[RowError]:
-        """Return why ``text`` cannot be scored before normalization, or ``None``."""
-        if text is None or (isinstance(text, float) and np.isnan(text)):
-            return RowError(MISSING_TEXT, "the document has no 'text' value")
-        if not isinstance(text, str):
-            return RowError(TEXT_NOT_STRING, f"'text' must be a string, got {type(text).__name__}")
-        if len(text) * 4 > self.max_text_bytes and len(text.encode("utf-8", errors="replace")) > self.max_text_bytes:
-            return RowError(TOO_LARGE, f"'text' is larger than max_text_bytes={self.max_text_bytes}")
-        if not text.strip():
-            return RowError(EMPTY_TEXT, "'text' is empty")
-        return None
+        """Return why ``text`` cannot be scored before normalization, or ``None`` (:func:`ntm_spark.core.checks.check_text`)."""
+        return check_text(text, self.max_text_bytes)
 
     def vectorize_texts(self, texts: Iterable[Any]) -> tuple[np.ndarray, list]:
         """Normalize and count texts with the model's vocabulary: ``(dense (N, V), errors)``."""

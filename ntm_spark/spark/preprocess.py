@@ -38,6 +38,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
+from ntm_spark.core.checks import (
+    BINARY,
+    BINARY_CONTROL_FRACTION,
+    CONTROL_CHARS,
+    EMPTY_TEXT,
+    MAX_TEXT_BYTES,
+    MISSING_TEXT,
+    TOO_LARGE,
+)
 from ntm_spark.core.schema import (
     ID_COL,
     INDICES_COL,
@@ -68,11 +77,7 @@ SPLIT_COL = "split"
 SHUFFLE_KEY_COL = "shuffle_key"
 
 #: Drop reasons, in the order they are checked.
-DROP_REASONS = ("missing_id", "empty", "too_large", "binary", "duplicate_id", "too_short")
-
-#: A document whose text has more than this share of control characters (or any NUL) is binary junk.
-BINARY_CONTROL_FRACTION = 0.1
-_CONTROL_CHARS = "[\\x00-\\x08\\x0E-\\x1F\\x7F-\\x9F]"
+DROP_REASONS = ("missing_id", MISSING_TEXT, EMPTY_TEXT, TOO_LARGE, BINARY, "duplicate_id", "too_short")
 
 _HASH_SCALE = float(1 << 52)
 _N_TOKENS_COL = "_n_tokens"
@@ -85,48 +90,62 @@ class EmptyCorpusError(ValueError):
 # ----------------------------------------------------------------------------- documents
 
 
+def document_problem(text: "Column", max_text_bytes: int = MAX_TEXT_BYTES) -> "Column":
+    """Return the document check's code for a string column (null when the text is fine), in the JVM.
+
+    The same rules, order and codes as :func:`ntm_spark.core.checks.check_text` (the
+    definition; a string column cannot be ``text_not_string``): ``missing_text``,
+    ``empty_text``, ``too_large`` and ``binary``. ``tests/ntm_spark/test_checks.py`` pins the two.
+    """
+    from pyspark.sql import functions as F
+
+    n_chars = F.length(text)
+    # The rules are evaluated in order and short-circuit, so a clean text is scanned once (the
+    # control-character regex). A whole-text regex first copies the text into a Java string: the
+    # NUL search and the two regexes on every text were a quarter of the tokenizing tasks' JVM samples.
+    n_control = n_chars - F.length(F.regexp_replace(text, CONTROL_CHARS, ""))
+    return (
+        F.when(text.isNull(), F.lit(MISSING_TEXT))
+        .when(_is_blank(text), F.lit(EMPTY_TEXT))
+        .when(F.octet_length(text) > F.lit(int(max_text_bytes)), F.lit(TOO_LARGE))
+        .when(
+            # A NUL is a control character: texts without any (nearly all) are settled by one scan.
+            text.rlike(CONTROL_CHARS)
+            & ((F.instr(text, "\x00") > 0) | (n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars)),
+            F.lit(BINARY),
+        )
+    )
+
+
 def flag_documents(
     df: "DataFrame",
     input_col: str = TEXT_COL,
     output_col: str = DROP_REASON_COL,
     id_col: str = ID_COL,
-    max_doc_bytes: int = 20_000_000,
+    max_doc_bytes: int = MAX_TEXT_BYTES,
 ) -> "DataFrame":
     """Add ``output_col``: why a document cannot be used (see :data:`DROP_REASONS`), else null.
 
-    Runs in the JVM (no Python). Checks, in order: ``missing_id`` (null or blank id),
-    ``empty`` (null or blank text), ``too_large`` (over ``max_doc_bytes`` UTF-8 bytes),
-    ``binary`` (a NUL, or more than :data:`BINARY_CONTROL_FRACTION` control characters).
+    Runs in the JVM (no Python). Checks, in order: ``missing_id`` (null or blank id), then
+    the document checks every path shares (:func:`document_problem`).
     """
     from pyspark.sql import functions as F
 
     if max_doc_bytes < 1:
         raise ValueError(f"max_doc_bytes={max_doc_bytes!r} must be >= 1.")
-    text = F.col(input_col)
-    n_chars = F.length(text)
-    # The rules are evaluated in order and short-circuit, so a clean text is scanned once (the
-    # control-character regex). A whole-text regex first copies the text into a Java string: the
-    # NUL search and the two regexes on every text were a quarter of the tokenizing tasks' JVM samples.
-    n_control = n_chars - F.length(F.regexp_replace(text, _CONTROL_CHARS, ""))
-    reason = (
-        F.when(_is_blank(F.col(id_col)), F.lit("missing_id"))
-        .when(_is_blank(text), F.lit("empty"))
-        .when(F.octet_length(text) > F.lit(int(max_doc_bytes)), F.lit("too_large"))
-        .when(
-            # A NUL is a control character: texts without any (nearly all) are settled by one scan.
-            text.rlike(_CONTROL_CHARS)
-            & ((F.instr(text, "\x00") > 0) | (n_control > F.lit(BINARY_CONTROL_FRACTION) * n_chars)),
-            F.lit("binary"),
-        )
-    )
+    reason = F.when(_is_blank(F.col(id_col)), F.lit("missing_id")).otherwise(document_problem(F.col(input_col), max_doc_bytes))
     return df.withColumn(output_col, reason)
 
 
 def _is_blank(col: "Column") -> "Column":
-    r"""Null, empty, or only whitespace (Java's ``\s``); only a text that starts with whitespace is scanned."""
+    r"""Null, empty, or only whitespace (Java's ``\s``); only a text that starts with whitespace is scanned.
+
+    ``\A``/``\z``, not ``^``/``$``: Java's ``$`` also matches before a final line terminator,
+    and NEL (U+0085) is one, so ``^\s*$`` called ``"\f\x85"`` blank (found by the parity test).
+    """
     from pyspark.sql import functions as F
 
-    return col.isNull() | (F.octet_length(col) == 0) | (F.substring(col, 1, 1).rlike(r"^\s$") & col.rlike(r"^\s*$"))
+    return col.isNull() | (F.octet_length(col) == 0) | (F.substring(col, 1, 1).rlike(r"\A\s\z") & col.rlike(r"\A\s*\z"))
 
 
 def tokenize_documents(

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from ntm_spark.core.checks import MISSING_TEXT, TEXT_NOT_STRING, TOO_LARGE
 from ntm_spark.core.schema import (
     ID_COL,
     MODEL_NAME_COL,
@@ -49,7 +50,7 @@ from ntm_spark.core.schema import (
     TOPIC_WEIGHTS_COL,
 )
 from ntm_spark.serving.model_loader import LoadedModel, ModelSpec, get_loader
-from ntm_spark.serving.scoring import MISSING_TEXT, NOT_JSON, TEXT_NOT_STRING, TOO_LARGE
+from ntm_spark.serving.scoring import NOT_JSON
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

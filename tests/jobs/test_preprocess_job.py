@@ -71,17 +71,18 @@ def test_bad_input_is_counted_never_fatal(spark, tmp_path, capsys):
     # Spark's file sources skip zero-byte files (empty.txt); the blank one is read and dropped.
     assert docs["read"] == 28
     assert docs["duplicate_id_check"].startswith("skipped")  # ids are relative paths
-    assert docs["dropped"]["empty"] == 1 and docs["dropped"]["binary"] == 1
+    assert docs["dropped"]["empty_text"] == 1 and docs["dropped"]["binary"] == 1
+    assert docs["dropped"]["too_large"] == 1  # the 10 MB document: over the shared 1 MB limit
     assert docs["decode_fallback"] >= 2  # latin-1 text and the junk
-    assert docs["kept"] == 26  # 24 + latin-1 + the 10 MB document
+    assert docs["kept"] == 25  # 24 + latin-1
     assert docs["kept"] == sum(_read_split(out / s).num_rows for s in SPLITS)
     assert any("fewer than vocab_size=2000" in w for w in manifest["warnings"])  # only 12 words exist
     assert manifest["vocabulary"]["size"] == 12
 
-    # --overwrite replaces it; too-large documents are dropped and counted.
-    assert main([*args, "--overwrite", "--set", "max_doc_bytes=1000000"]) == 0
+    # --overwrite replaces it; a higher limit keeps the large document.
+    assert main([*args, "--overwrite", "--set", "max_doc_bytes=20000000"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["documents"]["dropped"]["too_large"] == 1
+    assert "too_large" not in manifest["documents"]["dropped"] and manifest["documents"]["kept"] == 26
 
 
 def test_missing_input_and_empty_corpus_give_clear_errors(spark, tmp_path, capsys):
@@ -94,7 +95,7 @@ def test_missing_input_and_empty_corpus_give_clear_errors(spark, tmp_path, capsy
     (empty / "blank.txt").write_text(" ")
     assert main(["--input", str(empty), "--format", "text", "--output", str(tmp_path / "o2")]) == 1
     err = capsys.readouterr().err
-    assert "dropped" in err and "'empty': 1" in err
+    assert "dropped" in err and "'empty_text': 1" in err
     assert not (tmp_path / "o2").exists()
 
     assert main(["--output", str(tmp_path / "o3"), "--set", "vocab_size=1"]) == 2

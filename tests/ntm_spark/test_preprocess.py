@@ -45,7 +45,7 @@ def test_flag_documents_gives_one_reason_each(spark):
     out = flag_documents(_docs(spark, rows), max_doc_bytes=1000).collect()
     reasons = {r["id"]: r[DROP_REASON_COL] for r in out}
     assert reasons == {
-        "ok": None, "empty": "empty", "blank": "empty", "null": "empty",
+        "ok": None, "empty": "empty_text", "blank": "empty_text", "null": "missing_text",
         "junk": "binary", "big": "too_large", None: "missing_id", " \t": "missing_id",
         "indented": None, "one_nul": "binary", "few_controls": None,
     }  # fmt: skip
