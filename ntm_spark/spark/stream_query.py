@@ -193,4 +193,7 @@ def run_stream(
     for progress in progresses:
         summary = _progress_summary(progress, totals)
     summary["batches"] = sum(1 for p in progresses if p.numInputRows > 0)
+    if cfg.status_file:
+        # The listener's last event may still be in flight: the final word is this summary.
+        write_status(cfg.status_file, {**summary, "state": "stopped", "updated_at": time.time()})
     return summary

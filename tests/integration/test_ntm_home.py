@@ -58,9 +58,8 @@ def test_default_paths_live_under_ntm_home(spark, kafka_bootstrap, newsgroups_sa
                               "--dead-letter-topic", topic + "-dlq", "--model", ".ntm/models/ntm", "--starting-offsets",
                               "earliest", "--trigger", "available_now", "--timeout", "120"]) == 0  # fmt: skip
     assert (home / "checkpoints" / "stream" / "offsets").is_dir()
-    assert json.loads((home / "stream" / "status.json").read_text())["total_scored"] + json.loads(
-        (home / "stream" / "status.json").read_text()
-    )["total_dead_letters"] == 1
+    status = json.loads((home / "stream" / "status.json").read_text())
+    assert status["state"] == "stopped" and status["total_scored"] + status["total_dead_letters"] == 1
 
     written = _tree(home)
     print("written under NTM_HOME:\n  " + "\n  ".join(p for p in written if p.count("/") < 2))
