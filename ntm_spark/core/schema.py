@@ -23,7 +23,6 @@ TOKENS_COL = "tokens"
 N_WORDS_COL = "n_words"
 INDICES_COL = "indices"
 VALUES_COL = "values"
-FEATURES_COL = "features"
 
 TOPIC_WEIGHTS_COL = "topic_weights"
 TOP_TOPIC_COL = "top_topic"

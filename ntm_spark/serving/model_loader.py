@@ -297,9 +297,3 @@ def get_loader(spec: ModelSpec) -> ScorerLoader:
                 loader = ScorerLoader(spec)
                 _LOADERS[spec] = loader
     return loader
-
-
-def clear_loaders() -> None:
-    """Forget every cached loader of this process (tests; a driver that changes models)."""
-    with _LOADERS_LOCK:
-        _LOADERS.clear()

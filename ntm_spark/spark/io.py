@@ -55,7 +55,6 @@ from ntm_spark.core.schema import (
     ID_COL,
     LABEL_COL,
     MANIFEST_FILE,
-    SPLITS,
     TEXT_COL,
     VOCAB_FILE,
     bow_arrow_schema,
@@ -169,14 +168,6 @@ def write_text_file(spark: "SparkSession", path: str, text: str) -> None:
         stream.write(bytearray(text.encode("utf-8")))
     finally:
         stream.close()
-
-
-def read_text_file(spark: "SparkSession", path: str) -> str:
-    """Read a small UTF-8 text file written by :func:`write_text_file`."""
-    rows = spark.read.format("binaryFile").load(str(path)).select("content").collect()
-    if not rows:
-        raise InputNotFoundError(f"file {path!r} does not exist or is empty.")
-    return bytes(rows[0][0]).decode("utf-8")
 
 
 def require_input(spark: "SparkSession", path: Optional[str], param: str = "input_path") -> str:
@@ -704,15 +695,6 @@ def write_vocabulary(spark: "SparkSession", vocabulary: "Vocabulary", path: str)
 def write_manifest(spark: "SparkSession", manifest: dict[str, Any], path: str) -> None:
     """Write ``manifest.json`` (indented, keys in insertion order)."""
     write_text_file(spark, path, json.dumps(manifest, indent=2, default=str) + "\n")
-
-
-def output_files(output_path: str) -> dict[str, str]:
-    """Return the paths inside a preprocessing output: ``vocab``, ``manifest`` and one per split."""
-    base = str(output_path).rstrip("/")
-    paths = {"vocab": posixpath.join(base, VOCAB_FILE), "manifest": posixpath.join(base, MANIFEST_FILE)}
-    paths.update({split: posixpath.join(base, split) for split in SPLITS})
-    return paths
-
 
 
 def write_preprocess_output(

@@ -37,8 +37,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
-import numpy as np
-
 from ntm_spark.core.checks import MISSING_TEXT, TEXT_NOT_STRING, TOO_LARGE
 from ntm_spark.core.schema import (
     ID_COL,
@@ -615,8 +613,3 @@ def read_status(path: Union[str, os.PathLike]) -> Optional[dict]:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
-
-
-def weights_sum_ok(weights: Sequence[float], tol: float = 1e-5) -> bool:
-    """Whether a topic mixture sums to 1 within ``tol`` (used by tests and the demo)."""
-    return abs(float(np.sum(np.asarray(weights, dtype=np.float64))) - 1.0) <= tol
