@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 from ntm_spark.core.checks import RowError
 from ntm_spark.core.contract import read_lemma_table, read_manifest, read_vocabulary, text_rules_from_manifest
 from ntm_spark.core.schema import (
+    ERROR_CODE_COL,
+    ERROR_MESSAGE_COL,
     INDICES_COL,
     MODEL_NAME_COL,
     MODEL_VERSION_COL,
@@ -45,7 +47,7 @@ from ntm_spark.core.schema import (
 from ntm_spark.core.text import get_normalizer
 from ntm_spark.core.vocab import Vocabulary
 from ntm_spark.serving.scoring import EMPTY_AFTER_NORMALIZATION, TopicScorer
-from ntm_spark.spark.streaming import ERROR_CODE_COL, ERROR_MESSAGE_COL, RAW_VALUE_COL, apply_single_json_check
+from ntm_spark.spark.streaming import RAW_VALUE_COL, apply_single_json_check
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

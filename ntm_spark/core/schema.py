@@ -30,6 +30,9 @@ TOP_TOPICS_COL = "top_topics"
 MODEL_NAME_COL = "model_name"
 MODEL_VERSION_COL = "model_version"
 SCORED_AT_COL = "scored_at"
+#: Why a row was not scored (null when it was): the dead-letter, backfill and pyfunc error code.
+ERROR_CODE_COL = "error_code"
+ERROR_MESSAGE_COL = "error_message"
 
 SPLITS = ("train", "validation", "test")
 

@@ -61,6 +61,7 @@ from ntm_spark.core.contract import (
     text_rules_from_manifest,
     top_words,
 )
+from ntm_spark.core.schema import ERROR_CODE_COL
 from ntm_spark.core.vocab import Vocabulary
 from ntm_spark.serving.scoring import (
     MISSING_COLUMN,
@@ -80,7 +81,6 @@ INDICES_COL = "indices"
 VALUES_COL = "values"
 WEIGHTS_COL = "topic_weights"
 TOP_TOPICS_COL = "top_topics"
-ERROR_CODE_COL = "error_code"
 ERROR_COL = "error"
 
 ON_ERROR_CHOICES = ("raise", "column")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from ntm_spark.core.schema import (
+    ERROR_CODE_COL,
     ID_COL,
     INDICES_COL,
     MODEL_NAME_COL,
@@ -45,7 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 BUCKET_COL = "bucket"
-ERROR_CODE_COL = "error_code"
 STATE_FILE = "_backfill.json"
 
 

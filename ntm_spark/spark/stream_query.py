@@ -85,8 +85,9 @@ def write_batch(batch: "DataFrame", batch_id: int, cfg: "StreamConfig") -> None:
     """
     from pyspark.sql import functions as F
 
+    from ntm_spark.core.schema import ERROR_CODE_COL
     from ntm_spark.spark.io import delete_path, path_exists, rename_path, staging_path
-    from ntm_spark.spark.streaming import ERROR_CODE_COL, to_kafka_records
+    from ntm_spark.spark.streaming import to_kafka_records
 
     batch.persist()
     try:

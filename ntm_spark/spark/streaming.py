@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 from ntm_spark.core.checks import MISSING_TEXT, TEXT_NOT_STRING, TOO_LARGE
 from ntm_spark.core.schema import (
+    ERROR_CODE_COL,
+    ERROR_MESSAGE_COL,
     ID_COL,
     MODEL_NAME_COL,
     MODEL_VERSION_COL,
@@ -63,8 +65,6 @@ SOURCE_TOPIC_COL = "source_topic"
 SOURCE_PARTITION_COL = "source_partition"
 SOURCE_OFFSET_COL = "source_offset"
 SOURCE_TIMESTAMP_COL = "source_timestamp"
-ERROR_CODE_COL = "error_code"
-ERROR_MESSAGE_COL = "error_message"
 FAILED_AT_FIELD = "failed_at"
 #: True when the message's key or value was not valid UTF-8 and was decoded as Latin-1.
 DECODE_FALLBACK_COL = "decode_fallback"
