@@ -24,6 +24,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["ntm_spark", "ntm_spark.*", "lightning_module", "lightning_module.*", "jobs"]),
     include_package_data=True,
+    package_data={"ntm_spark.report.templates": ["*.html", "*.css", "*.js"]},
     install_requires=["pyyaml>=6", "tqdm>=4.60"],
     extras_require={
         "spark": SPARK,

@@ -195,10 +195,11 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
 def test_chromium_check_catches_a_broken_image(tmp_path):
-    from ntm_spark.report.explore import _SCRIPT
+    from ntm_spark.report.page import read_template
 
+    script = read_template("report.js")
     page = tmp_path / "broken.html"
-    page.write_text(f'<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body><img src="data:image/png;base64,AAAA"><script>{_SCRIPT}</script></body></html>')
+    page.write_text(f'<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body><img src="data:image/png;base64,AAAA"><script>{script}</script></body></html>')
     dom = _chromium("--virtual-time-budget=3000", "--dump-dom", page.as_uri(), tmp_path=tmp_path)
     assert 'data-images-ok="false"' in dom.stdout
 

@@ -1,0 +1,145 @@
+"""The report page: ``index.html`` assembled from the templates in ``ntm_spark/report/templates/``.
+
+``page.html`` is the skeleton, ``fragments.html`` holds the sections and rows, and
+``report.css`` and ``report.js`` are inlined into the page, so it is self-contained:
+images are embedded as base64 data URIs and nothing (CSS, script, font) is fetched.
+``report.js`` sets ``data-images-ok`` on ``<body>`` once every image has decoded; the
+headless Chromium test reads it. The templates are package data, read with
+:mod:`importlib.resources`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import re
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any, Sequence
+
+import numpy as np
+
+from ntm_spark.report._base import MAX_HEATMAP_LABELS
+from ntm_spark.report.data import SplitSummary
+
+_FRAGMENT_RE = re.compile(r"^<!-- fragment: (\w+) -->\n(.*?)\n(?=<!-- fragment: |\Z)", re.S | re.M)
+
+
+@functools.lru_cache(maxsize=None)
+def read_template(name: str) -> str:
+    """Return the text of ``templates/<name>`` (``page.html``, ``fragments.html``, ``report.css``, ``report.js``)."""
+    return (resources.files("ntm_spark.report.templates") / name).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=None)
+def _fragments() -> dict[str, Template]:
+    return {name: Template(body) for name, body in _FRAGMENT_RE.findall(read_template("fragments.html"))}
+
+
+def _fill(fragment: str, **values: Any) -> str:
+    return _fragments()[fragment].substitute(values)
+
+
+def _png(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render_html(
+    info: dict[str, Any],
+    files: dict[str, Path],
+    topic_word: np.ndarray,
+    words: Sequence[str],
+    top: np.ndarray,
+    names: Sequence[str],
+    summary: SplitSummary,
+) -> str:
+    """Return the self-contained report page (inline CSS and script, images as data URIs).
+
+    Args:
+        info: The report's summary numbers (``report.json`` without ``seconds`` and ``files``).
+        files: The files written so far, by role (the PNGs are embedded, every file is linked).
+        topic_word: ``(K, V)`` topic-word weights.
+        words: The vocabulary.
+        top: Each topic's top word ids, ``(K, n)``.
+        names: A short name per topic (``"T3: a b c"``).
+        summary: What scoring the split found.
+    """
+    from ntm_spark.core.topic_metrics import topic_uniqueness
+
+    esc = html.escape
+    k = topic_word.shape[0]
+    tu = topic_uniqueness(top, per_topic=True)
+    prev = summary.prevalence
+    pmax = max(float(prev.max()), 1e-12)
+    rows = []
+    for t in range(k):
+        cells = " ".join(_fill("topic_word", word=esc(words[i]), weight=f"{topic_word[t, i]:.3f}") for i in top[t])
+        rows.append(
+            _fill(
+                "topic_row",
+                topic=t,
+                bar_px=int(80 * prev[t] / pmax),
+                prevalence=f"{prev[t]:.3f}",
+                npmi=f"{summary.npmi[t]:.3f}" if summary.npmi is not None else "",
+                tu=f"{tu[t]:.2f}",
+                words=cells,
+            )
+        )
+    samples = []
+    for doc_id, label, ws in zip(summary.sample_ids, summary.sample_labels, summary.sample_weights):
+        best = np.argsort(-ws)[:3]
+        tops = "; ".join(f"{esc(names[b])} ({ws[b]:.2f})" for b in best)
+        samples.append(_fill("sample_row", doc_id=esc(doc_id), label=esc(label or ""), topics=tops))
+
+    def stat(label: str, value: Any) -> str:
+        return _fill("stat", label=esc(label), value=esc(str(value)))
+
+    npmi_all = "n/a" if info.get("npmi") is None else f"{info['npmi']:.3f}"
+    stats = (
+        stat("topics", k)
+        + stat("vocabulary", info["vocab_size"])
+        + stat(f"{info['split']} documents scored", info["n_docs"])
+        + stat("NPMI", npmi_all)
+        + stat("topic uniqueness", f"{info['tu']:.3f}")
+        + stat("diversity", f"{info['diversity']:.3f}")
+    )
+    failed = _fill("failed_note", n_failed=info["n_failed"]) if info["n_failed"] else ""
+    sections = [
+        ("summary", "Summary", _fill("summary", stats=stats, failed_note=failed)),
+        ("topics", "Top words per topic", _fill("topics", rows="".join(rows))),
+        ("wordclouds", "Word clouds", _fill("wordclouds", image=_png(files["wordclouds"]))),
+        ("map", "Intertopic distance map", _fill("map", image=_png(files["topic_map"]))),
+        (
+            "prevalence",
+            "Topic prevalence",
+            _fill("prevalence", n_docs=info["n_docs"], split=esc(info["split"]), image=_png(files["prevalence"])),
+        ),
+        (
+            "samples",
+            "Topic assignments of sample documents",
+            _fill("samples", image=_png(files["sample_assignments"]), rows="".join(samples)),
+        ),
+    ]
+    if "label_heatmap" in files:
+        shown = _fill("labels_shown_note", n=MAX_HEATMAP_LABELS) if len(summary.labels) > MAX_HEATMAP_LABELS else ""
+        sections.append(("labels", "Topics by label", _fill("labels", shown_note=shown, image=_png(files["label_heatmap"]))))
+    listed = [p.name for role, p in files.items() if role != "html"] + ["report.json"]
+    links = " &middot; ".join(_fill("file_link", name=esc(n)) for n in listed)
+    sections.append(("files", "Files", _fill("files", links=links)))
+    nav = "".join(_fill("nav_link", id=sid, title=esc(title)) for sid, title, _ in sections)
+    body = "".join(_fill("section", id=sid, title=esc(title), content=content) for sid, title, content in sections)
+    run = _fill("run_note", run_id=esc(info["run_id"])) if info.get("run_id") else ""
+    return Template(read_template("page.html")).substitute(
+        model_name=esc(info["model_name"]),
+        source=esc(str(info["model"])),
+        run=run,
+        data_dir=esc(info["data_dir"]),
+        split=esc(info["split"]),
+        generated_at=esc(info["generated_at"]),
+        nav=nav,
+        body=body,
+        css=read_template("report.css"),
+        script=read_template("report.js"),
+    )
