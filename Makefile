@@ -112,7 +112,7 @@ demo-full: install jars nltk-data
 	$(NTM) demo
 
 lint: install
-	$(VENV)/bin/ruff check ntm_spark lightning_module jobs
+	$(VENV)/bin/ruff check ntm_spark lightning_module jobs tests bench
 	$(VENV)/bin/hadolint docker/*.Dockerfile
 
 BENCH_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
