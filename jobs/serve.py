@@ -52,9 +52,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from jobs.registry import check_reachable
     from ntm_spark.core.config import ConfigError, load_config
-    from ntm_spark.core.uris import resolve_tracking_uri
+    from ntm_spark.core.uris import check_reachable, resolve_tracking_uri
     from ntm_spark.serving.endpoint import serve_model
 
     try:

@@ -8,6 +8,8 @@ Training, the registry, serving, the stream and ``ntm services`` all resolve URI
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -47,3 +49,16 @@ def artifact_location_for(tracking_uri: str) -> Optional[str]:
         db = Path(tracking_uri[len("sqlite:///") :])
         return (db.parent / "mlartifacts").resolve().as_uri()
     return None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> Optional[str]:
+    """Return why an HTTP tracking server cannot be reached, or ``None`` (always ``None`` for local stores)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:  # noqa: S310 - user's URI
+            return None if resp.status == 200 else f"/health answered HTTP {resp.status}"
+    except urllib.error.HTTPError as err:
+        return f"/health answered HTTP {err.code}"
+    except (OSError, ValueError) as err:
+        return str(getattr(err, "reason", err))
