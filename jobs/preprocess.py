@@ -73,34 +73,13 @@ def resolve_config(args: argparse.Namespace):
     return cfg
 
 
-def run(spark, cfg) -> dict:
-    """Preprocess with an existing session and write the output; return the manifest."""
-    from ntm_spark.spark.io import check_output_path, write_preprocess_output
-    from ntm_spark.spark.preprocess import preprocess_corpus
-
-    check_output_path(spark, cfg.output_path, cfg.overwrite)  # fail before any work
-    result = preprocess_corpus(spark, cfg)
-    try:
-        return write_preprocess_output(
-            spark,
-            result.bow,
-            result.partitions,
-            result.vocabulary,
-            cfg.output_path,
-            overwrite=cfg.overwrite,
-            row_group_size=cfg.row_group_size,
-            finalize_manifest=result.finalize_manifest,
-        )
-    finally:
-        result.unpersist()
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the preprocessing job; return its exit code."""
     from ntm_spark.core.config import ConfigError
     from ntm_spark.core.nltk_data import NltkDataError
     from ntm_spark.spark.io import InputNotFoundError, OutputExistsError
     from ntm_spark.spark.preprocess import EmptyCorpusError, resolve_clean, warm_up_python_workers
+    from ntm_spark.spark.runs import run_preprocess
     from ntm_spark.spark.session import build_spark_session, is_local_master, spark_config_from_args, stop_spark_session
 
     if not logging.getLogger().handlers:
@@ -130,7 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if owned and is_local_master(spark.sparkContext.master):
         warm_up = warm_up_python_workers(spark, clean=resolve_clean(cfg), stop_words=cfg.stop_words)
     try:
-        manifest = run(spark, cfg)
+        manifest = run_preprocess(spark, cfg)
     except (InputNotFoundError, OutputExistsError, EmptyCorpusError, NltkDataError, ValueError) as err:
         print(f"ntm preprocess: {err}", file=sys.stderr)
         return 1
