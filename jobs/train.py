@@ -32,6 +32,7 @@ log = logging.getLogger("jobs.train")
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the job's flags (plus the shared ``--master``/``--spark-conf``/``--config``/``--set``)."""
+    from ntm_spark.core.hparams import PRESETS
     from ntm_spark.spark.session import add_spark_args
 
     parser = argparse.ArgumentParser(prog="ntm train", description="Train the NTM (Lightning, DDP) and write the model folder.")
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
     parser.add_argument("--devices", default=None, help="devices (ranks) per node, or 'auto'")
     parser.add_argument("--num-nodes", type=int, default=None, help="number of nodes")
-    parser.add_argument("--preset", default=None, choices=["default", "sagemaker"], help="model preset")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="model preset")
     parser.add_argument(
         "--launcher",
         default="local",

@@ -22,80 +22,46 @@ transport of uniform word mass onto uniform topic mass), which keeps topics from
 words. The word vectors are fixed; :func:`ppmi_word_vectors` derives them from the training
 documents alone (an SVD of the document-level PPMI matrix), or they come from a file.
 
-:data:`PRESETS` bundles them: ``sagemaker`` reproduces the seed exactly and
+The hyperparameters are declared once, in :mod:`ntm_spark.core.hparams`: :class:`NTMModel`
+takes exactly its ``model`` fields, each defaulting to the ``sagemaker`` preset (the seed), and
+:data:`PRESETS` (re-exported here) bundles them: ``sagemaker`` reproduces the seed exactly and
 ``default`` is the one chosen by measured topic quality (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "softplus")
-ENCODER_INPUTS = ("counts", "log1p")
-TOPIC_ACTIVATIONS = ("softmax", "sigmoid", "tanh", "identity")
-PRIORS = ("normal", "dirichlet")
-DECODERS = ("linear", "embedding")
+from ntm_spark.core.hparams import (
+    MODEL,
+    PRESETS,  # noqa: F401  (re-exported: bench/ and older code import it from here)
+    Activation,
+    Decoder,
+    EncoderInput,
+    Prior,
+    TopicActivation,
+    hparam_names,
+    plain_value,
+    take_hparams,
+)
+
+#: The model's hyperparameters that a linear-decoder model leaves out of :attr:`NTMModel.config`,
+#: so that its ``hparams.json`` reads as before the embedding decoder existed.
+EMBEDDING_DECODER_FIELDS = ("decoder", "embedding_dim", "beta_temperature")
+
+ACTIVATIONS = get_args(Activation)
+ENCODER_INPUTS = get_args(EncoderInput)
+TOPIC_ACTIVATIONS = get_args(TopicActivation)
+PRIORS = get_args(Prior)
+DECODERS = get_args(Decoder)
 #: Entropic-OT settings of the clustering regularizer (ECRTM's): inverse regularization
 #: strength, the iteration cap, and the marginal error at which the iterations stop.
 SINKHORN_ALPHA, SINKHORN_MAX_ITER, SINKHORN_TOL = 20.0, 1000, 5e-3
-
-#: Model and optimization settings per preset. ``None`` config values take these.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The seed architecture and SageMaker NTM's documented defaults, exactly.
-    "sagemaker": {
-        "encoder_layers_activation": "sigmoid",
-        "batch_norm": False,
-        "encoder_input": "counts",
-        "topic_activation": "softmax",
-        "prior": "normal",
-        "dirichlet_alpha": 1.0,
-        "decoder_batch_norm": False,
-        "dropout": 0.0,
-        "kl_warmup_epochs": 0,
-        "optimizer": "adadelta",
-        "learning_rate": 0.001,
-        "adam_beta1": 0.9,  # inert under adadelta; MXNet's Adam default if optimizer=adam
-        "min_epochs": 0,  # SageMaker's early-stopping rule applies from the first epoch
-        "decoder": "linear",  # W z + b
-        "word_embeddings": "ppmi",  # inert with the linear decoder
-        "embedding_dim": 200,
-        "beta_temperature": 0.2,
-        "ecr_weight": 0.0,
-    },
-    # ProdLDA-style: log1p encoder input, Laplace-Dirichlet(1) prior, BN on the encoder and
-    # mu and on the decoder logits, dropout; picked by NPMI on 20 Newsgroups (BENCHMARKS.md).
-    "default": {
-        "encoder_layers_activation": "softplus",
-        "batch_norm": True,
-        "encoder_input": "log1p",
-        "topic_activation": "softmax",
-        "prior": "dirichlet",
-        "dirichlet_alpha": 1.0,
-        "decoder_batch_norm": True,
-        "dropout": 0.1,
-        # KL weight 0 -> 1 over the first 10 epochs; the topics form after the loss has nearly
-        # plateaued, so SageMaker's early-stopping rule is first applied after epoch 30.
-        "kl_warmup_epochs": 10,
-        "optimizer": "adam",
-        "learning_rate": 0.005,
-        "adam_beta1": 0.99,  # ProdLDA's Adam beta1
-        "min_epochs": 30,
-        # ECRTM's decoder and clustering regularizer over fixed PPMI-SVD word vectors of the
-        # training split: NPMI 0.16-0.25 with diversity 0.93-0.98 at K=20 and 50 on 20NG,
-        # against 0.01-0.17 / 0.49-0.81 for the linear decoder (BENCHMARKS.md).
-        "decoder": "embedding",
-        "word_embeddings": "ppmi",
-        "embedding_dim": 200,
-        "beta_temperature": 0.2,
-        "ecr_weight": 1000.0,
-    },
-}
-
 
 class NTMLoss(NamedTuple):
     """Batch-mean loss terms; ``loss = recon + kl_weight * kl``."""
@@ -257,89 +223,60 @@ def ntm_loss(
 class NTMModel(nn.Module):
     """Variational neural topic model (SageMaker NTM / NVDM / ProdLDA family).
 
+    Its hyperparameters are the ``model`` fields of :class:`ntm_spark.core.hparams.Hyperparameters`,
+    which documents each one and its choices; one left out takes the ``sagemaker`` preset's value
+    (the seed architecture).
+
     Args:
         vocab_size: Vocabulary size V (SageMaker's ``feature_dim``).
         num_topics: Number of topics K, 2-1000.
-        encoder_layers: Hidden widths, or ``"auto"`` for ``[3K, 2K]``.
-        encoder_layers_activation: ``sigmoid``, ``tanh``, ``relu`` or ``softplus``.
-        batch_norm: Batch norm after each encoder layer and on ``mu`` (SageMaker's ``batch_norm``). Not on
-            ``log sigma``: normalizing it to unit variance made ``exp(2 log sigma)`` and the KL explode.
-        encoder_input: ``counts`` (the seed) or ``log1p`` (``log(1 + x)``; long documents no longer
-            saturate the encoder, +0.1 NPMI on 20 Newsgroups).
-        topic_activation: ``g`` in ``z = g(h)``: ``softmax`` (default), ``sigmoid``, ``tanh`` or ``identity``.
-        prior: ``normal`` (``N(0, I)``, the seed) or ``dirichlet`` (Laplace approximation).
-        dirichlet_alpha: Concentration of the Dirichlet prior (all topics alike).
-        decoder_batch_norm: Batch norm (no affine) on the decoder logits, as in ProdLDA.
-        dropout: Dropout on the encoder output and on ``z`` during training.
-        decoder: ``linear`` (``W z + b``, the seed) or ``embedding`` (ECRTM: ``W`` from fixed word
-            vectors and learned topic vectors; see :meth:`beta`).
-        embedding_dim: Word/topic vector size for the embedding decoder.
-        beta_temperature: Softmax temperature of the embedding decoder's ``beta``.
-        word_vectors: The fixed word vectors, shape ``(V, embedding_dim)`` (e.g.
+        word_vectors: The embedding decoder's fixed word vectors, shape ``(V, embedding_dim)`` (e.g.
             :func:`ppmi_word_vectors`); ``None`` starts from random unit vectors, which a
             saved ``state_dict`` then overwrites.
+        **hparams: The other ``model`` hyperparameters by name (``encoder_layers``, ``batch_norm``,
+            ``prior``, ``dropout``, ``decoder``...; the embedding decoder's ``W`` is :meth:`beta`).
+
+    Raises:
+        TypeError: for a keyword that is not a ``model`` hyperparameter.
+        ValueError: for a value out of range, naming the argument and the fix.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_topics: int,
-        encoder_layers: Union[str, Sequence[int]] = "auto",
-        encoder_layers_activation: str = "sigmoid",
-        batch_norm: bool = False,
-        encoder_input: str = "counts",
-        topic_activation: str = "softmax",
-        prior: str = "normal",
-        dirichlet_alpha: float = 1.0,
-        decoder_batch_norm: bool = False,
-        dropout: float = 0.0,
-        decoder: str = "linear",
-        embedding_dim: int = 200,
-        beta_temperature: float = 0.2,
-        word_vectors: Optional[Tensor] = None,
-    ) -> None:
+    def __init__(self, vocab_size: int, num_topics: int, *, word_vectors: Optional[Tensor] = None, **hparams: Any) -> None:
         super().__init__()
-        check_model_args(vocab_size, num_topics, encoder_layers_activation, topic_activation, prior, dirichlet_alpha, dropout)
-        if encoder_input not in ENCODER_INPUTS:
-            raise ValueError(f"encoder_input={encoder_input!r}: choose one of {list(ENCODER_INPUTS)}.")
-        check_decoder_args(decoder, embedding_dim, beta_temperature)
-        layers = resolve_encoder_layers(encoder_layers, num_topics)
-        self.config: dict[str, Any] = {
-            "vocab_size": int(vocab_size),
-            "num_topics": int(num_topics),
-            "encoder_layers": layers,
-            "encoder_layers_activation": encoder_layers_activation,
-            "batch_norm": bool(batch_norm),
-            "encoder_input": encoder_input,
-            "topic_activation": topic_activation,
-            "prior": prior,
-            "dirichlet_alpha": float(dirichlet_alpha),
-            "decoder_batch_norm": bool(decoder_batch_norm),
-            "dropout": float(dropout),
-        }
-        if decoder == "embedding":  # absent for the linear decoder: older model folders read the same
-            self.config.update(decoder=decoder, embedding_dim=int(embedding_dim), beta_temperature=float(beta_temperature))
+        h = take_hparams({"num_topics": num_topics, **hparams}, (MODEL,), "NTMModel")
+        check_model_args(vocab_size, num_topics, h["encoder_layers_activation"], h["topic_activation"], h["prior"], h["dirichlet_alpha"], h["dropout"])
+        if h["encoder_input"] not in ENCODER_INPUTS:
+            raise ValueError(f"encoder_input={h['encoder_input']!r}: choose one of {list(ENCODER_INPUTS)}.")
+        check_decoder_args(h["decoder"], h["embedding_dim"], h["beta_temperature"])
+        layers = resolve_encoder_layers(h["encoder_layers"], num_topics)
+        h = {name: plain_value(name, value) for name, value in h.items()}
+        h["encoder_layers"] = layers
+        self.config: dict[str, Any] = {"vocab_size": int(vocab_size), **h}
+        if h["decoder"] != "embedding":  # older model folders read the same
+            for name in EMBEDDING_DECODER_FIELDS:
+                del self.config[name]
+        decoder, embedding_dim, dropout = h["decoder"], h["embedding_dim"], h["dropout"]
         self.decoder_kind = decoder
-        self.beta_temperature = float(beta_temperature)
+        self.beta_temperature = h["beta_temperature"]
         self.vocab_size = int(vocab_size)
-        self.num_topics = int(num_topics)
-        self.topic_activation = topic_activation
-        self.encoder_input = encoder_input
+        self.num_topics = h["num_topics"]
+        self.topic_activation = h["topic_activation"]
+        self.encoder_input = h["encoder_input"]
 
         blocks: list[nn.Module] = []
         width = vocab_size
         for hidden in layers:
             blocks.append(nn.Linear(width, hidden))
-            if batch_norm:
+            if h["batch_norm"]:
                 blocks.append(nn.BatchNorm1d(hidden))
-            blocks.append(_activation(encoder_layers_activation))
+            blocks.append(_activation(h["encoder_layers_activation"]))
             width = hidden
         self.encoder = nn.Sequential(*blocks)
         self.encoder_dropout = nn.Dropout(dropout)
         self.mu = nn.Linear(width, num_topics)  # l1
         self.log_sigma = nn.Linear(width, num_topics)  # l2
         # BN on mu (ProdLDA) keeps the posterior from collapsing early.
-        self.mu_bn = nn.BatchNorm1d(num_topics, affine=False) if batch_norm else nn.Identity()
+        self.mu_bn = nn.BatchNorm1d(num_topics, affine=False) if h["batch_norm"] else nn.Identity()
         self.topic_dropout = nn.Dropout(dropout)
         if decoder == "linear":
             self.decoder = nn.Linear(num_topics, vocab_size)  # W, b
@@ -354,21 +291,32 @@ class NTMModel(nn.Module):
             self.register_buffer("word_embeddings", word_vectors.detach().float().clone())  # (V, D), fixed
             topics = nn.init.trunc_normal_(torch.empty(num_topics, embedding_dim), std=0.1)
             self.topic_embeddings = nn.Parameter(F.normalize(topics, dim=1))  # (K, D)
-        self.decoder_bn = nn.BatchNorm1d(vocab_size, affine=False) if decoder_batch_norm else nn.Identity()
+        self.decoder_bn = nn.BatchNorm1d(vocab_size, affine=False) if h["decoder_batch_norm"] else nn.Identity()
 
         # Prior as buffers: they follow the module to its device and into the state_dict.
-        if prior == "dirichlet":
-            mu0, var0 = laplace_dirichlet_prior(torch.full((num_topics,), float(dirichlet_alpha)))
+        if h["prior"] == "dirichlet":
+            mu0, var0 = laplace_dirichlet_prior(torch.full((num_topics,), h["dirichlet_alpha"]))
         else:
             mu0, var0 = torch.zeros(num_topics), torch.ones(num_topics)
         self.register_buffer("prior_mu", mu0)
         self.register_buffer("prior_var", var0)
-        self.use_prior_buffers = prior != "normal"
+        self.use_prior_buffers = h["prior"] != "normal"
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "NTMModel":
         """Rebuild a model from :attr:`config` (``hparams.json`` of a model folder)."""
         return cls(**config)
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any], vocab_size: int, word_vectors: Optional[Tensor] = None) -> "NTMModel":
+        """Build a model from resolved hyperparameters, taking the ``model`` fields and ignoring the rest.
+
+        Args:
+            hparams: Hyperparameter names to values, e.g. :func:`ntm_spark.core.hparams.resolve_hparams`.
+            vocab_size: Vocabulary size V (from ``vocab.txt``).
+            word_vectors: See the class arguments.
+        """
+        return cls(vocab_size, word_vectors=word_vectors, **{name: hparams[name] for name in hparam_names(MODEL) if name in hparams})
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(mu, logvar)`` for word counts ``x`` of shape ``(B, V)``; each is ``(B, K)``."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, get_args
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from torch import Tensor
 from lightning_module._compat import pl
 from lightning_module.data import densify_batch
 from lightning_module.model import NTMModel, ntm_loss_per_doc
+from ntm_spark.core.hparams import MODEL, SYSTEM, Optimizer, hparam_names, take_hparams
 from ntm_spark.core.topic_metrics import (
     npmi_from_pair_counts,
     top_words,
@@ -36,7 +37,7 @@ from ntm_spark.core.topic_metrics import (
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adadelta", "sgd", "adam", "rmsprop", "adagrad")
+OPTIMIZERS = get_args(Optimizer)
 STAGE_NAMES = {"train": "train", "val": "val", "test": "test"}
 _ACC_KEYS = ("recon", "kl", "docs", "words")  # the per-epoch sums, in the order of NTMSystem._acc
 
@@ -44,78 +45,50 @@ _ACC_KEYS = ("recon", "kl", "docs", "words")  # the per-epoch sums, in the order
 class NTMSystem(pl.LightningModule):
     """Trains :class:`~lightning_module.model.NTMModel` with SageMaker NTM's optimization settings.
 
+    Its hyperparameters are the ``model`` and ``system`` fields of
+    :class:`ntm_spark.core.hparams.Hyperparameters`, which documents each one; one left out
+    takes the ``sagemaker`` preset's value. ``hparams`` (and checkpoints) hold them all, with
+    the arguments below except ``word_vectors``.
+
     Args:
         vocab_size: Vocabulary size (``feature_dim``).
         num_topics: Number of topics K.
-        encoder_layers: Hidden widths or ``"auto"``.
-        encoder_layers_activation: Encoder activation.
-        batch_norm: Encoder batch norm.
-        encoder_input: ``counts`` or ``log1p``.
-        topic_activation: ``g`` in ``z = g(h)``.
-        prior: ``normal`` or ``dirichlet``.
-        dirichlet_alpha: Dirichlet concentration.
-        decoder_batch_norm: Batch norm on the decoder logits.
-        dropout: Dropout probability.
-        optimizer: ``adadelta``, ``sgd``, ``adam``, ``rmsprop`` or ``adagrad``.
-        learning_rate: Step size. Ignored by ``adadelta``, as in MXNet's AdaDelta that
-            SageMaker NTM runs on (its step is ``sqrt(E[dx^2] + eps) / sqrt(E[g^2] + eps) * g``).
-        adam_beta1: Adam's first-moment decay (``betas=(adam_beta1, 0.999)``); only ``adam`` uses it.
-            0.9 is MXNet's and torch's default; ProdLDA uses 0.99.
-        weight_decay: L2 weight decay.
-        rescale_gradient: Multiplies the gradients (SageMaker's ``rescale_gradient``).
-        clip_gradient: Clip each gradient value to ``[-c, c]`` (SageMaker's ``clip_gradient``); ``None`` = off.
-        kl_warmup_epochs: Epochs over which the KL weight rises linearly from 0 to 1.
-        sample_latent: Sample ``h`` during training (``False`` uses ``h = mu``; for tests).
         npmi_top_n: Top words per topic for NPMI and TU.
         diversity_top_n: Top words per topic for diversity.
         num_threads: ``torch.set_num_threads`` for this process (``None`` leaves it).
-        decoder: ``linear`` or ``embedding`` (see :class:`NTMModel`).
-        word_embeddings: Where the embedding decoder's word vectors came from (``ppmi`` or a
-            ``.npy`` path); recorded only, the vectors themselves are ``word_vectors``.
-        embedding_dim: Word/topic vector size of the embedding decoder.
-        beta_temperature: Temperature of the embedding decoder's ``beta``.
-        ecr_weight: Weight of the embedding-clustering regularizer added to each training
-            step's loss (0 = off; inert with the linear decoder). It is not part of the
-            logged ``loss``/``recon``/``kl``; ``train/ecr`` is logged with the batch loss.
         word_vectors: Fixed word vectors ``(V, embedding_dim)`` for the embedding decoder; not
             saved in the hyperparameters (the model's state_dict holds them).
         direct_steps: Let training steps skip Lightning's per-step wrappers where they would
             do nothing (see :meth:`_direct_steps`); the updates are the same either way.
+        **hparams: The other hyperparameters by name: the model's (passed to :class:`NTMModel`)
+            and the system's. Of these, ``optimizer`` and ``learning_rate`` follow SageMaker NTM
+            (``adadelta`` ignores the rate, as MXNet's AdaDelta does: its step is
+            ``sqrt(E[dx^2] + eps) / sqrt(E[g^2] + eps) * g``); ``rescale_gradient`` scales the loss
+            before the backward pass and ``clip_gradient`` clips each gradient value to ``[-c, c]``;
+            ``ecr_weight`` adds the embedding-clustering regularizer to each training step's loss,
+            not to the logged ``loss``/``recon``/``kl`` (``train/ecr`` is logged with the batch loss).
+
+    Raises:
+        TypeError: for a keyword that is neither a ``model`` nor a ``system`` hyperparameter.
+        ValueError: for a value out of range, naming the argument and the fix.
     """
 
     def __init__(
         self,
         vocab_size: int,
         num_topics: int,
-        encoder_layers: Union[str, Sequence[int]] = "auto",
-        encoder_layers_activation: str = "sigmoid",
-        batch_norm: bool = False,
-        encoder_input: str = "counts",
-        topic_activation: str = "softmax",
-        prior: str = "normal",
-        dirichlet_alpha: float = 1.0,
-        decoder_batch_norm: bool = False,
-        dropout: float = 0.0,
-        optimizer: str = "adadelta",
-        learning_rate: float = 0.001,
-        adam_beta1: float = 0.9,
-        weight_decay: float = 0.0,
-        rescale_gradient: float = 1.0,
-        clip_gradient: Optional[float] = None,
-        kl_warmup_epochs: int = 0,
-        sample_latent: bool = True,
+        *,
         npmi_top_n: int = 10,
         diversity_top_n: int = 25,
         num_threads: Optional[int] = None,
-        decoder: str = "linear",
-        word_embeddings: str = "ppmi",
-        embedding_dim: int = 200,
-        beta_temperature: float = 0.2,
-        ecr_weight: float = 0.0,
         word_vectors: Optional[Tensor] = None,
         direct_steps: bool = True,
+        **hparams: Any,
     ) -> None:
         super().__init__()
+        h = take_hparams({"num_topics": num_topics, **hparams}, (MODEL, SYSTEM), "NTMSystem")
+        optimizer, learning_rate, adam_beta1 = h["optimizer"], h["learning_rate"], h["adam_beta1"]
+        kl_warmup_epochs, ecr_weight = h["kl_warmup_epochs"], h["ecr_weight"]
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r}: choose one of {list(OPTIMIZERS)}.")
         if not learning_rate > 0:
@@ -126,30 +99,34 @@ class NTMSystem(pl.LightningModule):
             raise ValueError(f"adam_beta1={adam_beta1!r}: use a number in [0, 1) such as 0.9 or 0.99.")
         if not ecr_weight >= 0 or math.isinf(ecr_weight):
             raise ValueError(f"ecr_weight={ecr_weight!r}: use a number >= 0 such as 1000 (0 turns the regularizer off).")
-        self.save_hyperparameters(ignore=["word_vectors"])
+        self.save_hyperparameters(
+            {
+                "vocab_size": vocab_size,
+                **h,
+                "npmi_top_n": npmi_top_n,
+                "diversity_top_n": diversity_top_n,
+                "num_threads": num_threads,
+                "direct_steps": direct_steps,
+            }
+        )
         # Manual optimization: a training "batch" may hold several optimizer steps
         # (``steps_per_execution``), which spreads Lightning's per-call overhead over them.
         self.automatic_optimization = False
-        self.model = NTMModel(
-            vocab_size,
-            num_topics,
-            encoder_layers=encoder_layers,
-            encoder_layers_activation=encoder_layers_activation,
-            batch_norm=batch_norm,
-            encoder_input=encoder_input,
-            topic_activation=topic_activation,
-            prior=prior,
-            dirichlet_alpha=dirichlet_alpha,
-            decoder_batch_norm=decoder_batch_norm,
-            dropout=dropout,
-            decoder=decoder,
-            embedding_dim=embedding_dim,
-            beta_temperature=beta_temperature,
-            word_vectors=word_vectors,
-        )
+        self.model = NTMModel.from_hparams(h, vocab_size, word_vectors=word_vectors)
         self._acc: dict[str, Tensor] = {}
         self._topic_state: dict[str, Any] = {}
         self.last_topic_metrics: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any], vocab_size: int, **kwargs: Any) -> "NTMSystem":
+        """Build a system from resolved hyperparameters, taking the ``model`` and ``system`` fields and ignoring the rest.
+
+        Args:
+            hparams: Hyperparameter names to values, e.g. :func:`ntm_spark.core.hparams.resolve_hparams`.
+            vocab_size: Vocabulary size (from ``vocab.txt``).
+            **kwargs: The other arguments (``num_threads``, ``word_vectors``...).
+        """
+        return cls(vocab_size, **{name: hparams[name] for name in hparam_names(MODEL, SYSTEM) if name in hparams}, **kwargs)
 
     # ------------------------------------------------------------------ hooks, in Lightning's order
 

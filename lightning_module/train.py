@@ -24,20 +24,17 @@ from typing import Any, Optional, Sequence
 
 from lightning_module._compat import pl
 from lightning_module.data import BowDataModule, document_cooccurrence
-from lightning_module.model import PRESETS, ppmi_word_vectors
+from lightning_module.model import ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
 from ntm_spark.core.config import ConfigError, TrainConfig
 from ntm_spark.core.contract import read_manifest
+from ntm_spark.core.hparams import resolve_hparams, resolve_presets
 from ntm_spark.core.schema import MANIFEST_FILE
 from ntm_spark.core.topic_metrics import format_topics
 
 log = logging.getLogger(__name__)
 
-#: Config fields that fall back to the preset when ``None``.
-PRESET_FIELDS = tuple(PRESETS["sagemaker"])
-#: Preset fields that configure training, not :class:`NTMSystem`.
-TRAINING_ONLY_FIELDS = ("min_epochs",)
 #: The PPMI word vectors need a (V, V) matrix and its eigendecomposition: above this, give a .npy.
 MAX_PPMI_VOCAB = 10_000
 
@@ -159,13 +156,8 @@ class EpochLog(pl.Callback):
 
 
 def resolve_model_options(cfg: TrainConfig) -> dict[str, Any]:
-    """Return the preset's model/optimizer options overlaid with the config's non-null values."""
-    options = dict(PRESETS[cfg.preset])
-    for key in PRESET_FIELDS:
-        value = getattr(cfg, key)
-        if value is not None:
-            options[key] = value
-    return options
+    """Return the preset's values of the preset fields overlaid with the config's non-null ones."""
+    return resolve_presets(cfg, cfg.preset)
 
 
 def local_device_count(cfg: TrainConfig) -> int:
@@ -251,19 +243,7 @@ def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] =
             f"invalid config value train.feature_dim={cfg.feature_dim!r}: the vocabulary in {cfg.data_dir!r} "
             f"has {vocab_size} words; leave feature_dim null or set it to {vocab_size}."
         )
-    opts = {k: v for k, v in resolve_model_options(cfg).items() if k not in TRAINING_ONLY_FIELDS}
-    return NTMSystem(
-        vocab_size=vocab_size,
-        num_topics=cfg.num_topics,
-        encoder_layers=cfg.encoder_layers,
-        weight_decay=cfg.weight_decay,
-        rescale_gradient=cfg.rescale_gradient,
-        clip_gradient=cfg.clip_gradient,
-        sample_latent=cfg.sample_latent,
-        num_threads=num_threads,
-        word_vectors=vectors,
-        **opts,
-    )
+    return NTMSystem.from_hparams(resolve_hparams(cfg, cfg.preset), vocab_size, num_threads=num_threads, word_vectors=vectors)
 
 
 def _interactive(cfg: TrainConfig) -> bool:

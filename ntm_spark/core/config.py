@@ -29,6 +29,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from ntm_spark.core.hparams import Hyperparameters, PresetName, invalid_hparam
 from ntm_spark.core.paths import conf_dir, resolve_state_path
 
 
@@ -164,50 +165,27 @@ class PreprocessConfig:
 
 
 @dataclass
-class TrainConfig:
-    """NTM training (``conf/base/train.yaml``); SageMaker NTM's hyperparameter names and defaults.
-
-    Model and optimizer fields left ``null`` take the value of ``preset``
-    (``lightning_module.model.PRESETS``): ``sagemaker`` is the seed architecture with
-    SageMaker's defaults (sigmoid, no batch norm, adadelta, learning_rate 0.001);
-    ``default`` is the ProdLDA-style setting chosen by measured topic quality.
-    """
+class _TrainPaths:
+    """The first keys of ``train.yaml``: where the data and the model folder are, and the preset."""
 
     data_dir: str = ".ntm/data/20newsgroups"
     output_dir: str = ".ntm/models/ntm"
-    preset: Literal["default", "sagemaker"] = "default"
-    # SageMaker NTM hyperparameters.
-    feature_dim: Optional[int] = None  # null -> vocabulary size from vocab.txt
-    num_topics: int = 20
-    encoder_layers: Union[str, list] = "auto"  # "auto" = [3K, 2K]
-    encoder_layers_activation: Optional[Literal["sigmoid", "tanh", "relu", "softplus"]] = None
-    batch_norm: Optional[bool] = None
-    optimizer: Optional[Literal["adadelta", "sgd", "adam", "rmsprop", "adagrad"]] = None
-    learning_rate: Optional[float] = None
-    mini_batch_size: int = 256  # global per node, divided across that node's devices
-    epochs: int = 50
-    num_patience_epochs: int = 3
-    tolerance: float = 0.001  # relative improvement of the monitored loss
-    clip_gradient: Optional[float] = None
-    rescale_gradient: float = 1.0
-    weight_decay: float = 0.0
-    sub_sample: float = 1.0
-    # Model options beyond SageMaker's (null -> preset).
-    encoder_input: Optional[Literal["counts", "log1p"]] = None
-    topic_activation: Optional[Literal["softmax", "sigmoid", "tanh", "identity"]] = None
-    prior: Optional[Literal["normal", "dirichlet"]] = None
-    dirichlet_alpha: Optional[float] = None
-    decoder_batch_norm: Optional[bool] = None
-    dropout: Optional[float] = None
-    kl_warmup_epochs: Optional[int] = None
-    adam_beta1: Optional[float] = None  # Adam's beta1 (sagemaker: 0.9, MXNet's default; default: 0.99)
-    min_epochs: Optional[int] = None  # early stopping is first evaluated after this epoch (sagemaker: 0)
-    decoder: Optional[Literal["linear", "embedding"]] = None  # embedding: ECRTM's (sagemaker: linear)
-    word_embeddings: Optional[str] = None  # ppmi (from the training split) or a .npy of (V, embedding_dim)
-    embedding_dim: Optional[int] = None
-    beta_temperature: Optional[float] = None
-    ecr_weight: Optional[float] = None  # weight of the embedding-clustering regularizer (sagemaker: 0)
-    sample_latent: bool = True
+    preset: PresetName = "default"
+
+
+@dataclass
+class TrainConfig(Hyperparameters, _TrainPaths):
+    """NTM training (``conf/base/train.yaml``); SageMaker NTM's hyperparameter names and defaults.
+
+    The hyperparameter keys (``feature_dim`` ... ``sample_latent``) are the fields of
+    :class:`~ntm_spark.core.hparams.Hyperparameters`, declared once in ``ntm_spark/core/hparams.py``
+    with their defaults, ranges and consumers. Those left ``null`` take the value of ``preset``
+    (:data:`~ntm_spark.core.hparams.PRESETS`): ``sagemaker`` is the seed architecture with
+    SageMaker's defaults (sigmoid, no batch norm, adadelta, learning_rate 0.001); ``default`` is
+    the ProdLDA-style setting chosen by measured topic quality. The fields below are the run's
+    data loading, hardware and bookkeeping.
+    """
+
     # Data loading.
     reader: Literal["arrow", "petastorm"] = "arrow"
     num_workers: int = 2
@@ -232,38 +210,11 @@ class TrainConfig:
     top_n_words: int = 10
 
     def validate(self) -> None:
-        """Check ranges; SageMaker's limits where it has them."""
-        _check(2 <= self.num_topics <= 1000, "train.num_topics", self.num_topics, "use an integer between 2 and 1000")
-        _check(self.feature_dim is None or self.feature_dim >= 2, "train.feature_dim", self.feature_dim, "leave it null (vocabulary size) or use >= 2")
-        _check(
-            self.encoder_layers == "auto"
-            or (isinstance(self.encoder_layers, list) and self.encoder_layers and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.encoder_layers)),
-            "train.encoder_layers",
-            self.encoder_layers,
-            "use 'auto' ([3K, 2K]) or a list of positive integers such as [100, 50]",
-        )
-        _check(self.learning_rate is None or 1e-6 <= self.learning_rate <= 1.0, "train.learning_rate", self.learning_rate, "use a number in [1e-6, 1]")
-        _check(self.mini_batch_size >= 1, "train.mini_batch_size", self.mini_batch_size, "use an integer between 1 and 10000")
-        _check(self.mini_batch_size <= 10000, "train.mini_batch_size", self.mini_batch_size, "use an integer between 1 and 10000")
-        _check(1 <= self.epochs <= 100, "train.epochs", self.epochs, "use an integer between 1 and 100")
-        _check(1 <= self.num_patience_epochs <= 100, "train.num_patience_epochs", self.num_patience_epochs, "use an integer between 1 and 100")
-        _check(1e-6 <= self.tolerance <= 0.1, "train.tolerance", self.tolerance, "use a number in [1e-6, 0.1]")
-        _check(self.clip_gradient is None or self.clip_gradient >= 1e-3, "train.clip_gradient", self.clip_gradient, "use null (no clipping) or a number >= 1e-3")
-        _check(1e-3 <= self.rescale_gradient <= 1.0, "train.rescale_gradient", self.rescale_gradient, "use a number in [1e-3, 1]")
-        _check(0 <= self.weight_decay <= 1.0, "train.weight_decay", self.weight_decay, "use a number in [0, 1]")
-        _check(0 < self.sub_sample <= 1, "train.sub_sample", self.sub_sample, "use a fraction in (0, 1]")
-        _check(self.dirichlet_alpha is None or self.dirichlet_alpha > 0, "train.dirichlet_alpha", self.dirichlet_alpha, "use a positive number")
-        _check(self.dropout is None or 0 <= self.dropout < 1, "train.dropout", self.dropout, "use a probability in [0, 1)")
-        _check(self.adam_beta1 is None or 0.0 <= self.adam_beta1 < 1.0, "train.adam_beta1", self.adam_beta1, "use a number in [0, 1) such as 0.9 or 0.99")
-        _check(self.min_epochs is None or 0 <= self.min_epochs <= 100, "train.min_epochs", self.min_epochs, "use an integer between 0 and 100 (0: early stopping from the first epoch)")
-        _check(self.kl_warmup_epochs is None or self.kl_warmup_epochs >= 0, "train.kl_warmup_epochs", self.kl_warmup_epochs, "use an integer >= 0")
-        _check(
-            self.word_embeddings is None or self.word_embeddings == "ppmi" or str(self.word_embeddings).endswith(".npy"),
-            "train.word_embeddings", self.word_embeddings, "use ppmi (vectors from the training split) or the path of a .npy file",
-        )
-        _check(self.embedding_dim is None or 2 <= self.embedding_dim <= 4096, "train.embedding_dim", self.embedding_dim, "use an integer between 2 and 4096 such as 200")
-        _check(self.beta_temperature is None or self.beta_temperature > 0, "train.beta_temperature", self.beta_temperature, "use a positive number such as 0.2")
-        _check(self.ecr_weight is None or self.ecr_weight >= 0, "train.ecr_weight", self.ecr_weight, "use a number >= 0 such as 1000 (0 turns the regularizer off)")
+        """Check ranges: each hyperparameter's declared range (SageMaker's limits where it has them), then the run's."""
+        bad = invalid_hparam(self)
+        if bad is not None:
+            name, value, fix = bad
+            _check(False, f"train.{name}", value, fix)
         _check(self.num_workers >= 0, "train.num_workers", self.num_workers, "use an integer >= 0")
         _check(self.steps_per_execution >= 1, "train.steps_per_execution", self.steps_per_execution, "use an integer >= 1 (1 = one batch per step)")
         _check(self.shuffle_buffer >= 1, "train.shuffle_buffer", self.shuffle_buffer, "use an integer >= 1")

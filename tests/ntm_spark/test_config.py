@@ -77,3 +77,25 @@ def test_from_dict_builds_plain_dataclass():
 
 def test_dotted_override_reaches_nested_mapping():
     assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+
+
+def test_train_config_keys_and_defaults_are_unchanged():
+    """The hyperparameters moved to ntm_spark.core.hparams; train.yaml's keys, order and defaults did not."""
+    from ntm_spark.core.config import TrainConfig, to_dict
+
+    cfg = to_dict(load_config("train"))
+    expected = {
+        "preset": "default", "feature_dim": None, "num_topics": 20, "encoder_layers": "auto", "encoder_layers_activation": None,
+        "batch_norm": None, "optimizer": None, "learning_rate": None, "mini_batch_size": 256, "epochs": 50,
+        "num_patience_epochs": 3, "tolerance": 0.001, "clip_gradient": None, "rescale_gradient": 1.0, "weight_decay": 0.0,
+        "sub_sample": 1.0, "encoder_input": None, "topic_activation": None, "prior": None, "dirichlet_alpha": None,
+        "decoder_batch_norm": None, "dropout": None, "kl_warmup_epochs": None, "adam_beta1": None, "min_epochs": None,
+        "decoder": None, "word_embeddings": None, "embedding_dim": None, "beta_temperature": None, "ecr_weight": None,
+        "sample_latent": True, "reader": "arrow", "num_workers": 2, "shuffle_buffer": 4096, "drop_last": False,
+        "resident": False, "steps_per_execution": 1, "accelerator": "auto", "devices": "auto", "num_nodes": 1,
+        "strategy": "auto", "precision": "32-true", "threads_per_process": None, "seed": 42, "deterministic": False,
+        "checkpoint": True, "resume": None, "progress_bar": None, "log_every_n_steps": 50, "top_n_words": 10,
+    }  # fmt: skip
+    assert list(cfg) == ["data_dir", "output_dir", *expected]
+    assert {k: cfg[k] for k in expected} == expected
+    assert to_dict(TrainConfig()).keys() == cfg.keys()
