@@ -13,7 +13,7 @@ backfill marks it, for the same reasons and under the same codes, checked in thi
 
 :func:`check_text` is the definition (Python: serving, stream workers, backfill). The
 preprocessing job applies the same rules as one Spark SQL expression in the JVM
-(:func:`ntm_spark.spark.preprocess.document_problem`); ``tests/ntm_spark/test_checks.py``
+(:func:`ntm_spark.spark.preprocess.document_problem`); ``tests/ntm_spark/core/test_checks.py``
 pins the two together with Hypothesis.
 """
 

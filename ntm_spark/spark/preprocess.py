@@ -95,7 +95,7 @@ def document_problem(text: "Column", max_text_bytes: int = MAX_TEXT_BYTES) -> "C
 
     The same rules, order and codes as :func:`ntm_spark.core.checks.check_text` (the
     definition; a string column cannot be ``text_not_string``): ``missing_text``,
-    ``empty_text``, ``too_large`` and ``binary``. ``tests/ntm_spark/test_checks.py`` pins the two.
+    ``empty_text``, ``too_large`` and ``binary``. ``tests/ntm_spark/core/test_checks.py`` pins the two.
     """
     from pyspark.sql import functions as F
 
