@@ -128,7 +128,7 @@ class PreprocessConfig:
     num_train_shards: int = 8
     num_eval_shards: int = 2
     row_group_size: int = 1024
-    max_doc_bytes: int = 20_000_000
+    max_doc_bytes: int = 1_000_000  # ntm_spark.core.checks.MAX_TEXT_BYTES: the same limit in every path
     sample_fraction: float = 1.0
     #: Where a 20 Newsgroups archive is unpacked once (null -> <state>/cache); shared storage on a cluster.
     cache_path: Optional[str] = None
