@@ -160,8 +160,3 @@ def load_model_folder(path: str | os.PathLike, map_location: str = "cpu") -> tup
     model.load_state_dict(state)
     model.eval()
     return model, hparams, vocab
-
-
-def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
-    """Return ``metrics.json`` of a model folder."""
-    return json.loads((Path(path) / METRICS_FILE).read_text())

@@ -38,7 +38,6 @@ from ntm_spark.core.topic_metrics import (
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = get_args(Optimizer)
-STAGE_NAMES = {"train": "train", "val": "val", "test": "test"}
 _ACC_KEYS = ("recon", "kl", "docs", "words")  # the per-epoch sums, in the order of NTMSystem._acc
 
 

@@ -45,7 +45,8 @@ class SparkConfig:
     """How every job builds its Spark session (``conf/base/spark.yaml``)."""
 
     master: Optional[str] = "local[2]"
-    app_name: str = "ntm-spark"
+    #: The Spark application name; null: each job's own (ntm-preprocess, ntm-stream, ...).
+    app_name: Optional[str] = None
     #: ``local`` adds the Maven-resolved jars under ``.ntm/jars/spark``;
     #: ``packages`` sets ``spark.jars.packages`` coordinates (for clusters).
     kafka_connector: Literal["local", "packages", "none"] = "local"
@@ -62,7 +63,7 @@ class SparkConfig:
 
     def validate(self) -> None:
         """Check values that the types alone cannot."""
-        _check(bool(self.app_name), "spark.app_name", self.app_name, "set a non-empty application name")
+        _check(self.app_name is None or bool(self.app_name), "spark.app_name", self.app_name, "set a non-empty application name, or null")
 
 
 @dataclass
@@ -387,12 +388,6 @@ STAGES: dict[str, type] = {
 }
 
 
-def register_stage(name: str, cls: type) -> type:
-    """Register a stage's config dataclass so :func:`load_config` can find it."""
-    STAGES[name] = cls
-    return cls
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -591,11 +586,3 @@ def load_config(
 def to_dict(cfg: Any) -> dict:
     """Return a plain, YAML-serializable mapping of a config dataclass."""
     return dataclasses.asdict(cfg)
-
-
-def dump_config(cfg: Any, path: Path) -> Path:
-    """Write the resolved config next to a run's outputs, so every run records what it used."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return path

@@ -203,7 +203,7 @@ def build_spark_session(
 
     Args:
         cfg: The Spark config; defaults to ``conf/base/spark.yaml``.
-        app_name: Overrides ``cfg.app_name``.
+        app_name: The job's own name, used unless ``cfg.app_name`` (``spark.app_name``) is set.
         local_java_options: Extra driver JVM options for a local master (a job's own
             tuning); ``spark.driver.extraJavaOptions`` in ``cfg.conf`` replaces them all.
 
@@ -228,7 +228,7 @@ def build_spark_session(
     env = nltk_data_env()
     os.environ.update(env)
 
-    builder = SparkSession.builder.appName(app_name or cfg.app_name)
+    builder = SparkSession.builder.appName(cfg.app_name or app_name or "ntm-spark")
     if cfg.master:
         builder = builder.master(cfg.master)
     defaults = {
