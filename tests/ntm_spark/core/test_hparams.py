@@ -11,7 +11,7 @@ import yaml
 from ntm_spark.core import hparams as hp
 from ntm_spark.core.config import ConfigError, TrainConfig, from_dict, load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: Constructor arguments that are not hyperparameters: facts from the data, run settings, the metrics' sizes.
 MODEL_OTHER_ARGS = {"vocab_size", "word_vectors"}
 SYSTEM_OTHER_ARGS = MODEL_OTHER_ARGS | {"num_threads", "npmi_top_n", "diversity_top_n", "direct_steps"}
