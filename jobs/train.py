@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Any, Optional
 
@@ -80,56 +79,6 @@ def resolve_config(args: argparse.Namespace):
     return load_config("train", overrides=overrides, config_file=args.config)
 
 
-def apply_torchrun_env(cfg) -> Any:
-    """Take ``devices``/``num_nodes`` from torchrun's (or TorchDistributor's) environment.
-
-    Raises:
-        ConfigError: when ``LOCAL_WORLD_SIZE``/``WORLD_SIZE`` are not set.
-    """
-    from ntm_spark.core.config import ConfigError
-
-    try:
-        local, world = int(os.environ["LOCAL_WORLD_SIZE"]), int(os.environ["WORLD_SIZE"])
-    except KeyError as err:
-        raise ConfigError(
-            f"--launcher torchrun needs ${err.args[0]}: start the job with `torchrun --nproc-per-node N -m jobs.train "
-            "--launcher torchrun ...`, or use --launcher local."
-        ) from None
-    cfg.devices, cfg.num_nodes = local, max(1, world // local)
-    return cfg
-
-
-def train_on_executor(cfg_dict: dict) -> Any:
-    """Train in one TorchDistributor rank: ``devices=LOCAL_WORLD_SIZE``, ``num_nodes=WORLD_SIZE//LOCAL_WORLD_SIZE``."""
-    import logging as _logging
-
-    from lightning_module.train import train_model
-    from ntm_spark.core.config import TrainConfig, from_dict
-
-    _logging.basicConfig(level=_logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = apply_torchrun_env(from_dict(TrainConfig, cfg_dict))
-    return train_model(cfg)
-
-
-def run_with_distributor(spark, cfg) -> Any:
-    """Run :func:`train_on_executor` under Spark's ``TorchDistributor`` (local mode on a local master)."""
-    import dataclasses
-
-    from pyspark.ml.torch.distributor import TorchDistributor
-
-    from lightning_module.train import local_device_count
-    from ntm_spark.spark.session import is_local_master
-
-    master = spark.sparkContext.master
-    use_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and _cuda_available())
-    num_processes = local_device_count(cfg) * cfg.num_nodes
-    distributor = TorchDistributor(num_processes=num_processes, local_mode=is_local_master(master), use_gpu=use_gpu)
-    cfg_dict = dataclasses.asdict(cfg)
-    if not use_gpu:
-        cfg_dict["accelerator"] = "cpu"
-    return distributor.run(train_on_executor, cfg_dict)
-
-
 def _mlflow_config(args: argparse.Namespace):
     """Return the MLflow section, or ``None`` when tracking is off or MLflow is not installed."""
     if args.no_mlflow:
@@ -146,6 +95,7 @@ def _mlflow_config(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
     if args.launcher == "spark":
+        from ntm_spark.spark.distributed import run_with_distributor
         from ntm_spark.spark.session import build_spark_session, spark_config_from_args, stop_spark_session
 
         spark = build_spark_session(spark_config_from_args(args), app_name="ntm-train")
@@ -160,12 +110,6 @@ def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
     return train_model(cfg, loggers=loggers)
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     """Parse flags, resolve the config and train; return the exit code."""
     from ntm_spark.core.config import ConfigError
@@ -176,6 +120,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         cfg = resolve_config(args)
         if args.launcher == "torchrun":
+            from lightning_module.train import apply_torchrun_env
+
             cfg = apply_torchrun_env(cfg)
         mlflow_cfg = _mlflow_config(args)
         if mlflow_cfg is None:

@@ -430,3 +430,20 @@ def format_final_topics(system: NTMSystem, vocab: Sequence[str], metrics: dict, 
     )
     lines = format_topics(topic_word, vocab, top_n, npmi=topic_info.get("npmi"), tu=topic_info.get("tu"))
     return "\n".join([header, *lines])
+
+
+def apply_torchrun_env(cfg: TrainConfig) -> TrainConfig:
+    """Take ``devices``/``num_nodes`` from torchrun's (or TorchDistributor's) environment.
+
+    Raises:
+        ConfigError: when ``LOCAL_WORLD_SIZE``/``WORLD_SIZE`` are not set.
+    """
+    try:
+        local, world = int(os.environ["LOCAL_WORLD_SIZE"]), int(os.environ["WORLD_SIZE"])
+    except KeyError as err:
+        raise ConfigError(
+            f"--launcher torchrun needs ${err.args[0]}: start the job with `torchrun --nproc-per-node N -m jobs.train "
+            "--launcher torchrun ...`, or use --launcher local."
+        ) from None
+    cfg.devices, cfg.num_nodes = local, max(1, world // local)
+    return cfg

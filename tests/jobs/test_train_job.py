@@ -2,8 +2,10 @@ import json
 
 import pytest
 
-from jobs.train import apply_torchrun_env, main, run_with_distributor
+from jobs.train import main
+from lightning_module.train import apply_torchrun_env
 from ntm_spark.core.config import ConfigError, TrainConfig, from_dict
+from ntm_spark.spark.distributed import run_with_distributor
 
 
 def _flags(data, out):
