@@ -20,7 +20,9 @@ The guard's rules for ``POST /invocations``:
   (``application/json``, ``text/csv``, ``application/vnd.apache.parquet``) -> 415
   ``unsupported_content_type``;
 * a body over ``max_body_bytes`` (default :data:`MAX_BODY_BYTES`, 32 MiB) -> 413 ``body_too_large``;
-* JSON that is not UTF-8 or does not parse -> 400 ``not_json``; JSON nested deeper than
+* a JSON or CSV body that is not UTF-8 is decoded as Latin-1 as a whole (the project's one rule
+  for such bytes, as in preprocessing, the stream and backfill) and then served;
+* JSON that does not parse -> 400 ``not_json``; JSON nested deeper than
   ``max_json_depth`` (default :data:`MAX_JSON_DEPTH`, 32 levels of arrays/objects) -> 400 ``too_deep``;
 * ``text/csv`` whose first line is a document rather than a header (see
   :func:`ntm_spark.serving.pyfunc_model.is_model_header`) gets the header ``0,1,...,feature_dim-1``
@@ -39,10 +41,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import os
 from typing import Any, Awaitable, Callable, Optional
 
+from ntm_spark.core.text import decode_document_bytes
 from ntm_spark.serving.scoring import NOT_JSON
+
+log = logging.getLogger(__name__)
 
 #: Largest request body accepted (413 ``body_too_large`` above it): 32 MiB.
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -182,6 +188,15 @@ class RequestGuard:
             body = await self._read_body(headers, receive)
             if body is None:  # the client went away
                 return
+            if mime in (CONTENT_TYPE_JSON, CONTENT_TYPE_CSV):
+                # The project's one rule for bytes that are not UTF-8 (as in preprocessing, the stream
+                # and backfill): the whole body is decoded as Latin-1, then served as UTF-8.
+                text, fallback = decode_document_bytes(body)
+                if fallback:
+                    log.info("a %s body of %d bytes is not UTF-8: decoded as Latin-1", mime, len(body))
+                    body = text.encode("utf-8")
+                    headers = [(k, v) for k, v in headers if k != b"content-length"]
+                    headers.append((b"content-length", str(len(body)).encode()))
             if mime == CONTENT_TYPE_JSON:
                 await asyncio.to_thread(check_json_body, body, self.max_json_depth)
             elif mime == CONTENT_TYPE_CSV and self.csv_header is not None:

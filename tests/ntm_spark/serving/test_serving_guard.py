@@ -124,3 +124,16 @@ def test_limits_are_checked():
         RequestGuard(Recorder(), max_json_depth=4)
     with pytest.raises(ValueError, match="max_body_bytes=0"):
         RequestGuard(Recorder(), max_body_bytes=0)
+
+
+def test_a_body_that_is_not_utf8_follows_the_one_rule_latin1():
+    """The same rule as preprocessing, the stream and backfill: decoded as Latin-1 as a whole, then served."""
+    inner = Recorder()
+    guard = RequestGuard(inner)
+    body = b'{"dataframe_records": [{"text": "caf\xe9 engine car"}]}'
+    assert _call(guard, body)[0] == 200
+    scope, forwarded = inner.calls[-1]
+    assert json.loads(forwarded)["dataframe_records"][0]["text"] == "café engine car"
+    assert dict(scope["headers"])[b"content-length"] == str(len(forwarded)).encode()
+    assert _call(guard, b"text\ncaf\xe9 car\n", "text/csv")[0] == 200
+    assert inner.calls[-1][1] == "text\ncafé car\n".encode()
