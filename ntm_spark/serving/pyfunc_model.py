@@ -70,6 +70,7 @@ from ntm_spark.serving.scoring import (
     ScoreResult,
     ScoringInputError,
     TopicScorer,
+    describe_row_errors,
 )
 
 #: The one pyfunc artifact: a copy of the training model folder plus ``lemmas.json``.
@@ -321,13 +322,11 @@ def _as_list(x: Any) -> Any:
 
 def raise_row_errors(result: ScoreResult) -> None:
     """Raise one ``INVALID_PARAMETER_VALUE`` listing the bad rows, if any."""
-    bad = [(i, e) for i, e in enumerate(result.errors) if e is not None]
-    if not bad:
+    described = describe_row_errors(result, MAX_LISTED_ERRORS)
+    if described is None:
         return
-    listed = "; ".join(f"row {i}: [{e.code}] {e.message}" for i, e in bad[:MAX_LISTED_ERRORS])
-    more = f" (and {len(bad) - MAX_LISTED_ERRORS} more)" if len(bad) > MAX_LISTED_ERRORS else ""
     raise MlflowException(
-        f"{len(bad)} of {len(result.errors)} rows cannot be scored: {listed}{more}. Fix those rows, or pass "
+        f"{described}. Fix those rows, or pass "
         'params {"on_error": "column"} to score the others and get per-row error_code/error columns.',
         error_code=INVALID_PARAMETER_VALUE,
     )

@@ -82,6 +82,20 @@ class ScoreResult:
         return np.array([e is None for e in self.errors], dtype=bool)
 
 
+def describe_row_errors(result: ScoreResult, max_listed: int = 5) -> Optional[str]:
+    """Return ``"N of M rows cannot be scored: row i: [code] message; ..."``, or ``None`` when every row scored.
+
+    The one wording of a request's bad rows: the MLflow pyfunc and ``ntm serve``'s SageMaker
+    routes answer 400 with it (each adds how to fix the request in its own API).
+    """
+    bad = [(i, e) for i, e in enumerate(result.errors) if e is not None]
+    if not bad:
+        return None
+    listed = "; ".join(f"row {i}: [{e.code}] {e.message}" for i, e in bad[:max_listed])
+    more = f" (and {len(bad) - max_listed} more)" if len(bad) > max_listed else ""
+    return f"{len(bad)} of {len(result.errors)} rows cannot be scored: {listed}{more}"
+
+
 class VocabularyLemmaNormalizer(TextNormalizer):
     """A :class:`TextNormalizer` whose lemma table is *closed over the vocabulary*: it never needs WordNet.
 
