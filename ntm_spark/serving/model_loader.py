@@ -92,6 +92,9 @@ class LoadedModel:
     version: str
     uri: str
     loaded_at: float
+    #: The MLflow ``PyFuncModel`` the scorer came from (``None`` for a model folder): what
+    #: ``ntm serve`` hands MLflow's scoring app for MLflow's request layouts.
+    pyfunc: Any = None
 
 
 def parse_model_ref(model_uri: str) -> ModelRef:
@@ -178,8 +181,20 @@ def load_scorer(ref: ModelRef, version: str, tracking_uri: Optional[str] = None,
     Raises:
         ModelLoadError: naming the reference, with the underlying error.
     """
+    return load_scorer_and_pyfunc(ref, version, tracking_uri, max_text_bytes)[0]
+
+
+def load_scorer_and_pyfunc(
+    ref: ModelRef, version: str, tracking_uri: Optional[str] = None, max_text_bytes: int = 1_000_000
+) -> tuple[Any, Any]:
+    """Load ``(scorer, pyfunc)`` of ``ref`` at ``version``: ``pyfunc`` is MLflow's ``PyFuncModel`` (``None`` for a folder).
+
+    Raises:
+        ModelLoadError: naming the reference, with the underlying error.
+    """
     from ntm_spark.serving.scoring import TopicScorer
 
+    pyfunc = None
     try:
         if ref.kind == "folder":
             scorer = TopicScorer.from_model_folder(ref.uri, max_text_bytes=max_text_bytes)
@@ -190,7 +205,8 @@ def load_scorer(ref: ModelRef, version: str, tracking_uri: Optional[str] = None,
                 mlflow.set_tracking_uri(tracking_uri)
                 mlflow.set_registry_uri(tracking_uri)
             uri = f"models:/{ref.name}/{version}" if ref.kind in ("alias", "version") else ref.uri
-            python_model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+            pyfunc = mlflow.pyfunc.load_model(uri)
+            python_model = pyfunc.unwrap_python_model()
             scorer = getattr(python_model, "scorer", None)
             if scorer is None:
                 raise ModelLoadError(
@@ -203,7 +219,7 @@ def load_scorer(ref: ModelRef, version: str, tracking_uri: Optional[str] = None,
         raise ModelLoadError(f"cannot load model_uri={ref.uri!r} (version {version!r}): {type(err).__name__}: {err}") from err
     scorer.model_name = ref.name
     scorer.model_version = version
-    return scorer
+    return scorer, pyfunc
 
 
 class ScorerLoader:
@@ -279,8 +295,8 @@ class ScorerLoader:
     def _load(self, version: str) -> LoadedModel:
         if self.ref.kind == "folder":
             self._folder_mtime = (Path(self.ref.uri) / "model.pt").stat().st_mtime
-        scorer = load_scorer(self.ref, version, self.spec.tracking_uri, self.spec.max_text_bytes)
-        return LoadedModel(scorer=scorer, name=self.ref.name, version=version, uri=self.ref.uri, loaded_at=time.time())
+        scorer, pyfunc = load_scorer_and_pyfunc(self.ref, version, self.spec.tracking_uri, self.spec.max_text_bytes)
+        return LoadedModel(scorer=scorer, name=self.ref.name, version=version, uri=self.ref.uri, loaded_at=time.time(), pyfunc=pyfunc)
 
 
 _LOADERS: dict[ModelSpec, ScorerLoader] = {}
