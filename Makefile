@@ -98,11 +98,19 @@ nltk-data: $(WORDNET)
 
 petastorm-env: .venv-petastorm/.installed
 
+# --- test-only Python packages (conf/test-requirements.txt): boto3, and the SageMaker SDK apart in
+# $(VENV)/sagemaker-sdk without its dependencies (the file says why)
+$(VENV)/.test-installed: conf/test-requirements.txt $(VENV)/.installed
+	$(PIP) install -q -c conf/requirements.lock -r conf/test-requirements.txt
+	rm -rf $(VENV)/sagemaker-sdk
+	$(PIP) install -q --no-deps --target $(VENV)/sagemaker-sdk $$(sed -n 's/^#sdk: //p' conf/test-requirements.txt)
+	touch $@
+
 # --- the two commands
-test: setup test-system-deps
+test: setup test-system-deps $(VENV)/.test-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: setup test-system-deps
+test-fast: setup test-system-deps $(VENV)/.test-installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: install jars nltk-data

@@ -3,13 +3,15 @@
 Usage:
     ntm serve [-m MODEL_URI] [--name NAME] [--alias champion] [-H 127.0.0.1] [-p 5001]
               [--workers 1] [--timeout SECONDS] [--max-body-bytes N] [--max-json-depth N]
-              [--tracking-uri URI] [--set KEY=VALUE]
+              [--max-rows N] [--refresh-interval SECONDS] [--tracking-uri URI] [--set KEY=VALUE]
 
-The default model is ``models:/<mlflow.registered_model_name>@champion``. The routes, request
-layouts and error bodies are those of ``mlflow models serve`` (MLflow's own scoring app, see
-:mod:`ntm_spark.serving.endpoint`); the guard in front of it answers 415/413/400 where MLflow 3.17
-answers 500, and reads headerless CSV. Exit codes: 0 stopped, 1 the model cannot be loaded,
-2 bad usage, 3 the tracking server cannot be reached.
+The default model is ``models:/<mlflow.registered_model_name>@champion``, followed when the
+alias moves. One port serves SageMaker's NTM endpoint (``GET /ping``, ``POST /invocations``,
+``POST /endpoints/<name>/invocations``: CSV, JSON, JSON Lines and RecordIO-protobuf, see
+docs/serving.md) and ``mlflow models serve``'s layouts and error bodies (MLflow's own scoring app,
+see :mod:`ntm_spark.serving.endpoint`), guarded so that a client's mistake is a 4xx, never a 5xx.
+Exit codes: 0 stopped, 1 the model cannot be loaded, 2 bad usage, 3 the tracking server cannot
+be reached.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ EXIT_UNREACHABLE = 3
 def build_parser() -> argparse.ArgumentParser:
     """Build the command's flags."""
     from ntm_spark.serving.endpoint import MAX_BODY_BYTES, MAX_JSON_DEPTH
+    from ntm_spark.serving.sagemaker import MAX_ROWS
 
     parser = argparse.ArgumentParser(prog="ntm serve", description="Serve a registered topic model over REST.")
     parser.add_argument("-m", "--model-uri", default=None, help="any MLflow model URI (default models:/NAME@ALIAS)")
@@ -37,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=int, default=None, help="seconds per request before a 504 (MLflow's default 60)")
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="413 above this (default 32 MiB)")
     parser.add_argument("--max-json-depth", type=int, default=MAX_JSON_DEPTH, help="400 above this nesting (default 32)")
+    parser.add_argument("--max-rows", type=int, default=MAX_ROWS, help="413 above this many documents per SageMaker request (default 10000)")
+    parser.add_argument("--refresh-interval", type=float, default=30.0, help="seconds between looks for a moved alias (default 30)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking/registry URI")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser
@@ -55,6 +60,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ntm_spark.core.config import ConfigError, load_config
     from ntm_spark.core.uris import check_reachable, resolve_tracking_uri
     from ntm_spark.serving.endpoint import serve_model
+    from ntm_spark.serving.model_loader import ModelLoadError
 
     try:
         cfg = load_config("mlflow", overrides=list(args.overrides))
@@ -81,10 +87,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             timeout=args.timeout,
             max_body_bytes=args.max_body_bytes,
             max_json_depth=args.max_json_depth,
+            max_rows=args.max_rows,
+            refresh_interval_s=args.refresh_interval,
+            tracking_uri=uri,
         )
-    except (MlflowException, OSError) as err:
+    except (MlflowException, OSError, ModelLoadError) as err:
         message = err.message if isinstance(err, MlflowException) else str(err)
-        print(f"ntm serve: cannot serve {model_uri!r}: {message}", file=sys.stderr)
+        print(f"ntm serve: cannot serve {model_uri!r}: {' '.join(message.split())}", file=sys.stderr)
         return EXIT_ERROR
     except ValueError as err:
         print(f"ntm serve: {err}", file=sys.stderr)

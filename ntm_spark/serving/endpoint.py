@@ -1,4 +1,9 @@
-"""``ntm serve``: MLflow's own scoring app behind a request guard, so a client's mistake is never a 5xx.
+"""``ntm serve``: SageMaker's NTM routes, and MLflow's own scoring app behind a request guard, on one port.
+
+:func:`build_app` puts :class:`~ntm_spark.serving.sagemaker_endpoint.SageMakerEndpoint` in front:
+``GET /ping``, ``POST /invocations`` and ``POST /endpoints/<name>/invocations`` read SageMaker's
+layouts (CSV, JSON instances, JSON Lines, RecordIO-protobuf; :mod:`ntm_spark.serving.sagemaker`)
+and hand MLflow's layouts to MLflow's app, guarded as below. The rest of this docstring is that guard.
 
 ``mlflow models serve`` runs ``uvicorn mlflow.pyfunc.scoring_server.app:app``, the FastAPI app
 that :func:`mlflow.pyfunc.scoring_server.init` builds around the model. MLflow 3.17 parses the
@@ -70,6 +75,9 @@ CONTENT_TYPE_CSV = "text/csv"
 ENV_MODEL_URI = "NTM_SERVE_MODEL_URI"
 ENV_MAX_BODY_BYTES = "NTM_SERVE_MAX_BODY_BYTES"
 ENV_MAX_JSON_DEPTH = "NTM_SERVE_MAX_JSON_DEPTH"
+ENV_MAX_ROWS = "NTM_SERVE_MAX_ROWS"
+ENV_REFRESH_S = "NTM_SERVE_REFRESH_S"
+ENV_TRACKING_URI = "NTM_SERVE_TRACKING_URI"
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -273,11 +281,12 @@ async def _send_error(send: Callable[[dict], Awaitable[None]], err: RequestError
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES, max_json_depth: int = MAX_JSON_DEPTH) -> RequestGuard:
+def build_guarded_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES, max_json_depth: int = MAX_JSON_DEPTH) -> RequestGuard:
     """Load a pyfunc model and return MLflow's scoring app for it behind a :class:`RequestGuard`.
 
     For the project's model (:class:`~ntm_spark.serving.pyfunc_model.NTMPyfuncModel`) the guard also
     reads headerless CSV; any other pyfunc is served as ``mlflow models serve`` would, guarded.
+    (:func:`build_app` serves the project's models; this is what it serves any other pyfunc with.)
 
     Args:
         model_uri: Any MLflow model URI (``models:/name@champion``, ``runs:/...``, a local folder).
@@ -286,7 +295,12 @@ def build_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES, max_json_dep
     """
     from mlflow.pyfunc import scoring_server
 
-    model = scoring_server.load_model_with_mlflow_config(model_uri)
+    return _guard_pyfunc(scoring_server.load_model_with_mlflow_config(model_uri), max_body_bytes, max_json_depth)
+
+
+def _guard_pyfunc(model: Any, max_body_bytes: int, max_json_depth: int) -> RequestGuard:
+    from mlflow.pyfunc import scoring_server
+
     app = scoring_server.init(model)
     csv_header = None
     try:
@@ -302,7 +316,62 @@ def build_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES, max_json_dep
     return RequestGuard(app, max_body_bytes=max_body_bytes, max_json_depth=max_json_depth, csv_header=csv_header)
 
 
-def create_app() -> RequestGuard:
+def build_app(
+    model_uri: str,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_json_depth: int = MAX_JSON_DEPTH,
+    max_rows: Optional[int] = None,
+    refresh_interval_s: float = 30.0,
+    tracking_uri: Optional[str] = None,
+    timeout_s: Optional[float] = None,
+) -> ASGIApp:
+    """Return ``ntm serve``'s app: SageMaker's routes (:mod:`ntm_spark.serving.sagemaker_endpoint`) in front of MLflow's, guarded.
+
+    The model is loaded (and an alias re-resolved every ``refresh_interval_s``) by
+    :class:`~ntm_spark.serving.model_loader.ScorerLoader`; MLflow's scoring app, behind a
+    :class:`RequestGuard`, answers MLflow's layouts with the same version. A training model folder
+    (``model.pt``) is served on SageMaker's routes only; an MLflow pyfunc that is not the project's
+    is served by MLflow's app alone, guarded (:func:`build_guarded_app`).
+
+    Args:
+        model_uri: ``models:/name@alias``, ``models:/name/version``, any MLflow model URI, or a model folder.
+        max_body_bytes: Largest body accepted (413 above it).
+        max_json_depth: Deepest JSON nesting accepted on MLflow's layouts (400 above it).
+        max_rows: Most documents per SageMaker request (413 above it; default
+            :data:`ntm_spark.serving.sagemaker.MAX_ROWS`).
+        refresh_interval_s: How often an alias is looked up for a new version.
+        tracking_uri: The MLflow registry; ``None`` uses MLflow's default resolution.
+        timeout_s: Seconds a SageMaker invocation may take (504 after; default MLflow's request timeout, 60).
+    """
+    from ntm_spark.serving.model_loader import ModelSpec, NoScorerError, get_loader
+    from ntm_spark.serving.pyfunc_model import is_model_header
+    from ntm_spark.serving.sagemaker import MAX_ROWS
+    from ntm_spark.serving.sagemaker_endpoint import TIMEOUT_S, SageMakerEndpoint
+
+    loader = get_loader(ModelSpec(model_uri, refresh_interval_s=float(refresh_interval_s), tracking_uri=tracking_uri))
+    try:
+        loaded = loader.get()
+    except NoScorerError:
+        return build_guarded_app(model_uri, max_body_bytes=max_body_bytes, max_json_depth=max_json_depth)
+    mlflow_app = None
+    if loaded.pyfunc is not None:
+
+        def mlflow_app(current: Any) -> RequestGuard:
+            return _guard_pyfunc(current.pyfunc, max_body_bytes, max_json_depth)
+
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", TIMEOUT_S))
+    return SageMakerEndpoint(
+        loader,
+        mlflow_app,
+        max_body_bytes=max_body_bytes,
+        max_rows=MAX_ROWS if max_rows is None else max_rows,
+        timeout_s=timeout_s,
+        is_header=is_model_header,
+    )
+
+
+def create_app() -> ASGIApp:
     """Build the app from the environment (``uvicorn --factory ntm_spark.serving.endpoint:create_app``).
 
     Raises:
@@ -311,10 +380,14 @@ def create_app() -> RequestGuard:
     uri = os.environ.get(ENV_MODEL_URI)
     if not uri:
         raise ValueError(f"{ENV_MODEL_URI} is not set: set it to the model URI to serve (or run `ntm serve`).")
+    max_rows = os.environ.get(ENV_MAX_ROWS)
     return build_app(
         uri,
         max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES, MAX_BODY_BYTES)),
         max_json_depth=int(os.environ.get(ENV_MAX_JSON_DEPTH, MAX_JSON_DEPTH)),
+        max_rows=int(max_rows) if max_rows else None,
+        refresh_interval_s=float(os.environ.get(ENV_REFRESH_S, 30.0)),
+        tracking_uri=os.environ.get(ENV_TRACKING_URI) or None,
     )
 
 
@@ -326,27 +399,46 @@ def serve_model(
     timeout: Optional[int] = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     max_json_depth: int = MAX_JSON_DEPTH,
+    max_rows: Optional[int] = None,
+    refresh_interval_s: float = 30.0,
+    tracking_uri: Optional[str] = None,
 ) -> None:
-    """Serve a model over REST until interrupted: ``POST /invocations``, ``GET /ping``, as ``mlflow models serve``.
+    """Serve a model over REST until interrupted: SageMaker's routes and ``mlflow models serve``'s, on one port.
 
-    The model is downloaded once here; each uvicorn worker loads it from that local copy.
+    The model is loaded here first, so a reference that does not load fails before the server
+    starts; each uvicorn worker then loads its own copy (one worker reuses this one).
 
     Args:
-        model_uri: Any MLflow model URI.
+        model_uri: ``models:/name@alias`` (followed when the alias moves), any MLflow model URI, or a model folder.
         host: Interface to bind (loopback by default).
         port: TCP port.
         workers: uvicorn worker processes.
         timeout: Seconds a request may take before a 504 (MLflow's ``--timeout``; default MLflow's 60).
         max_body_bytes: Largest body accepted (413 above it).
         max_json_depth: Deepest JSON nesting accepted (400 above it).
+        max_rows: Most documents per SageMaker request (413 above it).
+        refresh_interval_s: How often an alias is looked up for a new version.
+        tracking_uri: The MLflow registry; ``None`` uses MLflow's default resolution.
+
+    Raises:
+        ModelLoadError: when the model cannot be resolved or loaded.
     """
-    import mlflow
     import uvicorn
 
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
-    os.environ[ENV_MODEL_URI] = local
+    from ntm_spark.serving.model_loader import ModelSpec, NoScorerError, get_loader
+
+    try:
+        get_loader(ModelSpec(model_uri, refresh_interval_s=float(refresh_interval_s), tracking_uri=tracking_uri)).get()
+    except NoScorerError:
+        pass  # any other pyfunc: MLflow's app alone (build_app), which loads it itself
+    os.environ[ENV_MODEL_URI] = model_uri
     os.environ[ENV_MAX_BODY_BYTES] = str(int(max_body_bytes))
     os.environ[ENV_MAX_JSON_DEPTH] = str(int(max_json_depth))
+    os.environ[ENV_REFRESH_S] = str(float(refresh_interval_s))
+    if max_rows is not None:
+        os.environ[ENV_MAX_ROWS] = str(int(max_rows))
+    if tracking_uri:
+        os.environ[ENV_TRACKING_URI] = tracking_uri
     if timeout is not None:
         os.environ["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] = str(int(timeout))
     uvicorn.run("ntm_spark.serving.endpoint:create_app", factory=True, host=host, port=int(port), workers=int(workers))

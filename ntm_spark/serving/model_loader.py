@@ -47,6 +47,10 @@ class ModelLoadError(RuntimeError):
     """The model reference could not be resolved or loaded; the message names it and the fix."""
 
 
+class NoScorerError(ModelLoadError):
+    """The MLflow model loaded but is not the project's pyfunc (it has no ``.scorer``)."""
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A parsed model reference.
@@ -209,7 +213,7 @@ def load_scorer_and_pyfunc(
             python_model = pyfunc.unwrap_python_model()
             scorer = getattr(python_model, "scorer", None)
             if scorer is None:
-                raise ModelLoadError(
+                raise NoScorerError(
                     f"the MLflow model {uri!r} has no .scorer: register it with ntm_spark.serving.pyfunc_model.log_pyfunc_model."
                 )
             scorer.max_text_bytes = int(max_text_bytes)
