@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "services": ("ntm_spark.tools.services", "start, stop or check the local Kafka broker and MLflow server"),
     "data": ("ntm_spark.tools.nltk_data_cli", "install offline NLTK WordNet data or pack it for a cluster"),
     "preprocess": ("jobs.preprocess", "raw corpus -> bag-of-words Parquet and vocabulary"),
+    "import-recordio": ("jobs.import_recordio", "SageMaker RecordIO training channels -> bag-of-words Parquet and vocabulary"),
+    "export-recordio": ("jobs.export_recordio", "bag-of-words Parquet -> SageMaker RecordIO training channels"),
     "train": ("jobs.train", "train the neural topic model"),
     "registry": ("jobs.registry", "MLflow model registry: list, show, register, promote, rollback"),
     "serve": ("jobs.serve", "serve the registered model over REST (MLflow's scoring app, guarded)"),
