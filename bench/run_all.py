@@ -64,6 +64,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "serving: REST (mlflow models serve) vs in-process pyfunc, text and BoW, batch 1/32/256: p50/p99, docs/s, load",
     ),
     Benchmark(
+        "bench_sagemaker_serving",
+        "serving: ntm serve (SageMaker layouts, RecordIO) vs mlflow models serve, CSV/JSON dense/sparse/text, batch 1/32/256",
+    ),
+    Benchmark(
         "bench_preprocess",
         "preprocessing: the Spark job (a) vs the seed notebook's path (b), 1x/4x/16x scaling, driver memory",
         ("--scales", "1,4,16", "--repeats", "3"),
