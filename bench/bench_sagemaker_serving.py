@@ -123,7 +123,7 @@ def main() -> None:
     from ntm_spark.mlops.tracking import configure_tracking, ensure_experiment, log_training_run
     from ntm_spark.tools.services import free_port
 
-    docs = read_docs(args.corpus_docs + 256)
+    docs = read_docs(args.corpus_docs + 400)
     norm = TextNormalizer(clean=True)
     counts = collections.Counter(t for d in docs[: args.corpus_docs] for t in norm.normalize(d))
     words = [w for w, _ in counts.most_common(args.vocab_size)]
@@ -142,8 +142,10 @@ def main() -> None:
         log_training_run(folder, config={"bench": True})
     register_run_model(run.info.run_id, cfg)
     scorer = mlflow.pyfunc.load_model("models:/ntm-bench@champion").unwrap_python_model().scorer
-    eval_docs = docs[-256:]
-    dense, _ = scorer.vectorize_texts(eval_docs)  # (256, V) counts
+    held_out = docs[args.corpus_docs :]
+    candidates, errors = scorer.vectorize_texts(held_out)
+    keep = [i for i, e in enumerate(errors) if e is None][:256]  # documents with at least one vocabulary word
+    eval_docs, dense = [held_out[i] for i in keep], candidates[keep]  # (256, V) counts
 
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}

@@ -72,8 +72,14 @@ VARIANT_HEADER = b"x-amzn-invoked-production-variant"
 
 def model_header_rule(body: bytes, is_header: Callable[[list], bool]) -> bool:
     """Whether a CSV body's first non-blank line is a header of the model's column names (then MLflow reads it)."""
-    text, _ = decode_document_bytes(body[:1_000_000])
-    first = next((line.rstrip("\r") for line in text.split("\n") if line.strip()), None)
+    start, first = 0, None
+    while start < len(body):  # the first non-blank line (\n, \r\n or \r, as pandas reads), without decoding the rest
+        ends = [e for e in (body.find(b"\n", start), body.find(b"\r", start)) if e >= 0]
+        end = min(ends) if ends else len(body)
+        if body[start:end].strip():
+            first = decode_document_bytes(body[start:end])[0]
+            break
+        start = end + 1
     if first is None:
         return False
     try:
