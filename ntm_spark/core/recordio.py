@@ -255,11 +255,17 @@ def decode_varints(buf: bytes, what: str = "a packed field") -> np.ndarray:
     Raises:
         RecordIOError: for a truncated varint or one longer than 10 bytes.
     """
+    if len(buf) <= 16:  # a shape, or a few keys: a Python loop beats numpy's per-call cost
+        out, pos = [], 0
+        while pos < len(buf):
+            value, pos = _read_varint(buf, pos, len(buf), what)
+            out.append(value)
+        return np.array(out, dtype=np.uint64)
     b = np.frombuffer(buf, dtype=np.uint8)
-    if b.size == 0:
-        return np.zeros(0, np.uint64)
     if b[-1] & 0x80:
         raise RecordIOError(f"{what} ends inside a varint: the record is truncated or not protobuf.")
+    if b.max() < 0x80:  # every value below 128: one byte each
+        return b.astype(np.uint64)
     ends = np.flatnonzero(b < 0x80)
     starts = np.concatenate(([0], ends[:-1] + 1))
     lengths = ends - starts + 1
@@ -342,10 +348,16 @@ def _decode_tensor(buf: bytes, start: int, end: int, dtype: np.dtype, what: str)
             else:
                 raise RecordIOError(f"{what}: {'keys' if number == 2 else 'shape'} has wire type {wire_type}; uint64 fields are varints.")
     return Tensor(
-        values=np.concatenate(values) if values else np.zeros(0, dtype),
-        keys=np.concatenate(keys) if keys else np.zeros(0, np.uint64),
-        shape=tuple(int(s) for s in np.concatenate(shape)) if shape else (),
+        values=_joined(values, dtype),
+        keys=_joined(keys, np.dtype(np.uint64)),
+        shape=tuple(int(s) for c in shape for s in c.tolist()),
     )
+
+
+def _joined(chunks: list, dtype: np.dtype) -> np.ndarray:
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype)
 
 
 def _decode_value(buf: bytes, start: int, end: int, what: str) -> Any:

@@ -151,6 +151,12 @@ def _not_number_error(field: str, position: int, value: Any, code: str = COUNT_N
 
 def _index_array(idx: Any, feature_dim: int) -> tuple[Optional[np.ndarray], Optional[RowError]]:
     """Return a row's ``indices`` as int64, or why they are not whole numbers in ``[0, feature_dim)``."""
+    if isinstance(idx, np.ndarray) and idx.ndim == 1 and idx.dtype.kind in "iu":  # e.g. RecordIO's uint64 keys
+        bad = (idx >= feature_dim) | (idx < 0) if idx.dtype.kind == "i" else idx >= feature_dim
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            return None, RowError(BAD_INDEX, f"indices[{j}] is {int(idx[j])}: indices must be in [0, feature_dim={feature_dim})")
+        return idx.astype(np.int64), None
     if isinstance(idx, (list, tuple)) and all(issubclass(t, _INT_TYPES) and not issubclass(t, _BOOL_TYPES) for t in set(map(type, idx))):
         try:  # the common case, whole numbers already: no float round trip
             arr = np.asarray(idx, dtype=np.int64)

@@ -53,10 +53,14 @@ def test_varints_round_trip_at_every_width():
     encoded = recordio.encode_varints(values)
     np.testing.assert_array_equal(recordio.decode_varints(encoded), values)
     assert encoded[:4] == b"\x00\x01\x7f\x80"
-    with pytest.raises(RecordIOError, match="ends inside a varint"):
-        recordio.decode_varints(b"\x80")
-    with pytest.raises(RecordIOError, match="11 bytes"):
-        recordio.decode_varints(b"\xff" * 10 + b"\x01")
+    long = b"\x01" * 20  # past the short-buffer loop: the vectorized path
+    for prefix in (b"", long):
+        with pytest.raises(RecordIOError, match="ends inside a varint"):
+            recordio.decode_varints(prefix + b"\x80")
+        with pytest.raises(RecordIOError, match="at most 10|longer than 10 bytes"):
+            recordio.decode_varints(prefix + b"\xff" * 10 + b"\x01")
+    np.testing.assert_array_equal(recordio.decode_varints(recordio.encode_varints(np.repeat(values, 5))), np.repeat(values, 5))
+    np.testing.assert_array_equal(recordio.decode_varints(bytes(range(100))), np.arange(100, dtype=np.uint64))
 
 
 def test_records_round_trip_every_value_type():
