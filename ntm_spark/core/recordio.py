@@ -319,10 +319,41 @@ def _fields(buf: bytes, start: int, end: int, what: str) -> Iterator[tuple[int, 
         yield number, wire_type, value
 
 
-def _decode_tensor(buf: bytes, start: int, end: int, dtype: np.dtype, what: str) -> Tensor:
-    values: list[np.ndarray] = []
-    keys: list[np.ndarray] = []
-    shape: list[np.ndarray] = []
+class _Pending:
+    """Float tensors whose values and keys are still bytes: decoded for all records at once (numpy's cost per call, not per record)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Tensor, np.dtype, bytes, bytes]] = []
+
+    def add(self, tensor: Tensor, dtype: np.dtype, values: bytes, keys: bytes) -> None:
+        self.items.append((tensor, dtype, values, keys))
+
+    def finish(self, what: str) -> None:
+        """Fill every pending tensor's ``values`` and ``keys``."""
+        if not self.items:
+            return
+        for dtype in {d for _, d, _, _ in self.items}:
+            items = [(t, v) for t, d, v, _ in self.items if d == dtype]
+            flat = np.frombuffer(b"".join(v for _, v in items), dtype=dtype)
+            sizes = np.cumsum([len(v) // dtype.itemsize for _, v in items])[:-1]
+            for (tensor, _), part in zip(items, np.split(flat, sizes)):
+                tensor.values = part
+        chunks = [k for _, _, _, k in self.items]
+        joined = b"".join(chunks)
+        if joined:
+            keys = decode_varints(joined, what)
+            ends = np.frombuffer(joined, dtype=np.uint8) < 0x80
+            bounds = np.cumsum([0] + [len(c) for c in chunks])
+            counts = np.concatenate(([0], np.cumsum(ends)))[bounds]
+            for (tensor, _, _, _), lo, hi in zip(self.items, counts[:-1], counts[1:]):
+                tensor.keys = keys[lo:hi]
+        self.items = []
+
+
+def _decode_tensor(buf: bytes, start: int, end: int, dtype: np.dtype, what: str, pending: Optional[_Pending] = None) -> Tensor:
+    values: list = []
+    keys: list = []
+    shape: list[int] = []
     for number, wire_type, value in _fields(buf, start, end, what):
         if number == 1:
             if wire_type == _WT_LEN:
@@ -330,28 +361,39 @@ def _decode_tensor(buf: bytes, start: int, end: int, dtype: np.dtype, what: str)
                 if dtype.kind == "f":
                     if len(chunk) % dtype.itemsize:
                         raise RecordIOError(f"{what}: packed values of {len(chunk)} bytes are not whole {dtype.itemsize}-byte floats.")
-                    values.append(np.frombuffer(chunk, dtype=dtype))
+                    values.append(chunk)
                 else:  # int32: sign-extended varints
                     values.append(decode_varints(chunk, what).view(np.int64).astype(np.int32))
             elif dtype.kind == "f" and wire_type == (_WT_32 if dtype.itemsize == 4 else _WT_64):
-                values.append(np.frombuffer(buf[value[0] : value[1]], dtype=dtype))
+                values.append(buf[value[0] : value[1]])
             elif dtype.kind == "i" and wire_type == _WT_VARINT:
                 values.append(np.array([value], dtype=np.uint64).view(np.int64).astype(np.int32))
             else:
                 raise RecordIOError(f"{what}: 'values' has wire type {wire_type}, which a {dtype} tensor never uses.")
         elif number in (2, 3):
-            target = keys if number == 2 else shape
             if wire_type == _WT_LEN:
-                target.append(decode_varints(buf[value[0] : value[1]], what))
+                chunk = buf[value[0] : value[1]]
+                if chunk and chunk[-1] & 0x80:
+                    raise RecordIOError(f"{what} ends inside a varint: the record is truncated or not protobuf.")
             elif wire_type == _WT_VARINT:
-                target.append(np.array([value], dtype=np.uint64))
+                chunk = _varint(value)
             else:
                 raise RecordIOError(f"{what}: {'keys' if number == 2 else 'shape'} has wire type {wire_type}; uint64 fields are varints.")
-    return Tensor(
-        values=_joined(values, dtype),
-        keys=_joined(keys, np.dtype(np.uint64)),
-        shape=tuple(int(s) for c in shape for s in c.tolist()),
-    )
+            if number == 2:
+                keys.append(chunk)
+            else:
+                shape.extend(int(x) for x in decode_varints(chunk, what).tolist())
+    tensor = Tensor(values=np.zeros(0, dtype), shape=tuple(shape))
+    if dtype.kind == "f":
+        if pending is not None:
+            pending.add(tensor, dtype, b"".join(values), b"".join(keys))
+            return tensor
+        tensor.values = np.frombuffer(b"".join(values), dtype=dtype)
+    else:
+        tensor.values = _joined(values, dtype)
+    if keys:
+        tensor.keys = decode_varints(b"".join(keys), what)
+    return tensor
 
 
 def _joined(chunks: list, dtype: np.dtype) -> np.ndarray:
@@ -360,7 +402,7 @@ def _joined(chunks: list, dtype: np.dtype) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype)
 
 
-def _decode_value(buf: bytes, start: int, end: int, what: str) -> Any:
+def _decode_value(buf: bytes, start: int, end: int, what: str, pending: Optional[_Pending] = None) -> Any:
     decoded = None
     for number, wire_type, value in _fields(buf, start, end, what):
         if number in _TENSOR_FIELDS or number == _BYTES_FIELD:
@@ -369,7 +411,7 @@ def _decode_value(buf: bytes, start: int, end: int, what: str) -> Any:
             if number == _BYTES_FIELD:
                 decoded = _decode_bytes_value(buf, *value, what)
             else:
-                decoded = _decode_tensor(buf, *value, _TENSOR_FIELDS[number], what)
+                decoded = _decode_tensor(buf, *value, _TENSOR_FIELDS[number], what, pending)
     return decoded
 
 
@@ -392,7 +434,7 @@ def _utf8(raw: bytes, what: str) -> str:
         raise RecordIOError(f"{what}: a string field is not UTF-8 ({err}).") from None
 
 
-def _decode_map_entry(buf: bytes, start: int, end: int, what: str) -> tuple[str, Any]:
+def _decode_map_entry(buf: bytes, start: int, end: int, what: str, pending: Optional[_Pending] = None) -> tuple[str, Any]:
     key, decoded = "", None
     for number, wire_type, value in _fields(buf, start, end, what):
         if number in (1, 2) and wire_type != _WT_LEN:
@@ -400,7 +442,7 @@ def _decode_map_entry(buf: bytes, start: int, end: int, what: str) -> tuple[str,
         if number == 1:
             key = _utf8(buf[value[0] : value[1]], what)
         elif number == 2:
-            decoded = _decode_value(buf, *value, what)
+            decoded = _decode_value(buf, *value, what, pending)
     return key, decoded
 
 
@@ -410,12 +452,70 @@ def decode_record(payload: bytes, what: str = "the record") -> Record:
     Raises:
         RecordIOError: when the bytes are not a ``Record``.
     """
+    pending = _Pending()
+    record = _decode_record(payload, what, pending)
+    pending.finish(what)
+    return record
+
+
+def _fast_record(payload: bytes, what: str, pending: _Pending) -> Optional[Record]:
+    """The SDK's layout only (``features`` entries of packed float32 tensors, nothing else), without generators.
+
+    Returns ``None`` at the first byte outside that layout; the general parser then reads the record.
+    """
+    end, pos, features = len(payload), 0, {}
+    while pos < end:
+        if payload[pos] != 0x0A:  # Record.features entry
+            return None
+        entry_len, pos = _read_varint(payload, pos + 1, end, what)
+        entry_end = pos + entry_len
+        if entry_end > end or pos >= entry_end or payload[pos] != 0x0A:  # MapEntry.key
+            return None
+        key_len, pos = _read_varint(payload, pos + 1, entry_end, what)
+        key_end = pos + key_len
+        if key_end >= entry_end or payload[key_end] != 0x12:  # MapEntry.value
+            return None
+        try:
+            key = payload[pos:key_end].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        value_len, pos = _read_varint(payload, key_end + 1, entry_end, what)
+        if pos + value_len != entry_end or pos >= entry_end or payload[pos] != 0x12:  # Value.float32_tensor
+            return None
+        tensor_len, pos = _read_varint(payload, pos + 1, entry_end, what)
+        if pos + tensor_len != entry_end:
+            return None
+        parts: dict[int, bytes] = {}
+        while pos < entry_end:
+            tag = payload[pos]
+            if tag not in (0x0A, 0x12, 0x1A) or tag in parts:  # packed values, keys, shape; each once
+                return None
+            length, pos = _read_varint(payload, pos + 1, entry_end, what)
+            if pos + length > entry_end:
+                return None
+            parts[tag] = payload[pos : pos + length]
+            pos += length
+        values, keys, shape = parts.get(0x0A, b""), parts.get(0x12, b""), parts.get(0x1A, b"")
+        if len(values) % 4 or (keys and keys[-1] & 0x80) or (shape and shape[-1] & 0x80):
+            return None
+        tensor = Tensor(values=np.zeros(0, np.float32), shape=tuple(int(x) for x in decode_varints(shape, what).tolist()) if shape else ())
+        pending.add(tensor, np.dtype("<f4"), values, keys)
+        features[key] = tensor
+    return Record(features=features)
+
+
+def _decode_record(payload: bytes, what: str, pending: _Pending) -> Record:
+    mark = len(pending.items)
+    fast = _fast_record(payload, what, pending)
+    if fast is not None:
+        return fast
+    del pending.items[mark:]  # what the fast path queued before it gave up
     record = Record()
     for number, wire_type, value in _fields(payload, 0, len(payload), what):
         if number in (1, 2, 3, 4, 5) and wire_type != _WT_LEN:
             raise RecordIOError(f"{what}: field {number} of Record has wire type {wire_type}; it is length-delimited.")
         if number in (1, 2):
-            key, decoded = _decode_map_entry(payload, *value, what)
+            key, decoded = _decode_map_entry(payload, *value, what, pending)
             (record.features if number == 1 else record.label)[key] = decoded
         elif number == 3:
             record.uid = _utf8(payload[value[0] : value[1]], what)
@@ -432,7 +532,10 @@ def decode_records(body: bytes, name: str = "the body") -> list[Record]:
     Raises:
         RecordIOError: naming the record that is not a ``Record``.
     """
-    return [decode_record(p, f"record {i} of {name}") for i, p in enumerate(iter_recordio(io.BytesIO(body), name))]
+    pending = _Pending()
+    records = [_decode_record(p, f"record {i} of {name}", pending) for i, p in enumerate(iter_recordio(io.BytesIO(body), name))]
+    pending.finish(name)
+    return records
 
 
 def _encode_tensor(tensor: Tensor) -> bytes:

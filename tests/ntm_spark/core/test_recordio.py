@@ -194,3 +194,25 @@ def test_iter_recordio_reads_a_file_in_pieces(tmp_path):
         assert list(recordio.iter_recordio(fh, "part.pbr")) == [b"one", b"two!", b"three"]
     with pytest.raises(RecordIOError, match="part.pbr"):
         list(recordio.iter_recordio(io.BytesIO(b"junkjunk"), "part.pbr"))
+
+
+@_SETTINGS
+@given(
+    rows=st.lists(
+        st.tuples(st.lists(st.integers(0, 2**40), max_size=6), st.lists(st.floats(width=32, allow_nan=False), max_size=6), st.lists(st.integers(0, 2**40), max_size=2)),
+        max_size=5,
+    ),
+    key=st.sampled_from(["values", "features", "é"]),
+    with_label=st.booleans(),
+)
+def test_sparse_records_decode_the_same_on_the_fast_and_general_paths(rows, key, with_label):
+    """The SDK's layout takes a fast path; a label (or any other field) takes the general one: same tensors."""
+    records = []
+    for keys, values, shape in rows:
+        record = Record(features={key: Tensor(np.array(values, np.float32), np.array(keys, np.uint64), tuple(shape))})
+        if with_label:
+            record.label["values"] = Tensor(np.array([1.0], np.float32))
+        records.append(record)
+    for back, original in zip(recordio.decode_records(recordio.encode_records(records)), records):
+        got, want = back.features[key], original.features[key]
+        assert got.values.tolist() == want.values.tolist() and got.keys.tolist() == want.keys.tolist() and got.shape == want.shape
