@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ntm_spark.core import recordio
 from ntm_spark.serving.endpoint import build_app
@@ -91,3 +93,33 @@ def test_limits_are_checked(folder):
     for kwargs in ({"max_rows": 0}, {"max_body_bytes": 0}, {"timeout_s": 0}):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             SageMakerEndpoint(loader, **kwargs)
+
+
+_CELL = st.one_of(st.integers(0, 5), st.floats(0, 3), st.integers(-1, V + 1), st.booleans(), st.floats(allow_nan=True), st.integers(10**5, 2 * 10**6))
+_SPARSE_ROWS = st.lists(
+    st.integers(0, 6).flatmap(lambda n: st.tuples(
+        st.lists(st.one_of(st.integers(0, V - 1), st.integers(-2, V + 2), st.booleans(), st.floats(0, 5)), min_size=n, max_size=n),
+        st.lists(_CELL, min_size=n, max_size=n),
+    )),
+    min_size=1, max_size=4,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scorer(folder):
+    return TopicScorer.from_model_folder(folder)
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=_SPARSE_ROWS, as_arrays=st.booleans())
+def test_sparse_fast_path_scores_as_row_by_row(scorer, rows, as_arrays):
+    """score_sparse's vectorized path (SageMaker's sparse JSON and RecordIO) gives the row-by-row path's weights and codes."""
+    indices, values = [list(r[0]) for r in rows], [list(r[1]) for r in rows]
+    if as_arrays and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for r in indices for x in r):
+        indices = [np.array(r, dtype=np.uint64) for r in indices]
+    fast = scorer.score_sparse(indices, values)
+    slow_scorer = TopicScorer(scorer.model, scorer.vocab, scorer.normalizer)
+    slow_scorer._sparse_to_dense_fast = lambda *args: None
+    slow = slow_scorer.score_sparse(indices, values)
+    assert [e and e.code for e in fast.errors] == [e and e.code for e in slow.errors]
+    np.testing.assert_array_equal(fast.weights, slow.weights)
