@@ -99,6 +99,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         needs_data=True,
     ),
     Benchmark(
+        "bench_ddp_cluster",
+        "DDP on 2 CPU nodes (TorchDistributor cluster mode, local-cluster) vs 1 process: docs/s per process, all-reduce share",
+        ("--docs", "6000", "--epochs", "3"),
+    ),
+    Benchmark(
         "bench_train_quality",
         "topic quality: NTM vs Spark MLlib LDA (online), NPMI / TU / diversity at K=20 and 50",
         ("--k", "20", "50", "--presets", "default"),

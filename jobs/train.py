@@ -11,7 +11,8 @@ Usage:
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \\
         -m jobs.train --launcher torchrun --data /shared/20ng
 
-    # Spark: TorchDistributor starts the DDP processes on the executors' GPUs
+    # Spark: TorchDistributor starts the DDP processes on the executors' GPUs (one executor
+    # = one instance: mini_batch_size per executor, divided over its --devices ranks)
     spark-submit --master yarn jobs/train.py --launcher spark --devices 4 --num-nodes 2 --data /shared/20ng
 
 Flags override ``conf/base/train.yaml`` (then ``conf/local/train.yaml``, then ``--config``,

@@ -660,8 +660,8 @@ class BowDataModule(pl.LightningDataModule):
 
     Args:
         data_dir: The preprocessing output folder.
-        batch_size: Per-rank batch size (the system divides SageMaker's per-node
-            ``mini_batch_size`` by the devices per node before passing it here).
+        batch_size: Per-rank batch size (``train_model`` divides SageMaker's per-instance
+            ``mini_batch_size`` by the instance's ranks before passing it here).
         reader: ``arrow`` (default) or ``petastorm`` (needs the separate environment).
         num_workers: DataLoader workers per rank (persistent, pinned memory on GPU).
         seed: Base seed of the per-epoch shuffles.

@@ -174,10 +174,16 @@ def local_device_count(cfg: TrainConfig) -> int:
 
 
 def per_device_batch_size(mini_batch_size: int, local_devices: int) -> int:
-    """SageMaker's ``mini_batch_size`` is per node: split it across the node's devices."""
+    """Documents per rank per step: SageMaker's ``mini_batch_size`` is per instance, split over its devices.
+
+    An instance is one machine (``train_model``'s node); under TorchDistributor on a cluster, one
+    executor (:mod:`ntm_spark.spark.distributed`). The global batch is ``mini_batch_size`` times the instances.
+    """
+    if local_devices < 1:
+        raise ValueError(f"local_devices={local_devices!r}: an instance has at least 1 device (rank).")
     if mini_batch_size % local_devices:
         warnings.warn(
-            f"mini_batch_size={mini_batch_size!r} is not divisible by the {local_devices} devices per node; "
+            f"mini_batch_size={mini_batch_size!r} is not divisible by the {local_devices} devices per instance; "
             f"each device uses {max(1, mini_batch_size // local_devices)}.",
             stacklevel=2,
         )
@@ -257,6 +263,7 @@ def train_model(
     cfg: TrainConfig,
     callbacks: Optional[Sequence["pl.Callback"]] = None,
     loggers: Optional[Sequence[Any]] = None,
+    ranks_per_instance: Optional[int] = None,
 ) -> TrainResult:
     """Train an NTM on the preprocessing output and write the model folder.
 
@@ -268,6 +275,10 @@ def train_model(
         cfg: The resolved train config.
         callbacks: Extra Lightning callbacks (e.g. MLflow logging).
         loggers: Extra Lightning loggers; a CSV logger under ``output_dir/logs`` is always added.
+        ranks_per_instance: The ranks that share one instance's ``mini_batch_size`` (SageMaker's
+            per-instance batch, divided over the instance's devices); default: this node's devices.
+            TorchDistributor on a cluster passes its executor's ranks, since there each rank is a
+            ``torchrun`` node of its own (see :mod:`ntm_spark.spark.distributed`).
 
     Returns:
         :class:`TrainResult` with the model folder (``cfg.output_dir``) and the final metrics.
@@ -284,7 +295,7 @@ def train_model(
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    batch_size = per_device_batch_size(cfg.mini_batch_size, local_devices)
+    batch_size = per_device_batch_size(cfg.mini_batch_size, ranks_per_instance or local_devices)
     dm = BowDataModule(
         cfg.data_dir,
         batch_size=batch_size,
@@ -385,6 +396,7 @@ def train_model(
                 **opts,
                 "mini_batch_size": cfg.mini_batch_size,
                 "per_device_batch_size": batch_size,
+                "ranks_per_instance": ranks_per_instance or local_devices,
                 "world_size": world,
                 "epochs_trained": epochs_trained,
                 "best_checkpoint": best,

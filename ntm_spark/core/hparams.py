@@ -107,7 +107,7 @@ class Hyperparameters:
         valid=lambda v: 1e-6 <= v <= 1.0, fix="use a number in [1e-6, 1]", sagemaker=True,
     )
     mini_batch_size: int = hparam(
-        256, DATA, "Documents per batch, global per node, divided across that node's devices.",
+        256, DATA, "Documents per batch per instance (a machine; an executor under TorchDistributor), divided over its devices.",
         valid=lambda v: 1 <= v <= 10000, fix="use an integer between 1 and 10000", sagemaker=True,
     )
     epochs: int = hparam(
