@@ -144,35 +144,44 @@ def test_storage_helpers_round_trip_on_s3(s3_endpoint):
     assert storage.list_files(base, ".txt") == [f"{base}/a/x.txt"]  # the caller's scheme comes back
 
 
-def test_train_from_s3_write_model_there_load_and_register(s3_endpoint, bow_corpus, tmp_path, mlflow_tracking):
-    import mlflow
-
-    from lightning_module.data import BowDataModule
-    from lightning_module.model_folder import load_model_folder
+@pytest.fixture(scope="module")
+def s3_trained(s3_endpoint, bow_corpus, tmp_path_factory):
+    """The bow corpus uploaded to S3, one model trained from there into S3, and the same training kept local."""
     from lightning_module.train import train_model
-    from ntm_spark.core.config import MlflowConfig
-    from ntm_spark.core.contract import MODEL_FOLDER_FILES, read_manifest, read_topic_word, read_vocabulary, split_files
-    from ntm_spark.mlops.registry import register_run_model
-    from ntm_spark.mlops.tracking import configure_tracking, ensure_experiment, log_training_run
-    from ntm_spark.serving.scoring import TopicScorer
 
     data_uri = f"s3a://{BUCKET}/corpus"  # Hadoop's spelling, as a Spark job would write it
     _upload(bow_corpus, data_uri)
-    assert len(split_files(data_uri, "train")) == len(split_files(bow_corpus, "train")) == 2
-    assert read_vocabulary(data_uri).words == read_vocabulary(bow_corpus).words
-    remote_rows = BowDataModule(data_uri, batch_size=64).dataset("train")
-    local_rows = BowDataModule(str(bow_corpus), batch_size=64).dataset("train")
-    assert remote_rows.num_rows == local_rows.num_rows == 403
-
-    # The same training from S3 into S3 as from local into local: the same weights.
     model_uri = f"s3://{BUCKET}/models/run1"
     result = train_model(_train_cfg(data_uri, model_uri))
     assert result.model_dir == model_uri
-    local = train_model(_train_cfg(str(bow_corpus), str(tmp_path / "local")))
+    local = train_model(_train_cfg(str(bow_corpus), str(tmp_path_factory.mktemp("local") / "model")))
+    return data_uri, model_uri, local.model_dir
+
+
+def test_loader_reads_parquet_on_s3(s3_trained, bow_corpus):
+    from lightning_module.data import BowDataModule
+    from ntm_spark.core.contract import read_vocabulary, split_files
+
+    data_uri = s3_trained[0]
+    assert len(split_files(data_uri, "train")) == len(split_files(bow_corpus, "train")) == 2
+    assert read_vocabulary(data_uri).words == read_vocabulary(bow_corpus).words
+    remote = BowDataModule(data_uri, batch_size=64).dataset("train")
+    local = BowDataModule(str(bow_corpus), batch_size=64).dataset("train")
+    assert remote.num_rows == local.num_rows == 403
+    for a, b in zip(remote, local):
+        torch.testing.assert_close(a, b)
+
+
+def test_model_trained_from_s3_into_s3_equals_the_local_one(s3_trained, bow_corpus):
+    from lightning_module.model_folder import load_model_folder
+    from ntm_spark.core.contract import MODEL_FOLDER_FILES, read_manifest, read_topic_word
+    from ntm_spark.serving.scoring import TopicScorer
+
+    data_uri, model_uri, local_dir = s3_trained
     for name in MODEL_FOLDER_FILES:
         assert storage.is_file(storage.join(model_uri, name)), name
     remote_model, hparams, words = load_model_folder(model_uri)
-    local_model, _, local_words = load_model_folder(local.model_dir)
+    local_model, _, local_words = load_model_folder(local_dir)
     assert words == local_words and hparams["training"]["data_dir"] == data_uri
     for (key, a), b in zip(remote_model.state_dict().items(), local_model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=key)
@@ -180,22 +189,43 @@ def test_train_from_s3_write_model_there_load_and_register(s3_endpoint, bow_corp
     assert read_topic_word(model_uri, len(words)).shape == (6, len(words))
 
     scorer = TopicScorer.from_model_folder(model_uri)
-    local_scorer = TopicScorer.from_model_folder(local.model_dir)
+    local_scorer = TopicScorer.from_model_folder(local_dir)
     counts = np.ones((2, scorer.feature_dim), dtype=np.float32)
     np.testing.assert_allclose(scorer.score_dense(counts).weights, local_scorer.score_dense(counts).weights, rtol=1e-5)
 
-    # MLflow logs and registers it from S3 (through a local staged copy) and loads it back.
+
+def test_model_folder_on_s3_is_logged_registered_and_served(s3_trained, mlflow_tracking):
+    import mlflow
+    import pandas as pd
+
+    from ntm_spark.core.config import MlflowConfig
+    from ntm_spark.core.contract import read_vocabulary
+    from ntm_spark.mlops.registry import register_run_model
+    from ntm_spark.mlops.tracking import configure_tracking, ensure_experiment, log_training_run
+
+    model_uri = s3_trained[1]
     cfg = MlflowConfig(tracking_uri=mlflow_tracking, experiment="ntm-s3", registered_model_name="ntm-s3-model")
     configure_tracking(cfg)
     with mlflow.start_run(experiment_id=ensure_experiment(cfg.experiment, mlflow_tracking)) as run:
-        log_training_run(model_uri)
+        log_training_run(model_uri)  # staged to a local copy: MLflow logs artifacts from local files
     assert mlflow.get_run(run.info.run_id).data.tags["ntm.model_dir"] == model_uri
     reg = register_run_model(run.info.run_id, cfg, gate=False)
     loaded = mlflow.pyfunc.load_model(f"models:/{reg.name}/{reg.version}")
-    import pandas as pd
-
+    words = read_vocabulary(model_uri).words
     out = loaded.predict(pd.DataFrame({"text": [" ".join(words[:20])]}))
     assert len(out) == 1
+
+
+def test_report_reads_and_writes_s3(s3_trained):
+    from ntm_spark.report.explore import write_report
+    from ntm_spark.report.model import load_model
+
+    data_uri, model_uri, _ = s3_trained
+    out_uri = f"s3://{BUCKET}/reports/run1"
+    report = write_report(load_model(model_uri), data_uri, out_uri, split="test", max_docs=50, cloud_words=10)
+    assert report.info["data_dir"] == data_uri and report.info["n_docs"] > 0
+    for name in ("index.html", "report.json", "top_words.csv"):
+        assert storage.is_file(storage.join(out_uri, name)), name
 
 
 def test_missing_remote_data_names_the_folder_and_the_fix(s3_endpoint):
