@@ -206,6 +206,14 @@ def list_files(folder: PathLike, suffix: str = "", recursive: bool = True) -> li
     return sorted(out)
 
 
+def modified_time(path: PathLike) -> float:
+    """Return a file's modification time in seconds since the epoch (local or URI; 0.0 when the store has none)."""
+    if not is_remote(path):
+        return local_path(path).stat().st_mtime
+    info = _info(path)
+    return info.mtime.timestamp() if info.mtime is not None else 0.0
+
+
 def open_input_file(path: PathLike):
     """Open a file for random access: a local path as itself, a URI as a pyarrow ``NativeFile``.
 

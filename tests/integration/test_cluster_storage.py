@@ -216,6 +216,17 @@ def test_model_folder_on_s3_is_logged_registered_and_served(s3_trained, mlflow_t
     assert len(out) == 1
 
 
+def test_stream_and_backfill_loader_serves_a_model_folder_on_s3(s3_trained):
+    from ntm_spark.serving.model_loader import ModelSpec, ScorerLoader, folder_version
+
+    _, model_uri, local_dir = s3_trained
+    loader = ScorerLoader(ModelSpec(model_uri, refresh_interval_s=0.0))
+    assert loader.ref.kind == "folder"
+    loaded = loader.get()
+    assert loaded.version == folder_version(model_uri) == folder_version(local_dir)
+    assert loader.get() is loaded  # unchanged model.pt on S3: no reload
+
+
 def test_report_reads_and_writes_s3(s3_trained):
     from ntm_spark.report.explore import write_report
     from ntm_spark.report.model import load_model
