@@ -257,17 +257,42 @@ def test_spark_reads_s3a_written_by_python(s3_endpoint, bow_corpus):
 
     data_uri = f"s3a://{BUCKET}/spark-corpus"
     _upload(bow_corpus, data_uri)
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .config("spark.jars.packages", "org.apache.hadoop:hadoop-aws:3.5.0")
-        .config("spark.hadoop.fs.s3a.endpoint", s3_endpoint)
-        .config("spark.hadoop.fs.s3a.path.style.access", "true")
-        .config("spark.hadoop.fs.s3a.access.key", ACCESS_KEY)
-        .config("spark.hadoop.fs.s3a.secret.key", SECRET_KEY)
-        .config("spark.hadoop.fs.s3a.connection.ssl.enabled", "false")
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.master("local[1]")
+    for key, value in _s3a_conf(s3_endpoint).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     try:
         assert spark.read.parquet(f"{data_uri}/train").count() == 403
     finally:
         spark.stop()
+
+
+S3A_PACKAGES = "org.apache.hadoop:hadoop-aws:3.5.0"  # pyspark 4.2.0's Hadoop; pulls software.amazon.awssdk:bundle
+
+
+def _s3a_conf(endpoint: str) -> dict:
+    return {
+        "spark.jars.packages": S3A_PACKAGES,
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.access.key": ACCESS_KEY,
+        "spark.hadoop.fs.s3a.secret.key": SECRET_KEY,
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+    }
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("NTM_TEST_S3A") != "1", reason="opt-in: set NTM_TEST_S3A=1 (as above)")
+def test_preprocess_job_writes_s3a_and_the_trainer_reads_it(s3_endpoint, newsgroups_sample):
+    from jobs import preprocess
+    from lightning_module.data import BowDataModule
+    from ntm_spark.core.contract import read_manifest, read_vocabulary, split_files
+
+    out = f"s3a://{BUCKET}/preprocessed"
+    conf = [arg for key, value in _s3a_conf(s3_endpoint).items() for arg in ("--spark-conf", f"{key}={value}")]
+    small = ["--set", "vocab_size=300", "--set", "threshold=5", "--set", "num_train_shards=2"]
+    assert preprocess.main(["--input", str(newsgroups_sample), "--output", out, "--master", "local[1]", *conf, *small]) == 0
+    assert len(read_vocabulary(out)) > 0 and read_manifest(out)
+    assert split_files(out, "train") and BowDataModule(out, batch_size=32).dataset("train").num_rows > 0
