@@ -9,6 +9,7 @@ PIP          := $(PY) -m pip
 NTM          := $(VENV)/bin/ntm
 STATE        := .ntm
 JARS_STAMP   := $(STATE)/jars/.resolved
+S3PROXY_STAMP := $(STATE)/jars/s3proxy/.resolved
 HADOOP_FS_SRC := conf/jvm/src/io/github/ntmspark/hadoop/NioLocalFileSystem.java
 HADOOP_FS_JAR := $(STATE)/jars/hadoop/ntm-hadoop-fs.jar
 WORDNET      := $(STATE)/nltk_data/corpora/wordnet/lexnames
@@ -81,7 +82,13 @@ $(HADOOP_FS_JAR): $(HADOOP_FS_SRC) $(VENV)/.installed
 	javac -nowarn --release 17 -d "$$classes" -cp "$$hadoop" $(HADOOP_FS_SRC) && \
 	mkdir -p $(@D) && jar cf $@ -C "$$classes" . && rm -rf "$$classes"
 
-jars: $(JARS_STAMP) $(HADOOP_FS_JAR)
+# --- s3proxy (test-only S3-API server for tests/integration/test_cluster_storage.py) into .ntm/jars/s3proxy
+$(S3PROXY_STAMP): conf/jvm/s3proxy-pom.xml
+	@$(MAKE) --no-print-directory system-deps
+	mvn -q -B -f conf/jvm/s3proxy-pom.xml package -Djars.dir=$(CURDIR)/$(STATE)/jars
+	touch $@
+
+jars: $(JARS_STAMP) $(HADOOP_FS_JAR) $(S3PROXY_STAMP)
 
 # --- NLTK WordNet offline: Debian's files copied into .ntm/nltk_data (whatever NTM_HOME is: every
 # NTM_HOME without its own copy searches this one, as it uses .ntm/jars)

@@ -1,10 +1,28 @@
 """ntm-spark: neural topic modeling on Spark, PyTorch Lightning, MLflow and Kafka."""
 
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+
+
+class BuildPyWithDefaults(build_py):
+    """Ship conf/base/*.yaml inside the package as ntm_spark/conf/base (conf/base stays the one source).
+
+    An installed wheel has no checkout beside it, so ntm_spark.core.paths.conf_dir() falls
+    back to this copy.
+    """
+
+    def run(self) -> None:
+        super().run()
+        dest = Path(self.build_lib) / "ntm_spark" / "conf" / "base"
+        dest.mkdir(parents=True, exist_ok=True)
+        for src in sorted((HERE / "conf" / "base").glob("*.yaml")):
+            shutil.copyfile(src, dest / src.name)
+
 
 # Pins known to resolve together (2026-11-26). conf/requirements.lock pins the
 # whole tree for `make install`; these are the direct dependencies per extra.
@@ -37,4 +55,5 @@ setup(
         # `make petastorm-env` builds .venv-petastorm from conf/petastorm-requirements.txt.
     },
     entry_points={"console_scripts": ["ntm=jobs.cli:main"]},
+    cmdclass={"build_py": BuildPyWithDefaults},
 )

@@ -39,7 +39,6 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -50,6 +49,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_module._compat import pl
+from ntm_spark.core import storage
 from ntm_spark.core.contract import DataNotFoundError, read_manifest, read_vocabulary, split_files
 from ntm_spark.core.schema import ID_COL, INDICES_COL, VALUES_COL
 
@@ -57,7 +57,13 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- files
-# The dataset folder's files are read through ntm_spark.core.contract (split_files, read_manifest...).
+# The dataset folder's files are read through ntm_spark.core.contract (split_files, read_manifest...);
+# a data_dir may be a URI (s3://, gs://, abfss://, hdfs://...), opened through ntm_spark.core.storage.
+
+
+def open_parquet(path: str | os.PathLike) -> pq.ParquetFile:
+    """Open one Parquet file, local or on cluster storage (through :func:`ntm_spark.core.storage.open_input_file`)."""
+    return pq.ParquetFile(storage.open_input_file(path))
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ def list_row_groups(files: Sequence[str | os.PathLike]) -> list[RowGroup]:
     """Read the footers of ``files`` and list their non-empty row groups in file order."""
     groups = []
     for f in files:
-        meta = pq.ParquetFile(f).metadata
+        meta = open_parquet(f).metadata
         for i in range(meta.num_row_groups):
             n = meta.row_group(i).num_rows
             if n > 0:
@@ -98,13 +104,13 @@ def document_cooccurrence(
     """
     files = split_files(data_dir, split)
     if not files:
-        raise DataNotFoundError(f"no Parquet files under {str(Path(data_dir) / split)!r}: run `ntm preprocess` first.")
+        raise DataNotFoundError(f"no Parquet files under {storage.join(data_dir, split)!r}: run `ntm preprocess` first.")
     co = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
     n_docs = 0
     for group in list_row_groups(files):
         if n_docs >= max_docs:
             break
-        table = pq.ParquetFile(group.path).read_row_group(group.index, columns=[INDICES_COL])
+        table = open_parquet(group.path).read_row_group(group.index, columns=[INDICES_COL])
         lists = table.column(INDICES_COL).combine_chunks()
         offsets = np.asarray(lists.offsets, dtype=np.int64)
         flat = np.asarray(lists.flatten(), dtype=np.int64)
@@ -461,7 +467,7 @@ class ParquetBowDataset(IterableDataset):
         g = self.groups[seg.group]
         pf = self._files.get(g.path)
         if pf is None:
-            pf = self._files[g.path] = pq.ParquetFile(g.path)
+            pf = self._files[g.path] = open_parquet(g.path)
         cols = [INDICES_COL, VALUES_COL] + ([ID_COL] if self.with_ids else [])
         table = pf.read_row_group(g.index, columns=cols)
         if seg.start or seg.stop < g.num_rows:
@@ -717,7 +723,7 @@ class BowDataModule(pl.LightningDataModule):
         self.manifest = read_manifest(self.data_dir, required=False)
         if not split_files(self.data_dir, "train"):
             raise DataNotFoundError(
-                f"no training Parquet under {str(Path(self.data_dir) / 'train')!r}: run `ntm preprocess` "
+                f"no training Parquet under {storage.join(self.data_dir, 'train')!r}: run `ntm preprocess` "
                 "or set data_dir to its output_path."
             )
         self._resident: dict[str, tuple[Csr, dict]] = {}
@@ -749,7 +755,7 @@ class BowDataModule(pl.LightningDataModule):
         bs = self.batch_size if train else self.eval_batch_size
         files = split_files(self.data_dir, split)
         if self.reader == "petastorm":
-            return PetastormBowDataset(str(Path(self.data_dir) / split), bs, rank, world, self.vocab_size, with_ids)
+            return PetastormBowDataset(storage.join(self.data_dir, split), bs, rank, world, self.vocab_size, with_ids)
         if self.resident:
             return self._resident_dataset(split, files, bs, rank, world, train)
         ds = ParquetBowDataset(

@@ -15,13 +15,17 @@ Layout (:func:`save_model_folder`)::
       topics.md        the same as a readable table, with per-topic NPMI and TU
 
 :func:`load_model_folder` needs only torch and numpy (no Lightning, Spark or MLflow).
+The folder may be a local path or a URI (``s3://``, ``gs://``, ``abfss://``, ``hdfs://``...),
+reached through :mod:`ntm_spark.core.storage` (pyarrow.fs); a remote folder is written
+locally first, then uploaded file by file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -29,6 +33,7 @@ import numpy as np
 import torch
 
 from lightning_module.model import NTMModel
+from ntm_spark.core import storage
 from ntm_spark.core.contract import (  # the model folder's file names: the contract's
     CONFIG_FILE,
     HPARAMS_FILE,
@@ -62,36 +67,50 @@ def save_model_folder(
     """Write a model folder (see the module docstring).
 
     Args:
-        path: The folder; created if missing, files in it are overwritten.
+        path: The folder, local or a URI; created if missing, files in it are overwritten.
         model: The trained model (any device; saved on CPU).
         vocab: Vocabulary words; ``len(vocab)`` must equal ``model.vocab_size``.
         metrics: Final metrics for ``metrics.json``.
         config: The resolved train config for ``config.yaml``.
-        manifest_path: The data folder's ``manifest.json``, copied when it exists.
+        manifest_path: The data folder's ``manifest.json`` (local or a URI), copied when it exists.
         training: Extra facts for ``hparams.json["training"]`` (preset, epochs...).
         topic_npmi: Per-topic NPMI ``(K,)`` for ``topics.md``.
         topic_tu: Per-topic TU ``(K,)`` for ``topics.md``.
         top_n: Top words per topic in ``topics.csv``/``topics.md``.
 
     Returns:
-        The folder path.
+        The folder path (a URI as given).
     """
-    import yaml
-
     if len(vocab) != model.vocab_size:
         raise ModelFolderError(
             f"vocab has {len(vocab)} words but the model's vocab_size is {model.vocab_size}: "
             "pass the vocabulary the model was trained on."
         )
-    path = Path(path)
+    if storage.is_remote(path):
+        with tempfile.TemporaryDirectory(prefix="ntm-model-") as tmp:
+            staged_manifest = None
+            if manifest_path is not None and storage.is_file(manifest_path):
+                staged_manifest = Path(tmp) / "_data_manifest.json"
+                storage.copy_file(manifest_path, staged_manifest)
+            local = _save_local(Path(tmp) / "model", model, vocab, metrics, config, staged_manifest, training, topic_npmi, topic_tu, top_n)
+            storage.make_dirs(path)
+            for item in sorted(local.iterdir()):
+                storage.copy_file(item, storage.join(path, item.name))
+        return path  # type: ignore[return-value]
+    return _save_local(Path(path), model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n)
+
+
+def _save_local(path: Path, model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n) -> Path:
+    import yaml
+
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save(state, path / MODEL_FILE)
     hparams = {"format_version": FORMAT_VERSION, "model": model.config, "training": training or {}}
     (path / HPARAMS_FILE).write_text(json.dumps(hparams, indent=2))
     (path / VOCAB_FILE).write_text("".join(f"{w}\n" for w in vocab), encoding="utf-8")
-    if manifest_path is not None and Path(manifest_path).exists():
-        shutil.copyfile(manifest_path, path / MANIFEST_FILE)
+    if manifest_path is not None and storage.is_file(manifest_path):
+        storage.copy_file(manifest_path, path / MANIFEST_FILE)
     if config is not None:
         (path / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     (path / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2, sort_keys=True))
@@ -130,7 +149,7 @@ def load_model_folder(path: str | os.PathLike, map_location: str = "cpu") -> tup
     """Load a model folder written by :func:`save_model_folder`.
 
     Args:
-        path: The folder.
+        path: The folder, local or a URI.
         map_location: Where to put the weights (``"cpu"`` by default).
 
     Returns:
@@ -140,23 +159,25 @@ def load_model_folder(path: str | os.PathLike, map_location: str = "cpu") -> tup
     Raises:
         ModelFolderError: when a required file is missing or the vocabulary size differs.
     """
-    path = Path(path)
+    path = path if storage.is_remote(path) else Path(path)
     for name in (MODEL_FILE, HPARAMS_FILE, VOCAB_FILE):
-        if not (path / name).exists():
+        if not storage.exists(storage.join(path, name)):
             raise ModelFolderError(f"model folder {str(path)!r} has no {name}: point at a folder written by `ntm train`.")
-    hparams = json.loads((path / HPARAMS_FILE).read_text())
+    hparams = json.loads(storage.read_text(storage.join(path, HPARAMS_FILE)))
     if hparams.get("format_version") != FORMAT_VERSION:
         raise ModelFolderError(
             f"hparams.json format_version={hparams.get('format_version')!r} in {str(path)!r}: "
             f"this code reads version {FORMAT_VERSION}; retrain or upgrade ntm-spark."
         )
-    vocab = (path / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
+    vocab = storage.read_text(storage.join(path, VOCAB_FILE)).splitlines()
     model = NTMModel.from_config(hparams["model"])
     if len(vocab) != model.vocab_size:
         raise ModelFolderError(
             f"vocab.txt has {len(vocab)} words but hparams.json says vocab_size={model.vocab_size}: the folder is inconsistent."
         )
-    state = torch.load(path / MODEL_FILE, map_location=map_location, weights_only=True)
+    weights = storage.join(path, MODEL_FILE)
+    source = io.BytesIO(storage.read_bytes(weights)) if storage.is_remote(weights) else weights
+    state = torch.load(source, map_location=map_location, weights_only=True)
     model.load_state_dict(state)
     model.eval()
     return model, hparams, vocab

@@ -27,6 +27,7 @@ from lightning_module.data import BowDataModule, document_cooccurrence
 from lightning_module.model import ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
+from ntm_spark.core import paths, storage
 from ntm_spark.core.config import ConfigError, TrainConfig
 from ntm_spark.core.contract import read_manifest
 from ntm_spark.core.hparams import resolve_hparams, resolve_presets
@@ -259,6 +260,22 @@ def _interactive(cfg: TrainConfig) -> bool:
 # --------------------------------------------------------------------------- the library function
 
 
+
+def local_work_dir(output_dir: str | os.PathLike) -> Path:
+    """Return where Lightning writes checkpoints and logs for ``output_dir``.
+
+    A local ``output_dir`` is itself. For a URI (``s3://...``) the checkpoints and CSV logs
+    stay on this machine, in ``<state>/train-work/<hash of the URI>`` (the same folder on a
+    rerun, so ``--resume last`` finds them), and only the model folder is uploaded.
+    """
+    if not storage.is_remote(output_dir):
+        return Path(output_dir)
+    import hashlib
+
+    key = hashlib.sha256(storage.normalize_uri(output_dir).encode("utf-8")).hexdigest()[:16]
+    return paths.state_dir() / "train-work" / key
+
+
 def train_model(
     cfg: TrainConfig,
     callbacks: Optional[Sequence["pl.Callback"]] = None,
@@ -286,7 +303,7 @@ def train_model(
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    out = Path(cfg.output_dir)
+    out = local_work_dir(cfg.output_dir)
     local_devices = local_device_count(cfg)
     world = local_devices * cfg.num_nodes
     threads = configure_threads(local_devices, cfg.threads_per_process)
@@ -379,18 +396,18 @@ def train_model(
             metrics[key] = metrics[f"{final_stage}_{key}"]
     epochs_trained = trainer.current_epoch
     metrics.update({"epochs_trained": float(epochs_trained), "fit_seconds": round(fit_s, 3)})
-    result = TrainResult(str(out), metrics, best, epochs_trained, stopper.stopped_epoch is not None)
+    result = TrainResult(str(cfg.output_dir) if storage.is_remote(cfg.output_dir) else str(out), metrics, best, epochs_trained, stopper.stopped_epoch is not None)
 
     if trainer.is_global_zero:
         topic_info = system.last_topic_metrics.get(final_stage or "", {})
         opts = resolve_model_options(cfg)
         save_model_folder(
-            out,
+            cfg.output_dir if storage.is_remote(cfg.output_dir) else out,
             system.model,
             dm.vocab,
             metrics=metrics,
             config=dataclasses.asdict(cfg),
-            manifest_path=Path(cfg.data_dir) / MANIFEST_FILE,
+            manifest_path=storage.join(cfg.data_dir, MANIFEST_FILE),
             training={
                 "preset": cfg.preset,
                 **opts,

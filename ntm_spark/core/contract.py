@@ -5,6 +5,9 @@ the registry, serving, streaming, backfill and the report read that. Every modul
 this one for a file's name, its content or a check between two files, and none opens
 them itself (docs/architecture.md). Only numpy and json: no Spark, torch or MLflow (the
 weights themselves are torch's business: :mod:`lightning_module.model_folder`).
+Every folder may be a local path or a URI (``s3://``, ``gs://``, ``abfss://``, ``hdfs://``...):
+files are read through :mod:`ntm_spark.core.storage`, and local paths keep the plain
+:mod:`pathlib` route.
 
 Dataset folder (``ntm preprocess``)::
 
@@ -22,6 +25,7 @@ Model folder (``ntm train``)::
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -29,6 +33,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ntm_spark.core import storage
 from ntm_spark.core.schema import MANIFEST_FILE, SPLITS, VOCAB_FILE
 from ntm_spark.core.vocab import Vocabulary
 
@@ -65,13 +70,17 @@ class DataNotFoundError(ContractError, FileNotFoundError):
 def split_files(data_dir: PathLike, split: str, required: bool = False) -> list[Path]:
     """Return the sorted Parquet files of one split (``[]`` when absent, unless ``required``).
 
+    A local ``data_dir`` gives :class:`~pathlib.Path` objects; a URI (``s3://...``) gives URI strings.
+
     Raises:
         ValueError: for an unknown split.
         DataNotFoundError: with ``required``, naming the folder and the splits that exist.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: choose one of {list(SPLITS)}.")
-    data_dir = Path(data_dir)
+    if storage.is_remote(data_dir):
+        return _remote_split_files(data_dir, split, required)
+    data_dir = storage.local_path(data_dir)
     folder = data_dir / split
     files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_"))) if folder.is_dir() else []
     if required and not files:
@@ -84,6 +93,28 @@ def split_files(data_dir: PathLike, split: str, required: bool = False) -> list[
     return files
 
 
+def _remote_split_files(data_dir: PathLike, split: str, required: bool) -> list:
+    folder = storage.join(data_dir, split)
+    files = storage.list_files(folder, ".parquet")
+    if required and not files:
+        if not storage.is_dir(data_dir):
+            raise DataNotFoundError(
+                f"data folder {str(data_dir)!r} does not exist: run `ntm preprocess` first or pass its output_path."
+            )
+        present = [s for s in SPLITS if storage.is_dir(storage.join(data_dir, s))]
+        raise DataNotFoundError(f"split {split!r} has no Parquet files under {folder!r}: use one of {present}.")
+    return files
+
+
+def _file_in(path: PathLike, name: str) -> str:
+    """Return ``path`` itself when it names a ``.json`` file, else ``path/name``."""
+    text = str(path)
+    if storage.is_remote(text):
+        return text if text.partition("?")[0].endswith(".json") and not storage.is_dir(text) else storage.join(text, name)
+    p = storage.local_path(text)
+    return str(p if not p.is_dir() and p.name.endswith(".json") else p / name)
+
+
 def read_manifest(path: PathLike, required: bool = True) -> Optional[dict[str, Any]]:
     """Read ``manifest.json`` of a dataset or model folder (or the file itself).
 
@@ -93,15 +124,13 @@ def read_manifest(path: PathLike, required: bool = True) -> Optional[dict[str, A
         DataNotFoundError: when ``required`` and absent, naming the path and the fix.
         ContractError: when the file is not a JSON object.
     """
-    p = Path(path)
-    if p.is_dir() or not p.name.endswith(".json"):
-        p = p / MANIFEST_FILE
-    if not p.is_file():
+    p = _file_in(path, MANIFEST_FILE)
+    if not storage.is_file(p):
         if not required:
             return None
         raise DataNotFoundError(f"manifest {str(p)!r} does not exist: run `ntm preprocess` first (it writes one).")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(storage.read_text(p))
     except ValueError as err:
         raise ContractError(f"manifest {str(p)!r} is not valid JSON ({err}): rewrite it with `ntm preprocess --overwrite`.") from err
     if not isinstance(data, dict):
@@ -115,8 +144,8 @@ def read_vocabulary(folder: PathLike) -> Vocabulary:
     Raises:
         DataNotFoundError: when it is missing, naming the job that writes it.
     """
-    path = Path(folder) / VOCAB_FILE
-    if not path.is_file():
+    path = storage.join(folder, VOCAB_FILE)
+    if not storage.is_file(path):
         raise DataNotFoundError(f"vocabulary {str(path)!r} not found: run `ntm preprocess` first or point at its output_path.")
     return Vocabulary.from_file(path)
 
@@ -144,14 +173,13 @@ def text_rules_from_manifest(manifest: Optional[dict]) -> dict:
 
 def is_model_folder(folder: PathLike) -> bool:
     """Whether ``folder`` holds weights and a vocabulary."""
-    folder = Path(folder)
-    return (folder / MODEL_FILE).is_file() and (folder / VOCAB_FILE).is_file()
+    return storage.is_file(storage.join(folder, MODEL_FILE)) and storage.is_file(storage.join(folder, VOCAB_FILE))
 
 
 def require_model_folder(folder: PathLike) -> Path:
-    """Return ``folder`` as a Path, or raise naming what is missing and which command writes it."""
-    folder = Path(folder)
-    missing = [name for name in (MODEL_FILE, VOCAB_FILE) if not (folder / name).is_file()]
+    """Return ``folder`` as a Path (a URI as given), or raise naming what is missing and which command writes it."""
+    folder = folder if storage.is_remote(folder) else Path(folder)
+    missing = [name for name in (MODEL_FILE, VOCAB_FILE) if not storage.is_file(storage.join(folder, name))]
     if missing:
         raise ContractError(
             f"{str(folder)!r} is not a model folder (missing {', '.join(missing)}): pass the output_dir of `ntm train`."
@@ -161,11 +189,11 @@ def require_model_folder(folder: PathLike) -> Path:
 
 def read_json_file(folder: PathLike, name: str) -> Optional[dict]:
     """Read one JSON file of a model folder (``hparams.json``, ``metrics.json``...), or ``None`` when absent."""
-    path = Path(folder) / name
-    if not path.is_file():
+    path = storage.join(folder, name)
+    if not storage.is_file(path):
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(storage.read_text(path))
     except ValueError as err:
         raise ContractError(f"{str(path)!r} is not valid JSON ({err}): the model folder is damaged; retrain or re-download it.") from err
 
@@ -176,11 +204,11 @@ def read_topic_word(folder: PathLike, vocab_size: Optional[int] = None) -> Optio
     Raises:
         ContractError: when the file cannot be read as a 2-D array.
     """
-    path = Path(folder) / TOPIC_WORD_FILE
-    if not path.is_file():
+    path = storage.join(folder, TOPIC_WORD_FILE)
+    if not storage.is_file(path):
         return None
     try:
-        tw = np.load(path, allow_pickle=False)
+        tw = np.load(io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise ContractError(f"{str(path)!r} is not a readable .npy array ({err}): retrain or re-download the model.") from err
     if tw.ndim != 2:
@@ -203,12 +231,12 @@ def read_lemma_table(folder_or_file: PathLike, vocab: Optional[Vocabulary] = Non
     "vocab_sha256": ...}`` as written when a model is registered. A closed table only
     counts as closed for the vocabulary whose sha256 it names.
     """
-    path = Path(folder_or_file)
-    if path.is_dir():
-        path = path / LEMMAS_FILE
-    if not path.is_file():
+    path = str(folder_or_file)
+    if storage.is_dir(path):
+        path = storage.join(path, LEMMAS_FILE)
+    if not storage.is_file(path):
         return None, False
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(storage.read_text(path))
     if isinstance(data, dict) and isinstance(data.get("lemmas"), dict):
         closed = bool(data.get("closed_over_vocab"))
         if closed and vocab is not None and data.get("vocab_sha256") not in (None, vocab.sha256):
@@ -225,10 +253,10 @@ def check_vocabulary_matches(data_dir: PathLike, words: list) -> None:
     Raises:
         ContractError: naming both and the first difference.
     """
-    path = Path(data_dir) / VOCAB_FILE
-    if not path.is_file():
+    path = storage.join(data_dir, VOCAB_FILE)
+    if not storage.is_file(path):
         return
-    theirs = Vocabulary.from_file(path).words
+    theirs = read_vocabulary(data_dir).words
     if list(theirs) != list(words):
         diff = next((i for i, (a, b) in enumerate(zip(theirs, words)) if a != b), min(len(theirs), len(words)))
         raise ContractError(

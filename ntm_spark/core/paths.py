@@ -1,15 +1,24 @@
-"""Where the project keeps its local state, jars and data.
+"""Where the project keeps its local state, jars, data and default config.
 
-Everything a run writes by default lives under one state folder, ``.ntm/`` in
-the project root, or ``$NTM_HOME`` when set (:func:`state_dir`). A config value
-that starts with ``.ntm/`` names a path in that folder, whatever the working
+Everything a run writes by default lives under one state folder (:func:`state_dir`):
+
+1. ``$NTM_HOME`` when set;
+2. else ``<repo>/.ntm`` when the code runs from a checkout (the folder holding ``setup.py``
+   and ``conf/base``: :data:`CHECKOUT`);
+3. else ``~/.ntm`` (an installed wheel).
+
+A config value that starts with ``.ntm/`` names a path in that folder, whatever the working
 directory (:func:`resolve_state_path`, applied by :func:`ntm_spark.core.config.load_config`).
 
-``make jars`` and ``make nltk-data`` always install into the project's own
-``<repo>/.ntm`` (:data:`INSTALL_DIR`). A state folder that lacks them (a fresh
-``$NTM_HOME``) uses those: :func:`jars_dir` and :func:`nltk_data_search_dirs`
-fall back to the installed copies, so one ``make`` serves every ``$NTM_HOME``.
-Nothing here touches the network.
+``make jars`` and ``make nltk-data`` always install into the checkout's own ``<repo>/.ntm``
+(:data:`INSTALL_DIR`). A state folder that lacks them (a fresh ``$NTM_HOME``) uses those:
+:func:`jars_dir` and :func:`nltk_data_search_dirs` fall back to the installed copies, so one
+``make`` serves every ``$NTM_HOME``. An installed wheel finds jars through ``$NTM_JARS_DIR``
+or ``<state>/jars``, and WordNet through ``ntm data wordnet`` or ``$NLTK_DATA``.
+
+The default config (:func:`conf_dir`) is ``$NTM_CONF_DIR``, else the checkout's ``conf/``,
+else the copy of ``conf/base`` that the wheel carries in ``ntm_spark/conf/base`` (setup.py
+copies it at build time: ``conf/base`` stays the one source). Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -19,11 +28,23 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-#: The repository root (the folder holding ``setup.py``).
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: The package's own folder (``ntm_spark/``); the wheel's default config lives in ``conf/base`` under it.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
-#: Where ``make jars`` and ``make nltk-data`` install (the Makefile's ``STATE``), whatever ``$NTM_HOME`` is.
-INSTALL_DIR = PROJECT_ROOT / ".ntm"
+
+def _find_checkout(root: Path) -> Optional[Path]:
+    """Return ``root`` when it is a source checkout (``setup.py`` and ``conf/base`` beside the package), else None."""
+    return root if (root / "setup.py").is_file() and (root / "conf" / "base").is_dir() else None
+
+
+#: The repository root when running from a checkout; ``None`` when installed from the wheel.
+CHECKOUT: Optional[Path] = _find_checkout(PACKAGE_DIR.parent)
+
+#: The repository root in a checkout (tests and ``make`` use it); ``None`` from a wheel, where nothing needs it.
+PROJECT_ROOT: Optional[Path] = CHECKOUT
+
+#: Where ``make jars`` and ``make nltk-data`` install (the Makefile's ``STATE``); ``~/.ntm`` outside a checkout.
+INSTALL_DIR = CHECKOUT / ".ntm" if CHECKOUT is not None else Path.home() / ".ntm"
 
 #: A config value starting with this names a path in the state folder (``.ntm/data`` -> ``<state>/data``).
 STATE_PREFIX = ".ntm/"
@@ -33,7 +54,7 @@ _STATE_URI_SCHEMES = ("sqlite:///",)
 
 
 def state_dir() -> Path:
-    """Return the project-local state folder (``$NTM_HOME`` or ``<repo>/.ntm``)."""
+    """Return the state folder: ``$NTM_HOME``, else ``<repo>/.ntm`` in a checkout, else ``~/.ntm``."""
     return Path(os.environ.get("NTM_HOME") or INSTALL_DIR).resolve()
 
 
@@ -98,20 +119,33 @@ def nltk_data_search_dirs() -> list[Path]:
 
 def install_hint(target: str) -> str:
     """Return the one command that installs ``target`` (``jars`` or ``nltk-data``) where every state folder finds it."""
-    return f"make -C {PROJECT_ROOT} {target}"
+    if CHECKOUT is not None:
+        return f"make -C {CHECKOUT} {target}"
+    if target == "nltk-data":
+        return "ntm data wordnet"
+    return f"make {target} in a checkout of ntm-spark, then export NTM_JARS_DIR=<checkout>/.ntm/{target}"
+
+
+def packaged_conf_dir() -> Path:
+    """Return the default config the package carries (``ntm_spark/conf``, a build-time copy of ``conf/base``)."""
+    return PACKAGE_DIR / "conf"
 
 
 def conf_dir() -> Path:
-    """Return the configuration root (``$NTM_CONF_DIR`` or ``<repo>/conf``)."""
-    return Path(os.environ.get("NTM_CONF_DIR") or PROJECT_ROOT / "conf").resolve()
+    """Return the configuration root: ``$NTM_CONF_DIR``, else ``<repo>/conf`` in a checkout, else the packaged copy."""
+    if os.environ.get("NTM_CONF_DIR"):
+        return Path(os.environ["NTM_CONF_DIR"]).resolve()
+    return (CHECKOUT / "conf" if CHECKOUT is not None else packaged_conf_dir()).resolve()
 
 
 def git_commit() -> str:
     """Return the current git commit of the project, or ``"unknown"`` outside a checkout."""
+    if CHECKOUT is None:
+        return "unknown"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
+            cwd=CHECKOUT,
             capture_output=True,
             text=True,
             timeout=5,

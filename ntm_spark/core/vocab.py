@@ -60,12 +60,14 @@ class Vocabulary:
             FileNotFoundError: naming the path.
             ValueError: for a malformed file (blank or repeated words).
         """
-        path = Path(path)
-        if not path.is_file():
+        from ntm_spark.core import storage
+
+        path = path if storage.is_remote(path) else Path(path)
+        if not storage.is_file(path):
             raise FileNotFoundError(
                 f"vocabulary file {str(path)!r} does not exist: point at the vocab.txt written by `ntm preprocess`."
             )
-        text = path.read_text(encoding="utf-8")
+        text = storage.read_text(path)
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
+from ntm_spark.core import storage
 from ntm_spark.core.config import MlflowConfig
 from ntm_spark.core.contract import read_manifest
 from ntm_spark.core.uris import artifact_location_for, resolve_tracking_uri
@@ -184,7 +185,8 @@ def log_training_run(
     """Log a finished training's model folder, config and environment to an MLflow run.
 
     Args:
-        model_dir: The model folder written by training.
+        model_dir: The model folder written by training, local or a URI (``s3://...``: staged
+            to a local temporary copy first, since MLflow logs artifacts from local files).
         config: The resolved config to log as params and ``config.yaml`` (default: the
             folder's ``config.yaml``).
         run_id: The run to log to; default: the active run (one is started if none).
@@ -201,6 +203,11 @@ def log_training_run(
     import yaml
     from mlflow.tracking import MlflowClient
 
+    if storage.is_remote(model_dir):
+        with tempfile.TemporaryDirectory(prefix="ntm-stage-") as tmp:
+            run_id = log_training_run(storage.stage_local(model_dir, tmp), config, run_id, log_model, lemmatizer)
+        MlflowClient().set_tag(run_id, "ntm.model_dir", str(model_dir))
+        return run_id
     folder = Path(model_dir)
     if not (folder / "model.pt").is_file():
         raise FileNotFoundError(f"model_dir={str(folder)!r} has no model.pt: pass the output_dir of `ntm train`.")

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ntm_spark.core import storage
 from ntm_spark.core.contract import split_files as contract_split_files
 from ntm_spark.core.schema import ID_COL, INDICES_COL, LABEL_COL, VALUES_COL
 from ntm_spark.report._base import ExploreError, PathLike
@@ -54,7 +55,7 @@ def iter_split_batches(
 
     groups: list[tuple[int, int, int]] = []  # (file, row group, rows)
     for f_idx, path in enumerate(files):
-        meta = pq.ParquetFile(path).metadata
+        meta = pq.ParquetFile(storage.open_input_file(path)).metadata
         groups += [(f_idx, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
     total = sum(g[2] for g in groups)
     chosen = groups
@@ -69,7 +70,7 @@ def iter_split_batches(
         chosen = sorted(picked)
     left = max_docs or total
     for f_idx in sorted({g[0] for g in chosen}):
-        pf = pq.ParquetFile(files[f_idx])
+        pf = pq.ParquetFile(storage.open_input_file(files[f_idx]))
         names = set(pf.schema_arrow.names)
         cols = [c for c in columns if c in names]
         row_groups = [g for (f, g, _) in chosen if f == f_idx]

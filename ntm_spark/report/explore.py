@@ -46,6 +46,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ntm_spark.core import storage
 from ntm_spark.core.contract import check_vocabulary_matches
 from ntm_spark.report._base import MAX_HEATMAP_LABELS, ExploreError, PathLike, check_positive
 from ntm_spark.report.data import (
@@ -106,7 +107,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Report:
-    """A written report: its folder, its files by role, and the summary behind it."""
+    """A written report: its folder, its files by role, and the summary behind it (URI strings on cluster storage)."""
 
     out_dir: Path
     files: dict[str, Path]
@@ -157,6 +158,18 @@ def write_report(
     check_positive("cloud_words", cloud_words, 1)
     check_positive("cloud_columns", cloud_columns, 1)
     check_positive("batch_size", batch_size, 1)
+    if storage.is_remote(out_dir):  # cluster storage: build the folder locally, then upload it file by file
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="ntm-report-") as tmp:
+            local = write_report(
+                model, data_dir, tmp, split, sample_docs, max_docs, top_n, cloud_words, cloud_columns, batch_size, seed
+            )
+            storage.make_dirs(out_dir)
+            for item in sorted(Path(tmp).iterdir()):
+                storage.copy_file(item, storage.join(out_dir, item.name))
+        files = {role: storage.join(out_dir, p.name) for role, p in local.files.items()}
+        return Report(out_dir, files, local.summary, local.info)  # type: ignore[arg-type]
     started = time.time()
     files = split_files(data_dir, split)
     check_vocabulary_matches(data_dir, model.words)
@@ -211,7 +224,7 @@ def write_report(
         "model": model.source,
         "model_name": model.name,
         "run_id": model.run_id,
-        "data_dir": str(Path(data_dir).resolve()),
+        "data_dir": storage.display(data_dir),
         "split": split,
         "num_topics": k,
         "vocab_size": v,

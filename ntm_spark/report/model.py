@@ -18,7 +18,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ntm_spark.core.contract import read_topic_word
+from ntm_spark.core import storage
+from ntm_spark.core.contract import is_model_folder, read_topic_word
 from ntm_spark.report._base import ExploreError, PathLike
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class LoadedModel:
         return int(self.topic_word.shape[0])
 
 
-def _topic_word_of(scorer: Any, folder: Optional[Path] = None) -> np.ndarray:
+def _topic_word_of(scorer: Any, folder: Optional[PathLike] = None) -> np.ndarray:
     tw = read_topic_word(folder, scorer.feature_dim) if folder is not None else None
     if tw is not None and tw.shape[0] == scorer.num_topics:
         return tw.astype(np.float64)
@@ -79,6 +80,11 @@ def load_model(spec: str, tracking_uri: Optional[str] = None) -> LoadedModel:
     from ntm_spark.serving.scoring import TopicScorer
 
     spec = str(spec)
+    if storage.is_remote(spec) and is_model_folder(spec):  # a model folder on cluster storage (s3://...)
+        log.info("loading the model folder %s", spec)
+        scorer = TopicScorer.from_model_folder(spec)
+        name = spec.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        return LoadedModel(scorer, _topic_word_of(scorer, spec), list(scorer.vocab.words), spec, None, name)
     path = Path(spec).expanduser()
     if path.is_dir():
         log.info("loading the model folder %s", path)

@@ -37,6 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ntm_spark.core import storage
+from ntm_spark.core.contract import MODEL_FILE, is_model_folder
+
 log = logging.getLogger(__name__)
 
 _ALIAS_RE = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)/?$")
@@ -123,6 +126,9 @@ def parse_model_ref(model_uri: str) -> ModelRef:
         raise ValueError(
             f"model_uri={uri!r} is not a registry reference: write models:/<name>@<alias> or models:/<name>/<version>."
         )
+    if storage.is_remote(uri) and not uri.startswith(("runs:/", "models:/")) and is_model_folder(uri):
+        # a model folder on cluster storage (s3://, gs://, abfss://, hdfs://...)
+        return ModelRef(uri, "folder", uri.partition("?")[0].rstrip("/").rsplit("/", 1)[-1])
     local = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
     if "://" not in uri or uri.startswith("file://"):
         if (local / "model.pt").is_file():
@@ -140,6 +146,9 @@ def parse_model_ref(model_uri: str) -> ModelRef:
 def folder_version(path: os.PathLike | str) -> str:
     """Return a model folder's version: the first 12 hex digits of ``model.pt``'s sha256."""
     digest = hashlib.sha256()
+    if storage.is_remote(path):
+        digest.update(storage.read_bytes(storage.join(path, MODEL_FILE)))
+        return digest.hexdigest()[:12]
     with open(Path(path) / "model.pt", "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
@@ -277,7 +286,7 @@ class ScorerLoader:
                     return self._current
                 version = resolve_version(self.ref, self.spec.tracking_uri)
                 if self.ref.kind == "folder" and version == self._current.version:
-                    self._folder_mtime = (Path(self.ref.uri) / "model.pt").stat().st_mtime
+                    self._folder_mtime = storage.modified_time(storage.join(self.ref.uri, MODEL_FILE))
                 if version != self._current.version:
                     old = self._current.version
                     self._current = self._load(version)
@@ -294,11 +303,11 @@ class ScorerLoader:
             return self._current
 
     def _folder_changed(self) -> bool:
-        return (Path(self.ref.uri) / "model.pt").stat().st_mtime != self._folder_mtime
+        return storage.modified_time(storage.join(self.ref.uri, MODEL_FILE)) != self._folder_mtime
 
     def _load(self, version: str) -> LoadedModel:
         if self.ref.kind == "folder":
-            self._folder_mtime = (Path(self.ref.uri) / "model.pt").stat().st_mtime
+            self._folder_mtime = storage.modified_time(storage.join(self.ref.uri, MODEL_FILE))
         scorer, pyfunc = load_scorer_and_pyfunc(self.ref, version, self.spec.tracking_uri, self.spec.max_text_bytes)
         return LoadedModel(scorer=scorer, name=self.ref.name, version=version, uri=self.ref.uri, loaded_at=time.time(), pyfunc=pyfunc)
 

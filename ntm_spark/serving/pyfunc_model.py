@@ -41,7 +41,6 @@ Example:
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
@@ -51,6 +50,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from ntm_spark.core import storage
 from ntm_spark.core.contract import (
     LEMMAS_FILE,
     MODEL_FOLDER_FILES,
@@ -420,20 +420,20 @@ def write_lemma_table(folder: Union[str, Path], words: Sequence[str], lemmatizer
 
 
 def stage_model_folder(model_dir: Union[str, Path], dest: Union[str, Path], lemmatizer: Any = None) -> Path:
-    """Copy a model folder's serving files to ``dest`` and add ``lemmas.json``.
+    """Copy a model folder's serving files to the local folder ``dest`` and add ``lemmas.json``.
+
+    ``model_dir`` may be a URI (``s3://...``): MLflow logs artifacts from local files, so
+    this local copy is what the registry uploads.
 
     Raises:
         FileNotFoundError: when ``model_dir`` is not a model folder.
     """
-    src, dest = Path(model_dir), Path(dest)
+    src, dest = (model_dir if storage.is_remote(model_dir) else Path(model_dir)), Path(dest)
     if not is_model_folder(src):
         raise FileNotFoundError(
             f"model_dir={str(src)!r} is not a model folder (no model.pt/vocab.txt): pass the output_dir of `ntm train`."
         )
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in MODEL_FOLDER_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dest / name)
+    storage.stage_local(src, dest, MODEL_FOLDER_FILES)
     words = read_vocabulary(dest).words
     write_lemma_table(dest, words, lemmatizer)
     return dest

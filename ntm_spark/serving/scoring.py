@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from ntm_spark.core import storage
 from ntm_spark.core.checks import RowError, check_text
 from ntm_spark.core.contract import (
     read_lemma_table,
@@ -235,10 +236,10 @@ class TopicScorer:
 
     @classmethod
     def from_model_folder(cls, path: Union[str, Path], **kwargs: Any) -> "TopicScorer":
-        """Load a scorer from a training model folder (``model.pt``, ``hparams.json``, ``vocab.txt``...)."""
+        """Load a scorer from a training model folder (``model.pt``, ``hparams.json``, ``vocab.txt``...), local or a URI."""
         from lightning_module.model_folder import load_model_folder
 
-        path = Path(path)
+        path = path if storage.is_remote(path) else Path(path)
         model, _hparams, words = load_model_folder(path)
         vocab = Vocabulary(words)
         rules = text_rules_from_manifest(read_manifest(path, required=False))

@@ -21,8 +21,10 @@ class CorpusNotFoundError(FileNotFoundError):
     """No copy of the corpus could be found or fetched."""
 
 
-def shared_copy() -> Path:
-    """Return where the workspace keeps the corpus: ``../shared/data/20newsgroups/`` beside the checkout."""
+def shared_copy() -> Optional[Path]:
+    """Return where the workspace keeps the corpus: ``../shared/data/20newsgroups/`` beside the checkout (None from a wheel)."""
+    if PROJECT_ROOT is None:
+        return None
     return PROJECT_ROOT.parent / "shared" / "data" / "20newsgroups" / ARCHIVE_NAME
 
 
@@ -42,6 +44,8 @@ def locate_20newsgroups(path: Optional[str] = None, download: bool = True) -> Pa
                 return p.resolve()
             raise CorpusNotFoundError(f"20 Newsgroups corpus not found at {str(p)!r} ({origin}): check the path.")
     for p in (shared_copy(), state_dir() / "downloads" / "20news-bydate.tar.gz"):
+        if p is None:
+            continue
         tried.append(str(p))
         if p.exists():
             return p.resolve()

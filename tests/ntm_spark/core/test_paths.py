@@ -99,3 +99,20 @@ def test_missing_jars_name_the_one_command_that_installs_them(home, tmp_path, mo
     with pytest.raises(ServiceError, match=rf"missing from {home / 'jars' / 'kafka'}: .*`make -C {paths.PROJECT_ROOT} jars`"):
         KafkaBroker(load_config("services"), workdir=tmp_path / "k").classpath()
 
+
+
+def test_checkout_is_a_folder_with_setup_py_and_conf_base(tmp_path):
+    assert paths._find_checkout(tmp_path) is None
+    (tmp_path / "setup.py").write_text("")
+    (tmp_path / "conf" / "base").mkdir(parents=True)
+    assert paths._find_checkout(tmp_path) == tmp_path
+    assert paths.CHECKOUT == paths.PROJECT_ROOT and (paths.CHECKOUT / "setup.py").is_file()
+
+
+def test_outside_a_checkout_the_packaged_defaults_and_hints_are_used(monkeypatch):
+    monkeypatch.setattr(paths, "CHECKOUT", None)
+    monkeypatch.delenv("NTM_CONF_DIR", raising=False)
+    assert paths.conf_dir() == (paths.PACKAGE_DIR / "conf").resolve()
+    assert paths.install_hint("nltk-data") == "ntm data wordnet"
+    assert "NTM_JARS_DIR" in paths.install_hint("jars")
+    assert paths.git_commit() == "unknown"
