@@ -80,20 +80,6 @@ def resolve_config(args: argparse.Namespace):
     return load_config("train", overrides=overrides, config_file=args.config)
 
 
-def _mlflow_config(args: argparse.Namespace):
-    """Return the MLflow section, or ``None`` when tracking is off or MLflow is not installed."""
-    if args.no_mlflow:
-        return None
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        log.warning("mlflow is not installed: the run is not tracked (pip install -e .[serve] to track it).")
-        return None
-    from ntm_spark.core.config import load_config
-
-    return load_config("mlflow", overrides=[f"tracking_uri={args.tracking_uri}"] if args.tracking_uri else None)
-
-
 def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
     if args.launcher == "spark":
         from ntm_spark.spark.distributed import run_with_distributor
@@ -124,27 +110,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             from lightning_module.train import apply_torchrun_env
 
             cfg = apply_torchrun_env(cfg)
-        mlflow_cfg = _mlflow_config(args)
+        from ntm_spark.mlops.tracking import mlflow_config_or_none, train_and_track
+
+        mlflow_cfg = mlflow_config_or_none(args.no_mlflow, args.tracking_uri)
         if mlflow_cfg is None:
             result = _train(args, cfg, [])
         else:
-            import dataclasses
-
-            from ntm_spark.mlops.tracking import track_training
-
-            tracked = track_training(
-                lambda loggers: _train(args, cfg, loggers),
-                config=dataclasses.asdict(cfg),
-                mlflow_cfg=mlflow_cfg,
-                run_name=args.run_name,
-                register=not args.no_register,
-            )
-            result = tracked.train_result
-            if tracked.run_id:
-                log.info("MLflow run %s; model %s", tracked.run_id, tracked.model_uri)
-            if tracked.registration is not None:
-                reg = tracked.registration
-                print(f"registered {mlflow_cfg.registered_model_name} version {reg.version}: {reg.decision.reason}")
+            result = train_and_track(lambda loggers: _train(args, cfg, loggers), cfg, mlflow_cfg, args.run_name, not args.no_register)
     except (ConfigError, FileNotFoundError) as err:
         print(f"ntm train: {err}", file=sys.stderr)
         return 2

@@ -356,3 +356,36 @@ def track_training(
         registration = register_run_model(run_id, cfg)
         log.info("registered %s version %s: %s", cfg.registered_model_name, registration.version, registration.decision.reason)
     return TrackedRun(run_id, f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", result, registration)
+
+
+def mlflow_config_or_none(no_mlflow: bool, tracking_uri: Optional[str] = None) -> Optional[MlflowConfig]:
+    """Return the MLflow section for a training run, or ``None`` when tracking is off or MLflow is not installed."""
+    if no_mlflow:
+        return None
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        log.warning("mlflow is not installed: the run is not tracked (pip install -e .[serve] to track it).")
+        return None
+    from ntm_spark.core.config import load_config
+
+    return load_config("mlflow", overrides=[f"tracking_uri={tracking_uri}"] if tracking_uri else None)
+
+
+def train_and_track(
+    train_fn: Callable[[list], Any], cfg: Any, mlflow_cfg: MlflowConfig, run_name: Optional[str] = None, register: bool = True
+) -> Any:
+    """Run ``train_fn(loggers)`` inside a tracked MLflow run (:func:`track_training`); log and print what was registered.
+
+    Returns:
+        ``train_fn``'s result.
+    """
+    import dataclasses
+
+    tracked = track_training(train_fn, config=dataclasses.asdict(cfg), mlflow_cfg=mlflow_cfg, run_name=run_name, register=register)
+    if tracked.run_id:
+        log.info("MLflow run %s; model %s", tracked.run_id, tracked.model_uri)
+    if tracked.registration is not None:
+        reg = tracked.registration
+        print(f"registered {mlflow_cfg.registered_model_name} version {reg.version}: {reg.decision.reason}")
+    return tracked.train_result
