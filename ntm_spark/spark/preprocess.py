@@ -77,7 +77,9 @@ SPLIT_COL = "split"
 SHUFFLE_KEY_COL = "shuffle_key"
 
 #: Drop reasons, in the order they are checked.
-DROP_REASONS = ("missing_id", MISSING_TEXT, EMPTY_TEXT, TOO_LARGE, BINARY, "duplicate_id", "too_short")
+#: The reasons :func:`flag_documents` gives (the rest come later: repeated ids, too few counted words).
+FLAG_REASONS = ("missing_id", MISSING_TEXT, EMPTY_TEXT, TOO_LARGE, BINARY)
+DROP_REASONS = (*FLAG_REASONS, "duplicate_id", "too_short")
 
 _HASH_SCALE = float(1 << 52)
 _N_TOKENS_COL = "_n_tokens"
@@ -794,7 +796,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
 
     # One pass over the data for every count (it also fills the cache).
     aggs = [F.count(F.lit(1)).alias("read"), F.sum(F.col(DECODE_FALLBACK_COL).cast("long")).alias("decode_fallback")]
-    aggs += [F.sum((F.col(DROP_REASON_COL) == r).cast("long")).alias(r) for r in DROP_REASONS[:4]]
+    aggs += [F.sum((F.col(DROP_REASON_COL) == r).cast("long")).alias(r) for r in FLAG_REASONS]
     aggs += [F.sum(F.when(usable, F.col(_N_TOKENS_COL)).otherwise(0)).alias("tokens")]
     aggs += [F.sum((usable & (F.col(SPLIT_COL) == s)).cast("long")).alias(f"split_{s}") for s in SPLITS]
     stats = documents.agg(*aggs).collect()[0].asDict()
@@ -805,7 +807,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
             f"no documents were read from input_path={path!r} (input_format={cfg.input_format!r}): "
             "check the path and --format."
         )
-    dropped = {r: stats[r] for r in DROP_REASONS[:4]}
+    dropped = {r: stats[r] for r in FLAG_REASONS}
     n_usable = stats["read"] - sum(dropped.values())
     log.info(
         "read %d documents (%d decoded with a fallback); dropped %s; %d tokens",
