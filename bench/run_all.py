@@ -89,6 +89,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         env=(("PYSPARK_PYTHON", ".venv/bin/python"),),
     ),
     Benchmark(
+        "bench_cluster",
+        "standalone cluster (issue 17): preprocess + backfill of the 16x corpus, 1 worker x 1 core vs 2 workers x 1 core",
+        ("--scale", "16"),
+    ),
+    Benchmark(
         "bench_hardening_cost",
         "the stream hardening's cost (issue 15): p50/p99 and drain of this tree vs a base commit, alternating",
     ),

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -76,13 +77,27 @@ class ServicesConfig:
     kafka_heap: str = "512m"
     mlflow_server: bool = False
     mlflow_port: int = 5000
+    #: ``ntm services up --spark-workers N``: a standalone Spark master and N workers (0: none).
+    spark_workers: int = 0
+    spark_master_port: int = 7077
+    spark_master_webui_port: int = 8080
+    spark_worker_cores: int = 1
+    spark_worker_memory: str = "1g"
     start_timeout_s: float = 60.0
 
     def validate(self) -> None:
         """Check ports and the bind address."""
-        for name in ("kafka_port", "kafka_controller_port", "mlflow_port"):
+        for name in ("kafka_port", "kafka_controller_port", "mlflow_port", "spark_master_port", "spark_master_webui_port"):
             port = getattr(self, name)
             _check(0 < port < 65536, f"services.{name}", port, "use a TCP port between 1 and 65535")
+        _check(self.spark_workers >= 0, "services.spark_workers", self.spark_workers, "use 0 (no cluster) or more workers")
+        _check(self.spark_worker_cores >= 1, "services.spark_worker_cores", self.spark_worker_cores, "use 1 or more cores")
+        _check(
+            bool(re.fullmatch(r"\d+[mMgG]", str(self.spark_worker_memory))),
+            "services.spark_worker_memory",
+            self.spark_worker_memory,
+            "write it like Spark's --memory, e.g. 1g or 512m",
+        )
         _check(
             self.kafka_port != self.kafka_controller_port,
             "services.kafka_controller_port",

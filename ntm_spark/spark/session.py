@@ -134,8 +134,40 @@ def connector_packages() -> str:
 
 
 def is_local_master(master: Optional[str]) -> bool:
-    """Return whether ``master`` runs Spark in this process's machine (``local``, ``local[*]``...)."""
-    return master is None or master.startswith("local")
+    """Return whether ``master`` runs driver and executors in one JVM (``local``, ``local[*]``, ``local[2,3]``).
+
+    ``local-cluster[N,cores,mem]`` is not: it starts N worker JVMs, which lack the driver's class
+    path (the NIO file system class) and its JVM options.
+    """
+    return master is None or master == "local" or master.startswith("local[")
+
+
+def is_loopback_master(master: Optional[str]) -> bool:
+    """Return whether every JVM of ``master`` runs on this machine: local, ``local-cluster[...]``, a loopback ``spark://``.
+
+    For these the driver binds to 127.0.0.1 and Python workers run this interpreter.
+    """
+    if is_local_master(master) or master.startswith("local-cluster["):
+        return True
+    if master.startswith("spark://"):
+        hosts = [h.rsplit(":", 1)[0] for h in master[len("spark://") :].split(",")]
+        return all(h in ("127.0.0.1", "localhost") for h in hosts)
+    return False
+
+
+def submitted_spark_conf() -> dict[str, str]:
+    """Return the Spark settings ``spark-submit`` gave the JVM it started (empty outside ``spark-submit``).
+
+    Under ``spark-submit`` the JVM starts first, with ``--master``, ``--jars``, ``--packages``,
+    ``--archives`` and ``--conf`` as its system properties; these win over the project's
+    config defaults (``conf/base/spark.yaml``), so the submitted command means what it says.
+    """
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return dict(SparkConf(loadDefaults=True).getAll())
 
 
 def runs_in_one_jvm(master: Optional[str]) -> bool:
@@ -227,26 +259,30 @@ def build_spark_session(
     except ImportError as err:  # pragma: no cover - depends on the install
         raise ImportError("pyspark is not installed: run `pip install -e .[spark]` (or `make install`).") from err
 
-    local = is_local_master(cfg.master)
-    if local:
+    submitted = submitted_spark_conf()
+    # spark-submit --master wins over the config's default master (local[2] for `ntm <job>`).
+    master = submitted.get("spark.master") or cfg.master
+    local = is_local_master(master)  # one JVM: driver-only class path and JVM options reach the executors
+    loopback = is_loopback_master(master)
+    if loopback:
         # Bind the driver, the block manager and the UI to loopback only.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        # Local Python workers run this interpreter (its venv has pandas, pyarrow, NLTK, torch).
+        # Python workers on this machine run this interpreter (its venv has pandas, pyarrow, NLTK, torch).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # Executors (local Python workers inherit the driver's environment) find the NLTK data here.
     env = nltk_data_env()
     os.environ.update(env)
 
     builder = SparkSession.builder.appName(cfg.app_name or app_name or "ntm-spark")
-    if cfg.master:
-        builder = builder.master(cfg.master)
+    if master:
+        builder = builder.master(master)
     defaults = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
         # Stage progress bars only on a terminal; batch logs stay concise.
         "spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false",
     }
-    if local:
+    if loopback:
         defaults.update(
             {
                 "spark.driver.host": "127.0.0.1",
@@ -280,6 +316,14 @@ def build_spark_session(
         java_options += cds_options
     if java_options:
         defaults["spark.driver.extraJavaOptions"] = " ".join(java_options)
+    if submitted:
+        # What spark-submit was given (--jars, --packages, --conf spark.executorEnv.NLTK_DATA=...) stays.
+        defaults = {k: v for k, v in defaults.items() if k not in submitted}
+        if {"spark.jars", "spark.jars.packages"} & set(submitted) and any(
+            "spark-sql-kafka" in submitted.get(k, "") for k in ("spark.jars", "spark.jars.packages")
+        ):
+            defaults.pop("spark.jars", None)
+            defaults.pop("spark.jars.packages", None)
     for key, value in {**defaults, **{k: str(v) for k, v in cfg.conf.items()}}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -287,7 +331,7 @@ def build_spark_session(
     if writing is not None and "spark.driver.extraJavaOptions" not in cfg.conf and proc is not None:
         atexit.register(_publish_class_archive, proc, writing, archive)
     spark.sparkContext.setLogLevel(cfg.log_level)
-    if local:
+    if loopback:
         url = spark.sparkContext.uiWebUrl
         if url:
             log.info("Spark UI: %s", url)

@@ -1,13 +1,16 @@
-"""``ntm services up|down|status|reset``: a real local Kafka broker (KRaft) and MLflow server.
+"""``ntm services up|down|status|reset``: a real local Kafka broker (KRaft), MLflow server and Spark cluster.
 
 The broker runs from the Maven-resolved jars (``make jars``; a fresh ``$NTM_HOME`` uses
 the ones in ``<repo>/.ntm/jars``) with storage formatted under ``<state>/services/kafka``; the MLflow server uses the same
 SQLite store as the embedded default tracking URI, so the UI shows every run.
-Both bind to loopback only. ``down`` stops only the processes ``up`` started,
+``--spark-workers N`` also starts a standalone Spark master and N workers (1 core each by
+default) with pyspark's own ``bin/spark-class``; each worker runs its executors in their own
+JVMs, so jobs submitted to ``spark://127.0.0.1:7077`` cross process boundaries as on a real
+cluster. All bind to loopback only. ``down`` stops only the processes ``up`` started,
 by the PIDs it recorded.
 
 Usage:
-    ntm services up [--mlflow] [--kafka-port 9092] [--mlflow-port 5000]
+    ntm services up [--mlflow] [--spark-workers N] [--kafka-port 9092] [--mlflow-port 5000] [--spark-master-port 7077]
     ntm services status
     ntm services down
     ntm services reset [--yes]
@@ -149,17 +152,18 @@ class ManagedProcess:
             return pid
         return None
 
-    def start(self, cmd: list[str], env: Optional[dict] = None) -> int:
-        """Start ``cmd`` detached in its own session, logging to :attr:`log_file`."""
+    def start(self, cmd: list[str], env: Optional[dict] = None, unset: tuple[str, ...] = ()) -> int:
+        """Start ``cmd`` detached in its own session, logging to :attr:`log_file` (without the ``unset`` variables)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        child_env = {k: v for k, v in os.environ.items() if k not in unset}
         proc = subprocess.Popen(
             cmd,
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.workdir,
-            env={**os.environ, **(env or {})},
+            env={**child_env, **(env or {})},
             start_new_session=True,
         )
         logf.close()
@@ -476,6 +480,160 @@ class MlflowServer:
         return self.proc.stop()
 
 
+# --------------------------------------------------------------------------- Spark standalone
+
+
+def spark_home() -> Path:
+    """Return pyspark's install folder, which holds ``bin/spark-class`` and Spark's jars."""
+    try:
+        import pyspark
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ServiceError("pyspark is not installed: run `pip install -e .[spark]` (or `make install`).") from err
+    return Path(pyspark.__file__).resolve().parent
+
+
+class SparkCluster:
+    """A standalone Spark master and ``cfg.spark_workers`` workers on loopback, from pyspark's ``bin/spark-class``.
+
+    Each process is a :class:`ManagedProcess` with its own folder under ``<state>/services/spark``
+    (``master``, ``worker-1``...); the marker in its command line is its ``--properties-file``.
+    Workers start without ``PYTHONPATH``: the code reaches executors as on a real cluster,
+    through ``spark-submit --py-files`` or the installed package.
+    """
+
+    MASTER_CLASS = "org.apache.spark.deploy.master.Master"
+    WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+
+    def __init__(self, cfg: ServicesConfig, workdir: Optional[Path] = None):
+        self.cfg = cfg
+        self.workdir = Path(workdir or services_dir() / "spark").resolve()
+        self.master = self._managed("master")
+
+    def _managed(self, name: str) -> ManagedProcess:
+        folder = self.workdir / name
+        return ManagedProcess(name, folder, marker=str(folder / "spark.properties"))
+
+    def worker(self, index: int) -> ManagedProcess:
+        """The ``index``-th worker (1-based)."""
+        return self._managed(f"worker-{index}")
+
+    def recorded_workers(self) -> list[ManagedProcess]:
+        """Every worker with a folder here, started or not (``down`` stops them all)."""
+        folders = sorted(self.workdir.glob("worker-*"), key=lambda f: int(f.name.split("-")[1]) if f.name.split("-")[1].isdigit() else 0)
+        return [self._managed(f.name) for f in folders]
+
+    @property
+    def master_url(self) -> str:
+        """The URL jobs are submitted to (``--master``)."""
+        return f"spark://{self.cfg.host}:{self.cfg.spark_master_port}"
+
+    @property
+    def webui_url(self) -> str:
+        """The master's web UI (and its ``/json`` status)."""
+        return f"http://{self.cfg.host}:{self.cfg.spark_master_webui_port}"
+
+    def _spark_class(self, proc: ManagedProcess, main: str, *args: str) -> list[str]:
+        proc.workdir.mkdir(parents=True, exist_ok=True)
+        props = Path(proc.marker)
+        # Executors of a dead application are cleaned from the worker's folder; nothing listens beyond loopback.
+        props.write_text("spark.worker.cleanup.enabled=true\nspark.ui.reverseProxy=false\n")
+        spark_class = spark_home() / "bin" / "spark-class"
+        if not spark_class.is_file():
+            raise ServiceError(f"{spark_class} is missing: reinstall pyspark (`pip install --force-reinstall pyspark`).")
+        return [str(spark_class), main, "--host", self.cfg.host, "--properties-file", str(props), *args]
+
+    def _env(self) -> dict:
+        home = spark_home()
+        return {
+            "SPARK_HOME": str(home),
+            "SPARK_LOCAL_IP": self.cfg.host,
+            "SPARK_LOG_DIR": str(self.workdir / "logs"),
+            # Executors' Python workers run this interpreter unless the job says otherwise.
+            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        }
+
+    def status(self) -> dict:
+        """Return the master's ``/json`` report (``status``, ``workers``, ``aliveworkers``...), or ``{}`` when it does not answer."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.webui_url}/json/", timeout=2) as resp:  # noqa: S310 - loopback
+                return json.loads(resp.read())
+        except (OSError, ValueError):
+            return {}
+
+    def alive_workers(self) -> int:
+        """Return how many workers the master counts as alive."""
+        report = self.status()
+        return sum(1 for w in report.get("workers", []) if w.get("state") == "ALIVE")
+
+    def up(self, workers: Optional[int] = None) -> str:
+        """Start the master and the workers not yet running, wait until all are registered, and return the master URL."""
+        workers = self.cfg.spark_workers if workers is None else workers
+        if workers < 1:
+            raise ServiceError(f"spark_workers={workers!r}: start at least one worker (ntm services up --spark-workers 2).")
+        java_version()
+        if self.master.pid() is None:
+            for name in ("spark_master_port", "spark_master_webui_port"):
+                port = getattr(self.cfg, name)
+                if port_in_use(self.cfg.host, port):
+                    raise ServiceError(
+                        f"port {self.cfg.host}:{port} ({name}) is already in use by another process: stop it, or choose "
+                        f"another port (ntm services up --{name.replace('_', '-')} N, or services.{name} in conf/local/services.yaml)."
+                    )
+            cmd = self._spark_class(
+                self.master, self.MASTER_CLASS, "--port", str(self.cfg.spark_master_port),
+                "--webui-port", str(self.cfg.spark_master_webui_port),
+            )  # fmt: skip
+            self.master.start(cmd, env=self._env())
+            self._wait(lambda: bool(self.status()), "the Spark master", [self.master])
+        started = []
+        for index in range(1, workers + 1):
+            proc = self.worker(index)
+            if proc.pid() is not None:
+                continue
+            cmd = self._spark_class(
+                proc, self.WORKER_CLASS, "--cores", str(self.cfg.spark_worker_cores), "--memory", self.cfg.spark_worker_memory,
+                "--webui-port", "0", "--work-dir", str(proc.workdir / "work"), self.master_url,
+            )  # fmt: skip
+            proc.start(cmd, env=self._env(), unset=("PYTHONPATH",))
+            started.append(proc)
+        running = sum(1 for p in self.recorded_workers() if p.pid() is not None)
+        self._wait(lambda: self.alive_workers() >= running, f"{workers} Spark worker(s)", [self.master, *started])
+        return self.master_url
+
+    def _wait(self, ready, what: str, procs: list[ManagedProcess]) -> None:
+        deadline = time.monotonic() + self.cfg.start_timeout_s
+        while time.monotonic() < deadline:
+            for proc in procs:
+                code = proc.exited()
+                if code is not None:
+                    raise ServiceError(f"{what}: {proc.name} exited (code {code}) while starting; log {proc.log_file}:\n{proc.log_tail()}")
+            if ready():
+                return
+            time.sleep(0.5)
+        tails = "\n".join(f"--- {p.log_file}\n{p.log_tail(15)}" for p in procs)
+        raise ServiceError(
+            f"{what} did not come up within services.start_timeout_s={self.cfg.start_timeout_s}s "
+            f"(master UI {self.webui_url}); raise it in conf/local/services.yaml, or read the logs:\n{tails}"
+        )
+
+    def kill_worker(self, index: int) -> int:
+        """Kill worker ``index`` and its executors at once (SIGKILL to its process group), as a lost node; return its PID."""
+        proc = self.worker(index)
+        pid = proc.pid()
+        if pid is None:
+            raise ServiceError(f"Spark worker {index} is not running (folder {proc.workdir}).")
+        os.killpg(pid, signal.SIGKILL)
+        proc._reap(pid)
+        return pid
+
+    def down(self) -> bool:
+        """Stop every worker, then the master; return whether any was running."""
+        stopped = [p.stop() for p in self.recorded_workers()]
+        return self.master.stop() or any(stopped)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -486,11 +644,21 @@ def services_status(cfg: ServicesConfig) -> dict:
     started the process; ``managed`` says whether it is the one ``up`` started from this
     state folder (``pid``), which ``down`` would stop.
     """
-    kafka, mlf = KafkaBroker(cfg), MlflowServer(cfg)
-    kpid, mpid = kafka.proc.pid(), mlf.proc.pid()
+    kafka, mlf, cluster = KafkaBroker(cfg), MlflowServer(cfg), SparkCluster(cfg)
+    kpid, mpid, spid = kafka.proc.pid(), mlf.proc.pid(), cluster.master.pid()
+    master = cluster.status()
     return {
         "kafka": {"pid": kpid, "managed": kpid is not None, "bootstrap_servers": kafka.bootstrap_servers, "healthy": kafka.healthy()},
         "mlflow_server": {"pid": mpid, "managed": mpid is not None, "url": mlf.url, "healthy": mlf.healthy()},
+        "spark_cluster": {
+            "pid": spid,
+            "managed": spid is not None,
+            "master_url": cluster.master_url,
+            "webui": cluster.webui_url,
+            "healthy": master.get("status") == "ALIVE",
+            "alive_workers": sum(1 for w in master.get("workers", []) if w.get("state") == "ALIVE"),
+            "managed_workers": [p.pid() for p in cluster.recorded_workers() if p.pid() is not None],
+        },
         "tracking_uri_default": default_tracking_uri(),
         "state_dir": str(state_dir()),
     }
@@ -520,30 +688,40 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--kafka-port", type=int, default=None)
     parser.add_argument("--kafka-controller-port", type=int, default=None)
     parser.add_argument("--mlflow-port", type=int, default=None)
+    parser.add_argument("--spark-workers", type=int, default=None, metavar="N", help="also start a standalone Spark master and N workers (up)")
+    parser.add_argument("--spark-master-port", type=int, default=None)
+    parser.add_argument("--spark-master-webui-port", type=int, default=None)
     parser.add_argument("--yes", action="store_true", help="reset without asking")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
-    for flag in ("kafka_port", "kafka_controller_port", "mlflow_port"):
+    for flag in ("kafka_port", "kafka_controller_port", "mlflow_port", "spark_workers", "spark_master_port", "spark_master_webui_port"):
         if getattr(args, flag) is not None:
             overrides.append(f"{flag}={getattr(args, flag)}")
     cfg = load_config("services", overrides=overrides)
-    kafka, mlf = KafkaBroker(cfg), MlflowServer(cfg)
+    kafka, mlf, cluster = KafkaBroker(cfg), MlflowServer(cfg), SparkCluster(cfg)
     try:
         if args.action == "up":
             if not args.no_kafka:
                 print(f"kafka: {kafka.up()} (KRaft, log {kafka.proc.log_file})")
+            if cfg.spark_workers:
+                url = cluster.up()
+                print(
+                    f"spark: {url} ({cluster.alive_workers()} workers x {cfg.spark_worker_cores} core, "
+                    f"UI {cluster.webui_url}, logs {cluster.workdir})"
+                )
             if args.mlflow or cfg.mlflow_server:
                 print(f"mlflow: {mlf.up()} (UI and tracking URI; store {default_tracking_uri()})")
             else:
                 print(describe_mlflow(mlf))
         elif args.action == "down":
-            stopped = [name for name, svc in (("kafka", kafka), ("mlflow", mlf)) if svc.down()]
+            stopped = [name for name, svc in (("spark", cluster), ("kafka", kafka), ("mlflow", mlf)) if svc.down()]
             print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
         elif args.action == "status":
             report = services_status(cfg)
             print(json.dumps(report, indent=2))
-            return 0 if (report["kafka"]["healthy"] or report["mlflow_server"]["healthy"]) else 3
+            healthy = report["kafka"]["healthy"] or report["mlflow_server"]["healthy"] or report["spark_cluster"]["healthy"]
+            return 0 if healthy else 3
         else:
             if not args.yes:
                 if not sys.stdin.isatty():
@@ -553,6 +731,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if answer.strip().lower() not in ("y", "yes"):
                     print("aborted")
                     return 1
+            cluster.down()
             kafka.down()
             mlf.down()
             shutil.rmtree(services_dir(), ignore_errors=True)

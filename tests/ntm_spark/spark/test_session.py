@@ -60,8 +60,19 @@ def test_cli_flags_override_spark_config():
 
 
 def test_is_local_master():
-    assert is_local_master("local[2]") and is_local_master(None)
+    assert is_local_master("local[2]") and is_local_master(None) and is_local_master("local")
     assert not is_local_master("yarn")
+    # Issue 17: local-cluster starts worker JVMs without the driver's class path.
+    assert not is_local_master("local-cluster[2,1,1024]")
+    assert not is_local_master("spark://127.0.0.1:7077")
+
+
+def test_is_loopback_master():
+    from ntm_spark.spark.session import is_loopback_master
+
+    assert is_loopback_master("local[2]") and is_loopback_master("local-cluster[2,1,1024]")
+    assert is_loopback_master("spark://127.0.0.1:7077") and is_loopback_master("spark://localhost:7077")
+    assert not is_loopback_master("spark://10.0.0.5:7077") and not is_loopback_master("yarn")
 
 
 @pytest.mark.spark

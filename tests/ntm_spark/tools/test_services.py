@@ -151,3 +151,46 @@ def test_up_without_mlflow_reports_no_ui_when_none_answers(tmp_path, monkeypatch
     out = capsys.readouterr().out
     assert f"mlflow: no server on http://127.0.0.1:{port}" in out and "ntm services up --mlflow" in out
     assert services.main(["status", "--mlflow-port", str(port), "--kafka-port", str(free_port())]) == 3
+
+
+def test_spark_cluster_settings_are_checked():
+    from ntm_spark.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="services.spark_worker_memory"):
+        load_config("services", overrides=["spark_worker_memory=lots"])
+    with pytest.raises(ConfigError, match="services.spark_workers"):
+        load_config("services", overrides=["spark_workers=-1"])
+
+
+def test_spark_master_port_in_use_is_named(tmp_path):
+    from ntm_spark.tools.services import SparkCluster
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg = load_config("services", overrides=[f"spark_master_port={port}", f"spark_master_webui_port={free_port()}"])
+        with pytest.raises(ServiceError, match=rf"127.0.0.1:{port} \(spark_master_port\) is already in use.*--spark-master-port"):
+            SparkCluster(cfg, workdir=tmp_path / "s").up(workers=1)
+        with pytest.raises(ServiceError, match="spark-workers 2"):
+            SparkCluster(cfg, workdir=tmp_path / "s").up(workers=0)
+
+
+@pytest.mark.integration
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_spark_workers_up_status_down_leaves_nothing_behind(tmp_path, monkeypatch, capsys, live_processes):
+    """`ntm services up --spark-workers 2` starts a master and 2 one-core workers on loopback; `down` stops them all."""
+    monkeypatch.setenv("NTM_HOME", str(tmp_path))
+    ports = [f"--spark-master-port={free_port()}", f"--spark-master-webui-port={free_port()}"]
+    try:
+        assert services.main(["up", "--no-kafka", "--spark-workers", "2", *ports]) == 0
+        assert "(2 workers x 1 core" in capsys.readouterr().out
+        assert services.main(["status", *ports]) == 0
+        report = json.loads(capsys.readouterr().out)["spark_cluster"]
+        assert report["healthy"] and report["alive_workers"] == 2 and len(report["managed_workers"]) == 2
+        assert len(live_processes(str(tmp_path / "services" / "spark"))) == 3  # the master and 2 workers
+    finally:
+        assert services.main(["down", *ports]) == 0
+    assert "stopped: spark" in capsys.readouterr().out
+    assert live_processes(str(tmp_path / "services" / "spark")) == []
