@@ -90,9 +90,9 @@ def plan_distributor(cfg: Any, master: Optional[str], conf: Mapping[str, str]) -
     Raises:
         ConfigError: for ``accelerator: gpu`` on a cluster that schedules no GPUs.
     """
-    from ntm_spark.spark.session import runs_in_one_jvm
+    from ntm_spark.spark.session import is_local_master
 
-    local_mode = runs_in_one_jvm(master)
+    local_mode = is_local_master(master)
     gpu_key = DRIVER_GPUS if local_mode else EXECUTOR_GPUS
     gpus = _gpu_amount(conf, gpu_key)
     accelerator = str(cfg.accelerator)

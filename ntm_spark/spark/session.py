@@ -170,15 +170,6 @@ def submitted_spark_conf() -> dict[str, str]:
     return dict(SparkConf(loadDefaults=True).getAll())
 
 
-def runs_in_one_jvm(master: Optional[str]) -> bool:
-    """Return whether ``master`` runs the driver and every executor in one JVM: ``local``, ``local[N]``, ``local[N,F]``.
-
-    ``local-cluster[N,C,M]`` starts separate executor JVMs (as a standalone cluster does), so it
-    is not one JVM, although it starts with ``local``; the same rule as Spark's ``Utils.isLocalMaster``.
-    """
-    return master is None or master == "local" or master.startswith("local[")
-
-
 def class_archive_path(jars: Sequence[str] = ()) -> Path:
     """Return where the driver JVM's class-data-sharing archive is kept for this JVM and these jars.
 

@@ -6,7 +6,7 @@ import torch
 from lightning_module.train import per_device_batch_size
 from ntm_spark.core.config import ConfigError, TrainConfig, from_dict
 from ntm_spark.spark.distributed import DistributorPlan, plan_distributor
-from ntm_spark.spark.session import runs_in_one_jvm
+from ntm_spark.spark.session import is_local_master
 
 GPU_CLUSTER = {"spark.executor.resource.gpu.amount": "4", "spark.task.resource.gpu.amount": "1"}
 
@@ -15,9 +15,9 @@ def _cfg(**values):
     return from_dict(TrainConfig, {"mini_batch_size": 256, **values})
 
 
-def test_runs_in_one_jvm():
-    assert all(runs_in_one_jvm(m) for m in (None, "local", "local[2]", "local[*]", "local[2,3]"))
-    assert not any(runs_in_one_jvm(m) for m in ("local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "yarn", "k8s://h:443"))
+def test_is_local_master():
+    assert all(is_local_master(m) for m in (None, "local", "local[2]", "local[*]", "local[2,3]"))
+    assert not any(is_local_master(m) for m in ("local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "yarn", "k8s://h:443"))
 
 
 def test_per_device_batch_size_divides_an_instance_batch():
