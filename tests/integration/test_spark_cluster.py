@@ -224,3 +224,26 @@ def test_stream_on_the_cluster_survives_a_killed_worker(cluster, dist, kafka_boo
         cluster.up(workers=2)  # the killed worker comes back for later tests
     assert set(keys) == {d for d, _ in docs}, (tmp_path / "stream.log").read_text()[-5000:]
     assert not consume_keys(kafka_bootstrap, out + "-dlq", 0, timeout=3)
+
+
+def test_train_submitted_to_the_cluster_runs_one_rank_per_executor(cluster, dist, bow_corpus, tmp_path):
+    """``spark-submit jobs/train.py --launcher spark`` on the 2-worker cluster: 2 ranks on 2 executors (cluster mode).
+
+    The weights of such a run against a 1-process run are compared in test_train_cluster.py (on
+    ``local-cluster``); here the README's own command runs on a standalone master from the wheel.
+    """
+    import torch
+
+    out = tmp_path / "model"
+    env = submit_env(tmp_path)
+    os.makedirs(env["NTM_HOME"])
+    env["OMP_NUM_THREADS"] = "1"
+    args = ["--launcher", "spark", "--num-nodes", "2", "--devices", "1", "--no-mlflow", "--data", str(bow_corpus),
+            "--output", str(out), "--num-topics", "4", "--epochs", "1", "--set", "mini_batch_size=64",
+            "--set", "num_workers=0", "--set", "threads_per_process=1", "--set", "progress_bar=false"]  # fmt: skip
+    run_submit(submit_cmd(cluster.master_url, dist, "train", args), env, timeout=420)
+    hparams = json.loads((out / "hparams.json").read_text())
+    training = hparams["training"]
+    assert training["world_size"] == 2 and training["ranks_per_instance"] == 1 and training["per_device_batch_size"] == 64
+    state = torch.load(out / "model.pt", map_location="cpu")
+    assert all(torch.isfinite(t).all() for t in state.values() if torch.is_tensor(t) and t.is_floating_point())
