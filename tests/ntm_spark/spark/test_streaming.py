@@ -240,3 +240,5 @@ def test_check_single_json_rules():
     assert "trailing" in check_single_json("{}}")
     assert "not valid JSON" in check_single_json("{")
     assert check_single_json(None) is None
+    deep = '{"text": "car", "a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert "nests too deeply" in check_single_json(deep)
