@@ -51,6 +51,7 @@ import os
 from typing import Any, Awaitable, Callable, Optional
 
 from ntm_spark.core.text import decode_document_bytes
+from ntm_spark.serving.asgi import replay_body, with_content_length
 from ntm_spark.serving.scoring import NOT_JSON
 
 log = logging.getLogger(__name__)
@@ -203,29 +204,18 @@ class RequestGuard:
                 if fallback:
                     log.info("a %s body of %d bytes is not UTF-8: decoded as Latin-1", mime, len(body))
                     body = text.encode("utf-8")
-                    headers = [(k, v) for k, v in headers if k != b"content-length"]
-                    headers.append((b"content-length", str(len(body)).encode()))
+                    headers = with_content_length(headers, body)
             if mime == CONTENT_TYPE_JSON:
                 await asyncio.to_thread(check_json_body, body, self.max_json_depth)
             elif mime == CONTENT_TYPE_CSV and self.csv_header is not None:
                 header = await asyncio.to_thread(self.csv_header, body)
                 if header:
                     body = header + body
-                    headers = [(k, v) for k, v in headers if k != b"content-length"]
-                    headers.append((b"content-length", str(len(body)).encode()))
+                    headers = with_content_length(headers, body)
         except RequestError as err:
             await _send_error(send, err)
             return
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app({**scope, "headers": headers}, replay, send)
+        await self.app({**scope, "headers": headers}, replay_body(body, receive), send)
 
     @staticmethod
     def _check_content_type(headers: list) -> str:

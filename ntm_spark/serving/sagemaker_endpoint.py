@@ -35,6 +35,7 @@ import time
 from typing import Any, Awaitable, Callable, Optional
 
 from ntm_spark.core.text import decode_document_bytes
+from ntm_spark.serving.asgi import replay_body
 from ntm_spark.serving.sagemaker import (
     CONTENT_TYPE_CSV,
     CONTENT_TYPE_JSON,
@@ -272,14 +273,10 @@ class SageMakerEndpoint:
         self, scope: dict, headers: list, body: bytes, send: Callable[[dict], Awaitable[None]], loaded: Any, extra: list, runtime: bool
     ) -> None:
         app = await self._current_mlflow_app(loaded)
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
+        async def disconnect() -> dict:
             return {"type": "http.disconnect"}
+
+        replay = replay_body(body, disconnect)
 
         forward_scope = {**scope, "path": "/invocations", "raw_path": b"/invocations", "headers": list(scope.get("headers", []))}
         if not runtime:
