@@ -170,7 +170,7 @@ class LdaVectorizer:
         self.vocab = read_vocabulary(folder)
         rules = text_rules_from_manifest(read_manifest(folder, required=False))
         lemma_table, _closed = read_lemma_table(folder, self.vocab)
-        self.normalizer = get_normalizer(clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table)
+        self.normalizer = get_normalizer(**rules, lemma_table=lemma_table)
 
     def tokens(self, text: Any) -> tuple[list, Optional[RowError]]:
         """Return the in-vocabulary tokens of ``text`` (repeats kept), or an error."""

@@ -107,7 +107,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         spark.conf.set("spark.sql.files.minPartitionNum", str(2 * spark.sparkContext.defaultParallelism))
     warm_up = None
     if owned and is_local_master(spark.sparkContext.master):
-        warm_up = warm_up_python_workers(spark, clean=resolve_clean(cfg), stop_words=cfg.stop_words)
+        warm_up = warm_up_python_workers(spark, clean=resolve_clean(cfg), stop_words=cfg.stop_words, rules=cfg.text_rules)
     try:
         manifest = run_preprocess(spark, cfg)
     except (InputNotFoundError, OutputExistsError, EmptyCorpusError, NltkDataError, ValueError) as err:

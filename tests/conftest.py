@@ -281,9 +281,10 @@ def make_stream_model_folder(path, docs, vocab_size=1000, num_topics=10, seed=0)
 
     from lightning_module.model import NTMModel
     from lightning_module.model_folder import save_model_folder
-    from ntm_spark.core.text import get_normalizer
+    from ntm_spark.core.text import LEGACY_TEXT_RULES, get_normalizer
 
-    normalizer = get_normalizer(clean=True, stop_words="english")
+    # The folder has no manifest, so it is scored with the legacy rules: count with them too.
+    normalizer = get_normalizer(clean=True, stop_words="english", rules=LEGACY_TEXT_RULES)
     counts = Counter()
     for _, text in docs:
         counts.update(set(normalizer.normalize(text)))

@@ -35,6 +35,7 @@ import numpy as np
 
 from ntm_spark.core import storage
 from ntm_spark.core.schema import MANIFEST_FILE, SPLITS, VOCAB_FILE
+from ntm_spark.core.text import LEGACY_TEXT_RULES, TEXT_RULE_SETS, resolve_text_rules
 from ntm_spark.core.vocab import Vocabulary
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -151,10 +152,17 @@ def read_vocabulary(folder: PathLike) -> Vocabulary:
 
 
 def text_rules_from_manifest(manifest: Optional[dict]) -> dict:
-    """Return the ``clean``/``stop_words`` settings preprocessing used, from its manifest.
+    """Return the normalizer settings preprocessing used, from its manifest: ``rules``, ``clean``, ``stop_words``.
 
     The scorer must normalize exactly as preprocessing did, so the rules travel with
-    the model (in its copy of ``manifest.json``).
+    the model (in its copy of ``manifest.json``); pass the result to
+    :func:`ntm_spark.core.text.get_normalizer` (``get_normalizer(**rules)``). A manifest
+    that names no rule set (everything written before rule sets had names, or no manifest
+    at all) gets :data:`~ntm_spark.core.text.LEGACY_TEXT_RULES`, the rules it was written
+    with, so an upgrade never changes how a served model scores.
+
+    Raises:
+        ContractError: when the manifest names a rule set this version does not know.
     """
     manifest = manifest or {}
     rules = manifest.get("text_rules") or {}
@@ -165,7 +173,15 @@ def text_rules_from_manifest(manifest: Optional[dict]) -> dict:
         fmt = params.get("input_format") or (source.get("format") if isinstance(source, dict) else None)
         clean = fmt in (None, "20newsgroups")
     stop_words = rules.get("stop_words", params.get("stop_words", "english"))
-    return {"clean": bool(clean), "stop_words": stop_words}
+    name = rules.get("rules") or LEGACY_TEXT_RULES
+    try:
+        name = resolve_text_rules(name)
+    except ValueError as err:
+        raise ContractError(
+            f"the manifest's text_rules.rules={name!r} is not a rule set this ntm-spark knows "
+            f"({list(TEXT_RULE_SETS)}): upgrade ntm-spark to the version that wrote it, or re-run `ntm preprocess`."
+        ) from err
+    return {"rules": name, "clean": bool(clean), "stop_words": stop_words}
 
 
 # --------------------------------------------------------------------------- model folder

@@ -245,11 +245,9 @@ class TopicScorer:
         rules = text_rules_from_manifest(read_manifest(path, required=False))
         lemma_table, closed = read_lemma_table(path, vocab)
         if closed:
-            normalizer: TextNormalizer = VocabularyLemmaNormalizer(
-                clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table
-            )
+            normalizer: TextNormalizer = VocabularyLemmaNormalizer(**rules, lemma_table=lemma_table)
         else:
-            normalizer = get_normalizer(clean=rules["clean"], stop_words=rules["stop_words"], lemma_table=lemma_table)
+            normalizer = get_normalizer(**rules, lemma_table=lemma_table)
         tw = read_topic_word(path, len(vocab))
         topic_words = top_words(tw, words) if tw is not None else None
         return cls(model, vocab, normalizer, topic_words=topic_words, **kwargs)

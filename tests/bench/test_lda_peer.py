@@ -30,13 +30,13 @@ def lda_peer(spark):
 
 
 def test_the_lda_peer_scores_the_stream_like_the_ntm(spark, lda_peer, stream_model_folder, newsgroups_test_docs, tmp_path):
-    from ntm_spark.core.contract import read_vocabulary
+    from ntm_spark.core.contract import read_manifest, read_vocabulary, text_rules_from_manifest
     from ntm_spark.core.text import get_normalizer
     from ntm_spark.spark.io import bow_spark_schema
     from ntm_spark.spark.streaming import parse_messages
 
     vocab = read_vocabulary(stream_model_folder)
-    norm = get_normalizer(clean=True, stop_words="english")
+    norm = get_normalizer(**text_rules_from_manifest(read_manifest(stream_model_folder, required=False)))
     rows = []
     for doc_id, text in newsgroups_test_docs[:200]:
         idx, val = vocab.to_bow(norm.normalize(text))
