@@ -134,12 +134,17 @@ class PreprocessConfig:
     overwrite: bool = False
     clean: Optional[bool] = None
     stop_words: Union[str, list] = "english"
+    #: The named text rule set (ntm_spark.core.text.TEXT_RULE_SETS); recorded in the manifest.
+    text_rules: Literal["notebook", "v1", "v2"] = "v2"
     vocab_size: int = 2000
     min_df: float = 2.0
     max_df: float = 0.95
     threshold: int = 25
     split: list = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    keep_official_split: bool = False
+    #: Keep 20 Newsgroups' by-date train/test folders as train+validation/test; null -> on for 20newsgroups.
+    keep_official_split: Optional[bool] = None
+    #: The splits whose documents fit the vocabulary (and its min_df/max_df): by default the training split only.
+    vocab_fit_splits: list = field(default_factory=lambda: ["train"])
     seed: int = 42
     num_train_shards: int = 8
     num_eval_shards: int = 2
@@ -170,7 +175,14 @@ class PreprocessConfig:
             not self.keep_official_split or self.input_format == "20newsgroups",
             "preprocess.keep_official_split",
             self.keep_official_split,
-            "it needs input_format=20newsgroups (other corpora have no official split); set it to false",
+            "it needs input_format=20newsgroups (other corpora have no official split); set it to false or null",
+        )
+        _check(
+            bool(self.vocab_fit_splits) and all(s in ("train", "validation", "test") for s in self.vocab_fit_splits),
+            "preprocess.vocab_fit_splits",
+            self.vocab_fit_splits,
+            "give a non-empty list of splits from [train, validation, test], e.g. [train] (the default) "
+            "or [train, validation, test] to fit on every document as the notebook did",
         )
         _check(
             not isinstance(self.stop_words, str) or self.stop_words.lower() in ("english", "none"),

@@ -158,6 +158,7 @@ def tokenize_documents(
     stop_words: Union[str, Sequence[str], None] = "english",
     joined: bool = False,
     count_col: Optional[str] = None,
+    rules: Optional[str] = None,
 ) -> "DataFrame":
     """Add ``output_col``: each text normalized by :mod:`ntm_spark.core.text`.
 
@@ -177,10 +178,13 @@ def tokenize_documents(
             :func:`vectorize_documents` take either form.
         count_col: Also add this ``int`` column, each document's number of tokens, so that
             totals need no pass over the tokens.
+        rules: The text rule set (``ntm_spark.core.text.TEXT_RULE_SETS``); ``None``: the default.
     """
     from pyspark.sql import types as T
 
-    from ntm_spark.core.text import resolve_stop_words
+    from ntm_spark.core.text import resolve_stop_words, resolve_text_rules
+
+    rules = resolve_text_rules(rules)  # fail on the driver for an unknown name
 
     _require_columns(df, input_col=input_col)
     for param, name in {"output_col": output_col, "count_col": count_col}.items():
@@ -205,7 +209,7 @@ def tokenize_documents(
 
         from ntm_spark.core.text import get_normalizer
 
-        normalize = get_normalizer(clean=clean, stop_words=stop).normalize
+        normalize = get_normalizer(clean=clean, stop_words=stop, rules=rules).normalize
         for batch in batches:
             docs = [normalize(t) for t in batch.column(input_col).to_pylist()]  # texts are str or None
             lengths = np.fromiter(map(len, docs), dtype=np.int32, count=len(docs))
@@ -677,12 +681,27 @@ def resolve_clean(cfg: "PreprocessConfig") -> bool:
     return cfg.clean if cfg.clean is not None else cfg.input_format == "20newsgroups"
 
 
+def resolve_keep_official_split(cfg: "PreprocessConfig") -> bool:
+    """Return whether to keep the corpus's own split: ``cfg.keep_official_split``, else on for 20 Newsgroups.
+
+    20 Newsgroups' by-date version splits by posting date (train folder, then test folder);
+    mixing the folders puts later posts of a thread in training and earlier ones in test, and
+    makes the figures incomparable with published ones, so it is kept by default.
+    """
+    if cfg.keep_official_split is not None:
+        return cfg.keep_official_split
+    return cfg.input_format == "20newsgroups"
+
+
 #: Normalized once by each warmed-up worker, so that WordNet is loaded before the first real batch.
 _WARM_UP_TEXT = "Lemmatizing warms up the workers: parliaments, cars and wolves."
 
 
 def warm_up_python_workers(
-    spark: "SparkSession", clean: bool = True, stop_words: Union[str, Sequence[str], None] = "english"
+    spark: "SparkSession",
+    clean: bool = True,
+    stop_words: Union[str, Sequence[str], None] = "english",
+    rules: Optional[str] = None,
 ) -> "threading.Thread":
     """Ready a Python worker per local core in the background, while the driver plans; return the thread.
 
@@ -708,7 +727,7 @@ def warm_up_python_workers(
 
         error = ""
         try:
-            get_normalizer(clean=clean, stop_words=stop).normalize(_WARM_UP_TEXT)
+            get_normalizer(clean=clean, stop_words=stop, rules=rules).normalize(_WARM_UP_TEXT)
         except Exception as err:  # noqa: BLE001 - e.g. no WordNet: returned, and the real tasks raise it
             error = f"{type(err).__name__}: {err}"
         for _ in batches:
@@ -784,11 +803,11 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
     flagged = flag_documents(docs, max_doc_bytes=cfg.max_doc_bytes)
     usable = F.col(DROP_REASON_COL).isNull()
     flagged = flagged.withColumn(TEXT_COL, F.when(usable, F.col(TEXT_COL)))
-    source_split = SOURCE_SPLIT_COL if cfg.keep_official_split else None
+    source_split = SOURCE_SPLIT_COL if resolve_keep_official_split(cfg) else None
     documents = assign_splits(
-        tokenize_documents(flagged, clean=clean, stop_words=stop_words, joined=True, count_col=_N_TOKENS_COL).drop(
-            TEXT_COL
-        ),
+        tokenize_documents(
+            flagged, clean=clean, stop_words=stop_words, joined=True, count_col=_N_TOKENS_COL, rules=cfg.text_rules
+        ).drop(TEXT_COL),
         cfg.split,
         cfg.seed,
         source_split_col=source_split,
@@ -832,14 +851,25 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
             "(empty, binary or oversized documents), text_col, or max_doc_bytes."
         )
 
-    vocabulary = fit_vocabulary(kept, vocab_size=cfg.vocab_size, min_df=cfg.min_df, max_df=cfg.max_df, n_docs=n_kept)
+    # The splits are assigned above, so the vocabulary (and min_df/max_df) counts only the fitting
+    # splits: by default the training split, so no word is chosen by looking at the test documents.
+    fit_splits = [s for s in SPLITS if s in cfg.vocab_fit_splits]
+    n_fit = sum(candidates.get(s, 0) for s in fit_splits)
+    if n_fit == 0:
+        documents.unpersist()
+        raise EmptyCorpusError(
+            f"vocab_fit_splits={list(cfg.vocab_fit_splits)!r} holds no document (documents per split: {candidates}): "
+            "fit on splits that have documents, e.g. --set 'vocab_fit_splits=[train, validation, test]'."
+        )
+    fit_docs = kept if len(fit_splits) == len(SPLITS) else kept.filter(F.col(SPLIT_COL).isin(fit_splits))
+    vocabulary = fit_vocabulary(fit_docs, vocab_size=cfg.vocab_size, min_df=cfg.min_df, max_df=cfg.max_df, n_docs=n_fit)
     warnings: list[str] = []
     if dropped["duplicate_id"]:
         warnings.append(f"{dropped['duplicate_id']} documents repeat an id already seen: one copy of each id was kept")
     if len(vocabulary) < cfg.vocab_size:
         warnings.append(
             f"vocabulary has {len(vocabulary)} words, fewer than vocab_size={cfg.vocab_size}: only that many "
-            f"words pass min_df={cfg.min_df:g} and max_df={cfg.max_df:g} over {n_kept} documents"
+            f"words pass min_df={cfg.min_df:g} and max_df={cfg.max_df:g} over the {n_fit} documents of {fit_splits}"
         )
     log.info("vocabulary: %d words (sha256 %s)", len(vocabulary), vocabulary.sha256[:12])
 
@@ -860,6 +890,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         },
         "params": to_dict(cfg),
         "text_rules": {
+            "rules": cfg.text_rules,
             "clean": clean,
             "stop_words": stop_words,
             "module": "ntm_spark.core.text",
@@ -870,7 +901,9 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
             "requested_size": cfg.vocab_size,
             "sha256": vocabulary.sha256,
             "order": "by corpus count, most frequent first; ties alphabetical",
-            "fit_on": "every kept document, before the split (as in the notebook)",
+            "fit_on": f"the {n_fit} kept documents of the splits {fit_splits}, after the split",
+            "fit_splits": fit_splits,
+            "fit_documents": n_fit,
         },
         "documents": {
             "read": stats["read"],
@@ -882,7 +915,12 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
             "duplicate_id_check": "skipped: ids are file paths, unique by construction" if ids_unique else "checked",
         },
         "split": {
-            "method": "official train/test, validation carved from train" if source_split else "seeded hash of id",
+            "method": (
+                "official train/test folders (20 Newsgroups by date), validation carved from train by a seeded hash of id"
+                if source_split
+                else "seeded hash of id"
+            ),
+            "keep_official_split": bool(source_split),
             "seed": cfg.seed,
             "fractions": list(cfg.split),
         },
