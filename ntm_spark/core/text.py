@@ -257,8 +257,18 @@ _PGP_BEGIN_RE = re.compile(r"-----BEGIN PGP ([A-Z ]+)-----")
 _PGP_END_RE = re.compile(r"-----END PGP ([A-Z ]+)-----")
 #: A "Name: value" header line of PGP armour (``Hash: MD5``, ``Version: 2.2``, ``Comment: ...``).
 _ARMOR_HEADER_RE = re.compile(r"[A-Za-z][A-Za-z-]*: .*")
-#: Characters in runs that look like words: lowercase runs of 3+, Capitalized words, UPPERCASE runs of 4+.
+#: Characters in runs that look like words: lowercase runs of 3+, Capitalized words, UPPERCASE runs
+#: of 4+ (``LOCAL_LIBRARIES``). In a line of only base64 characters that has lowercase letters,
+#: uppercase runs are as likely to be noise, so they do not count there.
 _WORDLIKE_RE = re.compile(r"[a-z]{3,}|[A-Z][a-z]{2,}|[A-Z]{4,}")
+_WORDLIKE_MIXED_RE = re.compile(r"[a-z]{3,}|[A-Z][a-z]{2,}")
+_BASE64_LINE_RE = re.compile(r"[A-Za-z0-9+/]+=*")
+
+
+def _wordlike_chars(s: str) -> int:
+    """Return how many characters of ``s`` lie in runs that look like words (see :data:`_WORDLIKE_RE`)."""
+    mixed_base64 = _BASE64_LINE_RE.fullmatch(s) is not None and any("a" <= c <= "z" for c in s)
+    return sum(len(m) for m in (_WORDLIKE_MIXED_RE if mixed_base64 else _WORDLIKE_RE).findall(s))
 #: The last line of a base64 block: base64 characters with ``=`` padding.
 _BASE64_TAIL_RE = re.compile(r"[A-Za-z0-9+/]+={1,2}")
 #: A hex-dump line: an optional offset, then 8 or more groups of 2 to 4 hex digits.
@@ -277,10 +287,9 @@ def _is_encoded_line(line: str, min_length: int = 40) -> bool:
         return False
     if not (any(c.isalpha() for c in s) and any(c.isdigit() for c in s)):
         return False
-    if max(map(s.count, set(s))) > 0.25 * len(s):
+    if max((s.count(c) for c in set(s) if not c.isalnum()), default=0) > 0.25 * len(s):
         return False  # dot leaders and rules: "CONCLUSION.......25" is a table of contents
-    wordlike = sum(len(m) for m in _WORDLIKE_RE.findall(s))
-    return wordlike < 0.5 * len(s)
+    return _wordlike_chars(s) < 0.5 * len(s)
 
 
 def _is_uu_line(line: str) -> bool:
@@ -304,7 +313,7 @@ def _is_uu_body_line(line: str) -> bool:
     s = line if _UU_FULL_RE.fullmatch(line) else line.rstrip()  # blanks at the end may be data
     if not _UU_FULL_RE.fullmatch(s):
         return False
-    return sum(len(m) for m in _WORDLIKE_RE.findall(s)) < 0.5 * len(s)
+    return _wordlike_chars(s) < 0.5 * len(s)
 
 
 def _is_hex_dump_line(line: str) -> bool:
