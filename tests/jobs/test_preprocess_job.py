@@ -25,9 +25,16 @@ def test_end_to_end_manifest_matches_parquet(spark, newsgroups_sample, tmp_path)
     assert manifest["vocabulary"]["size"] == len(vocab) == 400
     assert manifest["vocabulary"]["sha256"] == vocab.sha256
     assert manifest["code_version"]["git_commit"] and manifest["params"]["vocab_size"] == 400
-    assert manifest["text_rules"] == {"clean": True, "stop_words": "english", "module": "ntm_spark.core.text"}
+    assert manifest["text_rules"] == {"rules": "v2", "clean": True, "stop_words": "english", "module": "ntm_spark.core.text"}
     docs = manifest["documents"]
     assert docs["read"] == 200
+    # 20 Newsgroups keeps its by-date split: the test folder is the test split, and the vocabulary
+    # is fitted on the training split only.
+    assert manifest["split"]["keep_official_split"] is True
+    assert manifest["vocabulary"]["fit_splits"] == ["train"]
+    assert 0 < manifest["vocabulary"]["fit_documents"] < 120  # 120 documents in the train folder, some in validation
+    assert {r["id"].split("/")[0] for r in _read_split(out / "test").to_pylist()} == {"test"}
+    assert {r["id"].split("/")[0] for s in ("train", "validation") for r in _read_split(out / s).to_pylist()} == {"train"}
     assert docs["read"] == docs["kept"] + sum(docs["dropped"].values())
     # Compare value types: Spark writes list elements as "not null", bow_arrow_schema() leaves them nullable.
     expected_fields = {f.name: str(getattr(f.type, "value_type", f.type)) for f in bow_arrow_schema()}
@@ -49,6 +56,32 @@ def test_end_to_end_manifest_matches_parquet(spark, newsgroups_sample, tmp_path)
     before = (out / "manifest.json").read_text()
     assert main(["--input", str(newsgroups_sample), "--output", str(out), *SMALL]) == 1
     assert (out / "manifest.json").read_text() == before
+
+
+def test_vocabulary_is_fitted_on_the_training_split_by_default(spark, tmp_path):
+    """A word only the by-date test folder uses never enters the vocabulary, unless every split fits it."""
+    rng = random.Random(2)
+    common = "engine wheel brake piston valve gear clutch tire road fuel".split()
+    root = tmp_path / "20ng"
+    for folder, n, extra in (("20news-bydate-train", 12, ""), ("20news-bydate-test", 6, " zeppelin zeppelin")):
+        (root / folder / "rec.autos").mkdir(parents=True)
+        for i in range(n):
+            text = "Subject: cars\n\n" + " ".join(rng.choice(common) for _ in range(30)) + extra
+            (root / folder / "rec.autos" / str(i)).write_text(text)
+    args = ["--input", str(root), "--set", "threshold=0", "--set", "vocab_size=50"]
+    assert main([*args, "--output", str(tmp_path / "train_only")]) == 0
+    manifest = json.loads((tmp_path / "train_only" / "manifest.json").read_text())
+    assert "zeppelin" not in Vocabulary.from_file(tmp_path / "train_only" / "vocab.txt").words
+    assert manifest["documents"]["per_split"]["test"] == 6
+    assert manifest["vocabulary"]["fit_documents"] == 12 - manifest["documents"]["per_split"]["validation"]
+
+    assert main([*args, "--output", str(tmp_path / "all"), "--set", "vocab_fit_splits=[train, validation, test]"]) == 0
+    assert "zeppelin" in Vocabulary.from_file(tmp_path / "all" / "vocab.txt").words
+    assert json.loads((tmp_path / "all" / "manifest.json").read_text())["vocabulary"]["fit_documents"] == 18
+
+    # The seed's behaviour, on request: the folders mixed by a seeded hash of the id.
+    assert main([*args, "--output", str(tmp_path / "mixed"), "--set", "keep_official_split=false"]) == 0
+    assert json.loads((tmp_path / "mixed" / "manifest.json").read_text())["split"]["keep_official_split"] is False
 
 
 def test_bad_input_is_counted_never_fatal(spark, tmp_path, capsys):

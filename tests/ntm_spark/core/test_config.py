@@ -99,3 +99,15 @@ def test_train_config_keys_and_defaults_are_unchanged():
     assert list(cfg) == ["data_dir", "output_dir", *expected]
     assert {k: cfg[k] for k in expected} == expected
     assert to_dict(TrainConfig()).keys() == cfg.keys()
+
+
+def test_preprocess_defaults_and_checks_for_issue_18():
+    cfg = load_config("preprocess")
+    assert cfg.text_rules == "v2" and cfg.keep_official_split is None and cfg.vocab_fit_splits == ["train"]
+    assert load_config("preprocess", overrides=["text_rules=notebook"]).text_rules == "notebook"
+    with pytest.raises(ConfigError, match=r"text_rules='v9'.*notebook"):
+        load_config("preprocess", overrides=["text_rules=v9"])
+    with pytest.raises(ConfigError, match=r"vocab_fit_splits.*\[train\]"):
+        load_config("preprocess", overrides=["vocab_fit_splits=[train, dev]"])
+    with pytest.raises(ConfigError, match="keep_official_split"):
+        load_config("preprocess", overrides=["input_format=csv", "keep_official_split=true"])

@@ -285,3 +285,24 @@ def test_weights_that_are_not_a_distribution_never_leave_the_scorer(scorer, monk
     result = scorer.score_dense([_row(v, c0=1), _row(v, c1=1)])
     assert _codes(result) == ["nonfinite_weights", None]
     assert np.isnan(result.weights[0]).all() and abs(float(result.weights[1].sum()) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("rules", ["notebook", "v1", "v2"])
+def test_closed_lemma_table_counts_like_wordnet_for_every_rule_set(rules, newsgroups_test_docs):
+    """The closed table stays exact under each rule set, v2's own lemma fixes included (issue 18)."""
+    from collections import Counter
+
+    from ntm_spark.core.text import TextNormalizer
+    from ntm_spark.core.vocab import Vocabulary
+    from ntm_spark.serving.pyfunc_model import build_lemma_table
+    from ntm_spark.serving.scoring import VocabularyLemmaNormalizer
+
+    wordnet = TextNormalizer(clean=True, rules=rules)
+    texts = [t for _, t in newsgroups_test_docs[:300]]
+    texts.append("DOS and MS uses DES; does it pass? The boss's arms, physics on Mars, it was us. We've seen it")
+    counts = Counter(w for t in texts for w in wordnet.normalize(t))
+    vocab = Vocabulary(sorted({w for w, _ in counts.most_common(1500)} | {"dos", "ms", "use", "pass", "arms", "mars"}))
+    closed = VocabularyLemmaNormalizer(clean=True, rules=rules, lemma_table=build_lemma_table(vocab.words))
+    for text in texts:
+        got, want = vocab.to_bow(closed.normalize(text)), vocab.to_bow(wordnet.normalize(text))
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist(), text[:200]
