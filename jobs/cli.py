@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import Optional
+
+from ntm_spark.core.threads import WAIT_POLICY
 
 #: subcommand -> (module with ``main(argv)``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -61,6 +64,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     for noisy in ("kafka", "py4j", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     module_name = COMMANDS[name][0]
+    # Before torch loads OpenMP (it reads the policy once): waiting threads sleep instead of
+    # spinning on a core another process needs (ntm_spark/core/threads.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:

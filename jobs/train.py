@@ -99,7 +99,13 @@ def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Parse flags, resolve the config and train; return the exit code."""
+    import os
+
     from ntm_spark.core.config import ConfigError
+    from ntm_spark.core.threads import WAIT_POLICY
+
+    # spark-submit jobs/train.py does not pass through `ntm`: set it here too, before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
 
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:

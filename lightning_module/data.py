@@ -52,6 +52,7 @@ from lightning_module._compat import pl
 from ntm_spark.core import storage
 from ntm_spark.core.contract import DataNotFoundError, read_manifest, read_vocabulary, split_files
 from ntm_spark.core.schema import ID_COL, INDICES_COL, VALUES_COL
+from ntm_spark.core.topic_metrics import CoherenceReference
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,61 @@ def document_cooccurrence(
             co += (present.t() @ present).double()  # exact: at most block_rows per entry
         n_docs += rows
     return co, n_docs
+
+
+def resolve_reference_splits(data_dir: str | os.PathLike, reference: str) -> list[str]:
+    """Return the splits that ``npmi_reference`` names and ``data_dir`` has, in order.
+
+    ``heldout`` is the test split when there is one, else the validation split.
+
+    Raises:
+        DataNotFoundError: when none of the named splits has Parquet files.
+    """
+    present = {s for s in ("train", "validation", "test") if split_files(data_dir, s)}
+    splits: list[str] = []
+    for part in str(reference).split("+"):
+        name = ("test" if "test" in present else "validation") if part == "heldout" else part
+        if name in present and name not in splits:
+            splits.append(name)
+    if not splits:
+        raise DataNotFoundError(
+            f"npmi_reference={reference!r} names no split with Parquet files under {str(data_dir)!r} (it has "
+            f"{sorted(present) or 'none'}): choose splits it has, such as train+heldout."
+        )
+    return splits
+
+
+def read_coherence_reference(
+    data_dir: str | os.PathLike, reference: str = "train+heldout", vocab_size: Optional[int] = None, max_docs: int = 100_000
+) -> CoherenceReference:
+    """Read NPMI's reference documents: the ``indices`` of the splits ``reference`` names.
+
+    Streams the row groups in file order, split after split, and stops after ``max_docs``
+    documents, so the reference of a huge corpus is its first ``max_docs`` documents.
+
+    Args:
+        data_dir: The preprocessing output.
+        reference: ``'+'``-joined split names (``train``, ``validation``, ``test``, ``heldout``).
+        vocab_size: V; default: the length of ``vocab.txt``.
+        max_docs: The most documents read.
+
+    Returns:
+        A :class:`~ntm_spark.core.topic_metrics.CoherenceReference` named after the splits read.
+    """
+    splits = resolve_reference_splits(data_dir, reference)
+    v = int(vocab_size) if vocab_size is not None else len(read_vocabulary(data_dir))
+    docs: list[np.ndarray] = []
+    for split in splits:
+        for group in list_row_groups(split_files(data_dir, split)):
+            if len(docs) >= max_docs:
+                break
+            lists = open_parquet(group.path).read_row_group(group.index, columns=[INDICES_COL]).column(INDICES_COL).combine_chunks()
+            offsets = np.asarray(lists.offsets, dtype=np.int64)
+            flat = np.asarray(lists.flatten(), dtype=np.int64)
+            base = offsets[0]
+            for r in range(min(len(offsets) - 1, max_docs - len(docs))):
+                docs.append(flat[offsets[r] - base : offsets[r + 1] - base])
+    return CoherenceReference(docs, v, "+".join(splits))
 
 
 # --------------------------------------------------------------------------- planning

@@ -6,8 +6,10 @@ they are exact for the whole split however it is sharded):
 * ``{stage}/loss``, ``{stage}/recon``, ``{stage}/kl`` per document, for ``train``,
   ``val`` and ``test`` (``train/batch_loss`` per step for the progress bar);
 * ``val/perplexity``, ``test/perplexity``: ``exp(sum(recon + kl) / sum(words))``;
-* ``val/npmi`` (top 10 words, document co-occurrence over the split's documents),
-  ``val/tu`` and ``val/diversity`` (top 25), and the same for ``test``.
+* ``val/npmi`` (top 10 words; :mod:`ntm_spark.core.topic_metrics`'s one definition, over
+  :attr:`NTMSystem.coherence_reference` when training sets it, by default the training split
+  plus the held-out split, else over the stage's own documents), ``val/tu`` and
+  ``val/diversity`` (top 25), and the same for ``test``.
 
 Validation and test use ``h = mu`` (no sampling), so the monitored loss is
 deterministic, which early stopping relies on.
@@ -28,6 +30,7 @@ from lightning_module.data import densify_batch
 from lightning_module.model import NTMModel, ntm_loss_per_doc
 from ntm_spark.core.hparams import MODEL, SYSTEM, Optimizer, hparam_names, take_hparams
 from ntm_spark.core.topic_metrics import (
+    CoherenceReference,
     npmi_from_pair_counts,
     top_words,
     topic_diversity,
@@ -115,6 +118,8 @@ class NTMSystem(pl.LightningModule):
         self._acc: dict[str, Tensor] = {}
         self._topic_state: dict[str, Any] = {}
         self.last_topic_metrics: dict[str, dict[str, Any]] = {}
+        #: The NPMI reference documents (set by training before ``fit``); ``None``: each stage's own documents.
+        self.coherence_reference: Optional[CoherenceReference] = None
 
     @classmethod
     def from_hparams(cls, hparams: Mapping[str, Any], vocab_size: int, **kwargs: Any) -> "NTMSystem":
@@ -168,7 +173,7 @@ class NTMSystem(pl.LightningModule):
         # One fused weighted sum of (recon, kl, docs, words): few kernels, no host sync per step.
         terms = torch.stack([recon.detach(), kl.detach(), torch.ones_like(recon), x.sum(dim=1)], dim=1)  # (B, 4)
         self._acc[stage] += (terms * weight[:, None]).sum(dim=0).to(torch.float64)  # not a matmul: TF32 would round it
-        if not train:
+        if not train and self.coherence_reference is None:
             self._accumulate_cooccurrence(x, weight, stage)
         elif self._trainer is None or self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             # Lightning's self.log costs ~0.5 ms per call; the batch loss is shown every log_every_n_steps.
@@ -339,16 +344,22 @@ class NTMSystem(pl.LightningModule):
             words = max(float(acc["words"]), 1.0)
             metrics[f"{stage}/perplexity"] = math.exp(min((float(acc["recon"]) + float(acc["kl"])) / words, 700.0))
             st = self._topic_state[stage]
-            df = self._reduce(st["df"]).cpu().numpy()
-            co = self._reduce(st["co"]).cpu().numpy()
             top = st["top"]
-            k, n = top.shape
-            a_idx, b_idx = st["pair_a"].cpu().numpy(), st["pair_b"].cpu().numpy()
-            npmi_k = npmi_from_pair_counts(co.reshape(k, -1), df[a_idx].reshape(k, -1), df[b_idx].reshape(k, -1), docs)
+            ref = self.coherence_reference
+            if ref is not None:  # the same on every rank: the top words are rank 0's, the reference is whole
+                npmi_k, ref_docs = ref.npmi_per_topic(top), float(ref.n_docs)
+            else:
+                df = self._reduce(st["df"]).cpu().numpy()
+                co = self._reduce(st["co"]).cpu().numpy()
+                k, n = top.shape
+                a_idx, b_idx = st["pair_a"].cpu().numpy(), st["pair_b"].cpu().numpy()
+                npmi_k = npmi_from_pair_counts(co.reshape(k, -1), df[a_idx].reshape(k, -1), df[b_idx].reshape(k, -1), docs)
+                ref_docs = docs
             tu_k = topic_uniqueness(top, per_topic=True)
             metrics[f"{stage}/npmi"] = float(npmi_k.mean())
             metrics[f"{stage}/tu"] = float(tu_k.mean())
             metrics[f"{stage}/diversity"] = topic_diversity(st["topic_word"], self.hparams.diversity_top_n)
+            metrics[f"{stage}/npmi_reference_docs"] = ref_docs
             self.last_topic_metrics[stage] = {"npmi": npmi_k, "tu": tu_k, "topic_word": st["topic_word"], "n_docs": docs}
         # Values are already identical on every rank; sync_dist only keeps Lightning from warning.
         for key, value in metrics.items():

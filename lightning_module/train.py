@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from lightning_module._compat import pl
-from lightning_module.data import BowDataModule, document_cooccurrence
+from lightning_module.data import BowDataModule, document_cooccurrence, read_coherence_reference
 from lightning_module.model import ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
@@ -32,7 +32,15 @@ from ntm_spark.core.config import ConfigError, TrainConfig
 from ntm_spark.core.contract import read_manifest
 from ntm_spark.core.hparams import resolve_hparams, resolve_presets
 from ntm_spark.core.schema import MANIFEST_FILE
-from ntm_spark.core.topic_metrics import format_topics
+from ntm_spark.core.threads import default_threads, set_thread_env
+from ntm_spark.core.topic_metrics import (
+    MIN_REFERENCE_DOCS,
+    collapse_reason,
+    format_topics,
+    top_words,
+    topic_diversity,
+    topic_uniqueness,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +200,16 @@ def per_device_batch_size(mini_batch_size: int, local_devices: int) -> int:
 
 
 def configure_threads(local_ranks: int, threads: Optional[int] = None) -> int:
-    """Give each local rank its share of the cores (``OMP_NUM_THREADS`` for children, torch now)."""
+    """Give each local rank its share of the cores: ``threads``, else cores available / local ranks.
+
+    Sets torch's intra-op threads now and ``OMP_NUM_THREADS``/``OMP_WAIT_POLICY`` for children
+    (:mod:`ntm_spark.core.threads`; the wait policy only takes effect in this process when the
+    entry point set it before torch loaded, as ``ntm`` and ``jobs/train.py`` do).
+    """
     import torch
 
-    n = threads or max(1, (os.cpu_count() or 1) // max(1, local_ranks))
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
-    os.environ.setdefault("MKL_NUM_THREADS", str(n))
+    n = threads or default_threads(max(1, local_ranks))
+    set_thread_env(n)
     torch.set_num_threads(n)
     return n
 
@@ -326,6 +338,14 @@ def train_model(
         steps_per_execution=cfg.steps_per_execution,
     )
     system = build_system(cfg, dm.vocab_size, num_threads=threads, vectors=word_vectors(cfg, dm.vocab_size))
+    reference = read_coherence_reference(cfg.data_dir, cfg.npmi_reference, dm.vocab_size, cfg.npmi_reference_max_docs)
+    if reference.n_docs < MIN_REFERENCE_DOCS:
+        warnings.warn(
+            f"the NPMI reference ({reference.describe()}) has fewer than {MIN_REFERENCE_DOCS:,} documents: pairs that "
+            "co-occur by chance dominate NPMI, so compare figures only on the same reference (npmi_reference).",
+            stacklevel=2,
+        )
+    system.coherence_reference = reference
     has_val, has_test = dm.has_split("validation"), dm.has_split("test")
     monitor = "val/loss" if has_val else "train/loss"
     if not has_val:
@@ -391,15 +411,23 @@ def train_model(
     if has_test:
         metrics.update(_flat(trainer.test(system, datamodule=dm, ckpt_path=best if not has_val else None, verbose=False)))
     final_stage = "test" if has_test else ("val" if has_val else None)
-    for key in ("npmi", "tu", "diversity", "perplexity"):
-        if final_stage and f"{final_stage}_{key}" in metrics:
-            metrics[key] = metrics[f"{final_stage}_{key}"]
+    if final_stage and f"{final_stage}_perplexity" in metrics:
+        metrics["perplexity"] = metrics[f"{final_stage}_perplexity"]
+    # The model's topic quality, from the final (best) weights and the configured reference: the
+    # same figures whichever splits exist (never nan), and the ones the registry gate reads.
+    topic_info = final_topic_quality(system, reference, cfg.top_n_words)
+    metrics.update({k: topic_info[k] for k in ("npmi", "tu", "diversity")})
+    metrics["npmi_reference_docs"] = float(reference.n_docs)
+    kl = next((metrics[k] for k in ("val_kl", "test_kl") if k in metrics), None)
+    if kl is None and "train/kl" in trainer.callback_metrics:
+        kl = float(trainer.callback_metrics["train/kl"])
+    collapsed = collapse_reason(metrics["diversity"], kl, system.model.num_topics, dm.vocab_size)
+    metrics["collapsed"] = float(collapsed is not None)
     epochs_trained = trainer.current_epoch
     metrics.update({"epochs_trained": float(epochs_trained), "fit_seconds": round(fit_s, 3)})
     result = TrainResult(str(cfg.output_dir) if storage.is_remote(cfg.output_dir) else str(out), metrics, best, epochs_trained, stopper.stopped_epoch is not None)
 
     if trainer.is_global_zero:
-        topic_info = system.last_topic_metrics.get(final_stage or "", {})
         opts = resolve_model_options(cfg)
         save_model_folder(
             cfg.output_dir if storage.is_remote(cfg.output_dir) else out,
@@ -420,13 +448,49 @@ def train_model(
                 "seed": cfg.seed,
                 "data_dir": str(cfg.data_dir),
                 "data_manifest": read_manifest(cfg.data_dir, required=False),
+                "npmi_reference": {"splits": reference.name, "documents": reference.n_docs, "setting": cfg.npmi_reference},
+                "collapsed": collapsed,
             },
-            topic_npmi=topic_info.get("npmi"),
-            topic_tu=topic_info.get("tu"),
+            topic_npmi=topic_info["npmi_per_topic"],
+            topic_tu=topic_info["tu_per_topic"],
             top_n=cfg.top_n_words,
         )
         print(format_final_topics(system, dm.vocab, metrics, topic_info, cfg.top_n_words), flush=True)
+        print(f"NPMI reference: {reference.describe()} (npmi_reference={cfg.npmi_reference})", flush=True)
+        if collapsed:
+            print(
+                f"WARNING: the model has collapsed: {collapsed}. It is marked collapsed=1 in metrics.json, and the "
+                "registry gate never makes it champion. Try the default preset, more epochs, or kl_warmup_epochs.",
+                file=sys.stderr,
+                flush=True,
+            )
+    if collapsed and cfg.fail_on_collapse:
+        raise TrainingCollapsedError(f"training collapsed ({collapsed}); the model folder {result.model_dir!r} is kept for inspection.")
     return result
+
+
+class TrainingCollapsedError(RuntimeError):
+    """Training produced a collapsed model and ``fail_on_collapse`` is set."""
+
+
+def final_topic_quality(system: NTMSystem, reference: Any, top_n: int = 10) -> dict[str, Any]:
+    """Score the system's current topics: NPMI over ``reference``, TU and diversity (the one definition).
+
+    Returns:
+        ``npmi``, ``tu``, ``diversity`` (floats) and the per-topic ``npmi_per_topic``/``tu_per_topic`` arrays.
+    """
+    system.model.eval()
+    topic_word = system.model.topic_word().float().cpu().numpy()  # (K, V)
+    top = top_words(topic_word, 10)
+    npmi_k = reference.npmi_per_topic(top)
+    tu_k = topic_uniqueness(top, per_topic=True)
+    return {
+        "npmi": float(npmi_k.mean()),
+        "tu": float(tu_k.mean()),
+        "diversity": topic_diversity(topic_word, 25),
+        "npmi_per_topic": npmi_k,
+        "tu_per_topic": tu_k,
+    }
 
 
 def _on_cuda(cfg: TrainConfig) -> bool:
@@ -457,7 +521,7 @@ def format_final_topics(system: NTMSystem, vocab: Sequence[str], metrics: dict, 
         f"Topics from epoch:final (num_topics:{system.model.num_topics}) "
         f"[tu {metrics.get('tu', float('nan')):.2f}, npmi {metrics.get('npmi', float('nan')):.3f}]:"
     )
-    lines = format_topics(topic_word, vocab, top_n, npmi=topic_info.get("npmi"), tu=topic_info.get("tu"))
+    lines = format_topics(topic_word, vocab, top_n, npmi=topic_info.get("npmi_per_topic"), tu=topic_info.get("tu_per_topic"))
     return "\n".join([header, *lines])
 
 

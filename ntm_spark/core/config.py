@@ -119,6 +119,8 @@ class MlflowConfig:
     gate_guard_metric: str = "val_loss"
     #: A challenger may be at most this much worse on the guard metric (relative).
     gate_guard_tolerance: float = 0.05
+    #: No version whose top-25 topic diversity (TU where it has none) is below this becomes champion.
+    gate_min_diversity: float = 0.5
 
 
 @dataclass
@@ -201,6 +203,10 @@ class _TrainPaths:
     preset: PresetName = "default"
 
 
+#: What ``train.npmi_reference`` may join with ``+``.
+NPMI_REFERENCE_PARTS = ("train", "validation", "test", "heldout")
+
+
 @dataclass
 class TrainConfig(Hyperparameters, _TrainPaths):
     """NTM training (``conf/base/train.yaml``); SageMaker NTM's hyperparameter names and defaults.
@@ -236,6 +242,10 @@ class TrainConfig(Hyperparameters, _TrainPaths):
     progress_bar: Optional[bool] = None  # null -> only when stderr is a terminal
     log_every_n_steps: int = 50
     top_n_words: int = 10
+    # Topic quality: NPMI's reference documents (ntm_spark/core/topic_metrics.py), and collapse.
+    npmi_reference: str = "train+heldout"  # '+'-joined splits; heldout = test, else validation
+    npmi_reference_max_docs: int = 100_000  # the first N documents of those splits, in file order
+    fail_on_collapse: bool = False  # true: a collapsed model fails training; false: it is marked (metrics, tags)
 
     def validate(self) -> None:
         """Check ranges: each hyperparameter's declared range (SageMaker's limits where it has them), then the run's."""
@@ -255,6 +265,13 @@ class TrainConfig(Hyperparameters, _TrainPaths):
         _check(self.num_nodes >= 1, "train.num_nodes", self.num_nodes, "use an integer >= 1")
         _check(self.threads_per_process is None or self.threads_per_process >= 1, "train.threads_per_process", self.threads_per_process, "use null or an integer >= 1")
         _check(1 <= self.top_n_words <= 100, "train.top_n_words", self.top_n_words, "use an integer between 1 and 100")
+        parts = str(self.npmi_reference).split("+")
+        _check(
+            all(p in NPMI_REFERENCE_PARTS for p in parts) and len(set(parts)) == len(parts),
+            "train.npmi_reference", self.npmi_reference,
+            "use '+'-joined split names from train, validation, test and heldout (test, else validation), such as train+heldout or test",
+        )
+        _check(self.npmi_reference_max_docs >= 1, "train.npmi_reference_max_docs", self.npmi_reference_max_docs, "use an integer >= 1")
 
 
 @dataclass

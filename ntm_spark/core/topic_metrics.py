@@ -4,10 +4,17 @@ numpy only, so that training, the MLflow registry gate and the exploration repor
 all score topics the same way without importing torch or Spark.
 
 Definitions:
-    * **NPMI** (Lau et al., 2014) of a topic is the mean over pairs of its top ``n``
-      words of ``log(P(wi, wj) / (P(wi) P(wj))) / -log P(wi, wj)``, where the
-      probabilities are document frequencies over the reference documents. A pair
-      that never co-occurs scores -1. The model's NPMI is the mean over topics.
+    * **NPMI** (Lau et al., 2014), exactly as gensim's ``CoherenceModel(coherence="c_npmi")``
+      computes it with one window per document: a topic's NPMI is the mean over the pairs of
+      its top ``n`` (10) words of ``log((P(wi, wj) + eps) / (P(wi) P(wj))) / -log(P(wi, wj) + eps)``
+      with ``eps = 1e-12`` (:data:`NPMI_EPSILON`), where ``P`` are boolean document
+      frequencies over the *reference* documents. A pair that never co-occurs scores about
+      -0.3 to -0.6 on a corpus of thousands of documents, not -1. A top word absent from the
+      reference (where gensim divides by zero) makes its pairs score -1. The model's NPMI is
+      the mean over topics. Which documents are the reference is a training setting
+      (``npmi_reference``: by default the training split plus the held-out split); its size is
+      recorded beside every figure (:class:`CoherenceReference`), and references under
+      :data:`MIN_REFERENCE_DOCS` documents get a warning, since rare pairs then dominate.
     * **TU** (SageMaker NTM): ``TU(k) = mean over the top n words w of topic k of
       1 / cnt(w)``, where ``cnt(w)`` is how many topics have ``w`` in their top ``n``;
       the model's TU is the mean over topics (1 = no word shared, 1/K = all shared).
@@ -28,6 +35,10 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 __all__ = [
+    "NPMI_EPSILON",
+    "MIN_REFERENCE_DOCS",
+    "CoherenceReference",
+    "collapse_reason",
     "top_words",
     "cooccurrence_counts",
     "npmi_from_counts",
@@ -39,6 +50,16 @@ __all__ = [
     "topic_diversity",
     "format_topics",
 ]
+
+
+#: gensim's ``EPSILON`` in ``direct_confirmation_measure``: keeps the logarithms finite.
+NPMI_EPSILON = 1e-12
+#: Below this many reference documents, NPMI is dominated by pairs that never co-occur by chance.
+MIN_REFERENCE_DOCS = 2000
+#: A model whose top-25 diversity is below this shows the same few words in every topic.
+COLLAPSE_DIVERSITY = 0.3
+#: Mean KL per document (nats) below which the posterior carries no information (posterior collapse).
+COLLAPSE_KL = 0.1
 
 
 def top_words(topic_word: np.ndarray, n: int = 10) -> np.ndarray:
@@ -146,9 +167,8 @@ def npmi_from_pair_counts(co_ij: np.ndarray, df_i: np.ndarray, df_j: np.ndarray,
     co_ij, df_i, df_j = (np.asarray(a, dtype=np.float64) for a in (co_ij, df_i, df_j))
     p_ij, p_i, p_j = co_ij / n_docs, df_i / n_docs, df_j / n_docs
     with np.errstate(divide="ignore", invalid="ignore"):
-        npmi = (np.log(p_ij) - np.log(p_i) - np.log(p_j)) / -np.log(p_ij)
-    npmi = np.where(p_ij <= 0, -1.0, npmi)  # never together: the conventional -1
-    npmi = np.where(p_ij >= 1, 1.0, npmi)  # together in every document
+        npmi = np.log((p_ij + NPMI_EPSILON) / (p_i * p_j)) / -np.log(p_ij + NPMI_EPSILON)
+    npmi = np.where((p_i <= 0) | (p_j <= 0), -1.0, npmi)  # a word the reference lacks: gensim's inf, here -1
     return npmi.mean(axis=1) if npmi.shape[1] else np.zeros(len(npmi))
 
 
@@ -171,6 +191,103 @@ def npmi_per_topic(top_ids: np.ndarray, reference_docs: Iterable[np.ndarray]) ->
 def npmi_coherence(top_ids: np.ndarray, reference_docs: Iterable[np.ndarray]) -> float:
     """Return the model's NPMI: the mean of :func:`npmi_per_topic`."""
     return float(np.mean(npmi_per_topic(top_ids, reference_docs)))
+
+
+class CoherenceReference:
+    """The reference documents of NPMI, held as one sorted posting list per word.
+
+    Memory is one int32 per (document, distinct word) pair, however large the vocabulary; a
+    topic's pair counts are intersections of two posting lists, so scoring costs nothing per
+    document. Training, the registry and the report all score through it.
+
+    Args:
+        docs: Each reference document's vocabulary indices (repeats are ignored).
+        vocab_size: The vocabulary size V.
+        name: What the reference is, e.g. ``"train+test"``, recorded beside every figure.
+
+    Example:
+        >>> ref = CoherenceReference([np.array([0, 1]), np.array([0, 1, 2]), np.array([2, 3])], 4, "toy")
+        >>> ref.n_docs, ref.document_frequency(np.array([0, 2])).tolist()
+        (3, [2, 2])
+    """
+
+    def __init__(self, docs: Iterable[np.ndarray], vocab_size: int, name: str = "reference") -> None:
+        if vocab_size < 1:
+            raise ValueError(f"vocab_size={vocab_size!r} must be >= 1.")
+        doc_ids: list[np.ndarray] = []
+        words: list[np.ndarray] = []
+        n = 0
+        for doc in docs:
+            w = np.unique(np.asarray(doc, dtype=np.int64))
+            if w.size and (w[0] < 0 or w[-1] >= vocab_size):
+                raise ValueError(f"reference document {n} has word index {int(w[-1] if w[-1] >= vocab_size else w[0])} "
+                                 f"outside the vocabulary of {vocab_size} words: use the model's own vocabulary.")
+            words.append(w)
+            doc_ids.append(np.full(w.size, n, dtype=np.int32))
+            n += 1
+        flat_w = np.concatenate(words) if words else np.zeros(0, np.int64)
+        flat_d = np.concatenate(doc_ids) if doc_ids else np.zeros(0, np.int32)
+        order = np.argsort(flat_w, kind="stable")  # by word, then by document (stable)
+        self.postings = flat_d[order]  # (nnz,), each word's documents ascending
+        self.offsets = np.concatenate([[0], np.cumsum(np.bincount(flat_w, minlength=vocab_size))]).astype(np.int64)
+        self.n_docs = n
+        self.vocab_size = int(vocab_size)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"CoherenceReference({self.name!r}, n_docs={self.n_docs})"
+
+    def documents_with(self, word: int) -> np.ndarray:
+        """Return the sorted ids of the reference documents that contain ``word``."""
+        return self.postings[self.offsets[word] : self.offsets[word + 1]]
+
+    def document_frequency(self, word_ids: np.ndarray) -> np.ndarray:
+        """Return how many reference documents contain each of ``word_ids``."""
+        w = np.asarray(word_ids, dtype=np.int64)
+        return self.offsets[w + 1] - self.offsets[w]
+
+    def npmi_per_topic(self, top_ids: np.ndarray) -> np.ndarray:
+        """Return each topic's NPMI (the module's definition) over these documents, shape ``(K,)``.
+
+        Raises:
+            ValueError: when the reference is empty.
+        """
+        top_ids = np.asarray(top_ids, dtype=np.int64)
+        if self.n_docs <= 0:
+            raise ValueError(f"the NPMI reference {self.name!r} has no documents: choose another npmi_reference.")
+        a, b = topic_pairs(top_ids.shape[1])
+        wa, wb = top_ids[:, a], top_ids[:, b]  # (K, P)
+        cache: dict[tuple[int, int], int] = {}
+        co = np.empty(wa.shape, dtype=np.float64)
+        for idx in np.ndindex(wa.shape):
+            key = (int(min(wa[idx], wb[idx])), int(max(wa[idx], wb[idx])))
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = int(np.intersect1d(self.documents_with(key[0]), self.documents_with(key[1]), assume_unique=True).size)
+            co[idx] = hit
+        return npmi_from_pair_counts(co, self.document_frequency(wa), self.document_frequency(wb), self.n_docs)
+
+    def describe(self) -> str:
+        """``"train+test, 9,087 documents"``: how every figure names its reference."""
+        return f"{self.name}, {self.n_docs:,} documents"
+
+
+def collapse_reason(diversity: float, kl: Optional[float], num_topics: int, vocab_size: int, top_n: int = 25) -> Optional[str]:
+    """Return why a model has collapsed, or ``None``: its topics show the same few words.
+
+    Topic collapse is a top-25 diversity under :data:`COLLAPSE_DIVERSITY` (lowered where the
+    vocabulary is too small for ``num_topics`` distinct top-25 lists). A mean KL under
+    :data:`COLLAPSE_KL` nats per document (the encoder ignores the document: posterior
+    collapse) is named as the cause when it is present.
+    """
+    ceiling = min(1.0, vocab_size / float(num_topics * top_n))
+    floor = COLLAPSE_DIVERSITY * ceiling
+    if not diversity < floor:
+        return None
+    reason = f"topic diversity {diversity:.3f} < {floor:.2f}: the topics share the same few top words"
+    if kl is not None and kl < COLLAPSE_KL:
+        reason += f", and the mean KL {kl:.4f} < {COLLAPSE_KL} nats per document (posterior collapse: the encoder ignores the documents)"
+    return reason
 
 
 def topic_uniqueness(top_ids: np.ndarray, per_topic: bool = False):

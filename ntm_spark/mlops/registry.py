@@ -33,6 +33,7 @@ import numpy as np
 from ntm_spark.core.config import MlflowConfig
 from ntm_spark.core.contract import METRICS_FILE, TOPIC_WORD_FILE, read_json_file, read_topic_word, read_vocabulary
 from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE
+from ntm_spark.core.topic_metrics import topic_diversity
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,14 @@ HISTORY_TAG = "ntm.champion_history"
 #: Most promotions kept in the history tag (tag values hold at most 5000 characters).
 HISTORY_LIMIT = 100
 #: Metric tags copied from the run onto each version: tag -> run metric candidates, in order.
-METRIC_TAGS = {"npmi": ("npmi", "val_npmi"), "tu": ("tu", "val_tu"), "val_loss": ("val_loss", "val/loss")}
+METRIC_TAGS = {
+    "npmi": ("npmi", "val_npmi"),
+    "tu": ("tu", "val_tu"),
+    "diversity": ("diversity", "val_diversity"),
+    "collapsed": ("collapsed",),
+    "npmi_reference_docs": ("npmi_reference_docs",),
+    "val_loss": ("val_loss", "val/loss"),
+}
 
 
 class RegistryError(RuntimeError):
@@ -241,11 +249,14 @@ def resolve_version(client: Any, name: str, ref: str) -> Any:
 def evaluate_gate(client: Any, name: str, candidate: Any, champion: Optional[Any], cfg: MlflowConfig) -> GateDecision:
     """Decide whether ``candidate`` should replace ``champion`` (no side effects)."""
     v = str(candidate.version)
-    if champion is None:
-        return GateDecision(True, "no champion yet: the first gated version becomes champion", v)
-    c = str(champion.version)
+    c = None if champion is None else str(champion.version)
     if c == v:
         return GateDecision(False, f"version {v} is already the champion", v, c)
+    problem = topic_quality_problem(client, candidate, cfg)
+    if problem:
+        return GateDecision(False, problem, v, c)
+    if champion is None:
+        return GateDecision(True, "no champion yet: the first gated version becomes champion", v)
     cand_sha, champ_sha = (candidate.tags or {}).get("vocab_sha256"), (champion.tags or {}).get("vocab_sha256")
     if not cand_sha or cand_sha != champ_sha:
         return GateDecision(
@@ -279,6 +290,40 @@ def evaluate_gate(client: Any, name: str, candidate: Any, champion: Optional[Any
                     c,
                 )
     return GateDecision(True, f"{metric} {new:.4f} beats the champion (v{c}) {old:.4f}, guard {guard} within tolerance", v, c)
+
+
+def topic_quality_problem(client: Any, mv: Any, cfg: MlflowConfig) -> Optional[str]:
+    """Return why version ``mv`` may not become champion whatever its NPMI, or ``None``.
+
+    NPMI alone is fooled by collapse: a model whose topics are all the same few common words
+    can score well. So a version that training marked ``collapsed``, or whose top-25 topic
+    diversity (TU where it has none) is under ``gate_min_diversity``, never becomes champion.
+    """
+    v = str(mv.version)
+    override = "promote with --force --reason only if you accept that"
+    if (version_metric(client, mv, "collapsed") or 0.0) >= 0.5:
+        div = version_metric(client, mv, "diversity")
+        shown = f" (diversity {div:.3f})" if div is not None else ""
+        return (
+            f"version {v} is collapsed{shown}: its topics are the same few words, so it never becomes champion. "
+            f"Retrain (the default preset, more epochs or kl_warmup_epochs), or {override}"
+        )
+    div, which = version_metric(client, mv, "diversity"), "diversity"
+    if div is None:
+        div, which = version_metric(client, mv, "tu"), "TU"
+    if div is None:
+        return f"version {v} has neither a diversity nor a TU value, so collapse cannot be ruled out; {override}"
+    # K topics over V words cannot show more than V distinct top-25 words: scale the floor to what is possible.
+    k, vocab = _float((mv.tags or {}).get("num_topics")), _float((mv.tags or {}).get("feature_dim"))
+    ceiling = min(1.0, vocab / (25.0 * k)) if k and vocab else 1.0
+    floor = cfg.gate_min_diversity * ceiling
+    if div < floor:
+        return (
+            f"version {v}'s topic {which} {div:.3f} is below gate_min_diversity {cfg.gate_min_diversity}"
+            + (f" (x{ceiling:.2f}, the most {int(vocab)} words allow for {int(k)} topics)" if ceiling < 1 else "")
+            + f": its topics share their top words (near collapse), so it never becomes champion; retrain, or {override}"
+        )
+    return None
 
 
 def check_version_loads(client: Any, name: str, version: str) -> None:
@@ -515,6 +560,10 @@ def register_run_model(
             if key in run.data.metrics:
                 tags[tag] = f"{run.data.metrics[key]:.6g}"
                 break
+    if "topic_word" in files:
+        # Measured here from the logged topics, not taken from the run: the gate's collapse check
+        # must not depend on what the training code reported.
+        tags["diversity"] = f"{topic_diversity(files['topic_word'], 25):.6g}"
     description = ""
     if "topic_word" in files and vocab:
         description = topics_markdown(

@@ -232,6 +232,8 @@ def write_report(
         "n_failed": summary.n_failed,
         "max_docs": max_docs,
         "npmi": None if summary.npmi is None else float(np.mean(summary.npmi)),
+        # NPMI's reference is the scored documents of the split: its size goes beside the figure.
+        "npmi_reference": f"{split}, {summary.n_docs:,} documents",
         "tu": float(tu),
         "diversity": topic_diversity(tw, min(25, v)),
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

@@ -97,6 +97,8 @@ def render_html(
         return _fill("stat", label=esc(label), value=esc(str(value)))
 
     npmi_all = "n/a" if info.get("npmi") is None else f"{info['npmi']:.3f}"
+    if info.get("npmi") is not None and info.get("npmi_reference"):
+        npmi_all += f" (reference: {info['npmi_reference']})"
     stats = (
         stat("topics", k)
         + stat("vocabulary", info["vocab_size"])

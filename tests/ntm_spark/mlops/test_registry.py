@@ -145,3 +145,51 @@ def test_no_promotion_moves_champion_to_a_version_that_cannot_load(mlflow_tracki
     loadable = register_run_model(logged_runs["worse"], cfg, gate=False).version
     assert promote_version(name, loadable, cfg, force=True, reason="loads").promoted
     assert _aliases(client, name)["champion"] == loadable
+
+
+def test_gate_refuses_a_collapsed_model_whatever_its_npmi(mlflow_tracking, tmp_path):
+    """All topics equal (decoder weights zero: every topic is the same background words) never becomes champion,
+    neither as the first version nor against a champion, even though its run reports the best NPMI and no collapse."""
+    import mlflow
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from lightning_module.model import NTMModel
+    from lightning_module.model_folder import save_model_folder
+    from ntm_spark.mlops.tracking import ensure_experiment, log_training_run
+
+    words = [f"word{i:03d}" for i in range(200)]
+
+    def folder(key, collapse):
+        torch.manual_seed(0)
+        model = NTMModel(vocab_size=len(words), num_topics=10)
+        with torch.no_grad():
+            model.decoder.weight.zero_()
+            model.decoder.bias.copy_(torch.linspace(3.0, -3.0, len(words)))
+            if not collapse:  # topic k lifts its own 20 words: 10 distinct topics
+                model.decoder.weight.copy_(10.0 * torch.eye(10).repeat_interleave(20, dim=0))
+        path = tmp_path / key
+        path.mkdir()
+        # The run claims the best NPMI and says nothing of collapse: the gate must see it in the topics.
+        metrics = {"val_loss": 10.0, "npmi": 0.9 if collapse else 0.2, "tu": 0.9}
+        save_model_folder(path, model, words, metrics=metrics, config={"num_topics": 10})
+        with mlflow.start_run(experiment_id=ensure_experiment("ntm-tests", mlflow_tracking), run_name=key) as run:
+            log_training_run(path, config={"num_topics": 10})
+        return run.info.run_id
+
+    name = "ntm-collapse"
+    cfg = _cfg(mlflow_tracking, name)
+    client = MlflowClient(mlflow_tracking, mlflow_tracking)
+    collapsed_run, healthy_run = folder("collapsed", True), folder("healthy", False)
+
+    first = register_run_model(collapsed_run, cfg)
+    assert not first.decision.promoted
+    assert "diversity 0.100" in first.decision.reason and "never becomes champion" in first.decision.reason
+    assert "champion" not in _aliases(client, name)
+    assert float(client.get_model_version(name, first.version).tags["diversity"]) == pytest.approx(0.1)
+
+    healthy = register_run_model(healthy_run, cfg)
+    assert healthy.decision.promoted, healthy.decision.reason
+    again = promote_version(name, first.version, cfg)  # npmi 0.9 would beat 0.2: the collapse check comes first
+    assert not again.promoted and "never becomes champion" in again.reason
+    assert _aliases(client, name)["champion"] == healthy.version
