@@ -202,11 +202,12 @@ def configure_threads(local_ranks: int, threads: Optional[int] = None) -> int:
     return n
 
 
-def word_vectors(cfg: TrainConfig, vocab_size: int) -> Any:
+def word_vectors(cfg: TrainConfig, vocab_size: int, files: Optional[Sequence[str]] = None) -> Any:
     """Return the embedding decoder's fixed word vectors ``(V, embedding_dim)``, or ``None`` for the linear decoder.
 
     ``word_embeddings: ppmi`` derives them from the training split alone (at most its first
-    100,000 documents, so memory is ``O(V^2)``); a ``.npy`` path loads them (one row per
+    100,000 documents, so memory is ``O(V^2)``), or from ``files`` when given (Parquet of the
+    training documents, e.g. the Spark converter's cache); a ``.npy`` path loads them (one row per
     vocabulary word, in ``vocab.txt`` order). Every rank computes the same vectors.
 
     Raises:
@@ -227,7 +228,7 @@ def word_vectors(cfg: TrainConfig, vocab_size: int) -> Any:
                 f"vectors are computed for at most {MAX_PPMI_VOCAB}; give a .npy of ({vocab_size}, {dim}) vectors "
                 "or use decoder: linear."
             )
-        counts, n_docs = document_cooccurrence(cfg.data_dir, vocab_size)
+        counts, n_docs = document_cooccurrence(cfg.data_dir, vocab_size, files=files)
         vectors = ppmi_word_vectors(counts, n_docs, dim)
         log.info("word vectors: PPMI-SVD of %d training documents, %d x %d (%.1f s)", n_docs, vocab_size, dim, time.perf_counter() - t0)
         return vectors
@@ -281,6 +282,7 @@ def train_model(
     callbacks: Optional[Sequence["pl.Callback"]] = None,
     loggers: Optional[Sequence[Any]] = None,
     ranks_per_instance: Optional[int] = None,
+    datamodule: Optional["pl.LightningDataModule"] = None,
 ) -> TrainResult:
     """Train an NTM on the preprocessing output and write the model folder.
 
@@ -296,6 +298,10 @@ def train_model(
             per-instance batch, divided over the instance's devices); default: this node's devices.
             TorchDistributor on a cluster passes its executor's ranks, since there each rank is a
             ``torchrun`` node of its own (see :mod:`ntm_spark.spark.distributed`).
+        datamodule: Batches from elsewhere than ``cfg.data_dir``'s Parquet, e.g. Petastorm's Spark
+            converter (:mod:`ntm_spark.spark.petastorm_train`). It must have ``vocab``, ``vocab_size``
+            and ``has_split(split)``, and may have ``train_files`` (Parquet of the training documents,
+            for the PPMI word vectors; default: ``cfg.data_dir``'s training split).
 
     Returns:
         :class:`TrainResult` with the model folder (``cfg.output_dir``) and the final metrics.
@@ -324,8 +330,13 @@ def train_model(
         shuffle_buffer=cfg.shuffle_buffer,
         resident=cfg.resident,
         steps_per_execution=cfg.steps_per_execution,
+        shuffle=cfg.shuffle,
+        petastorm_pool=cfg.petastorm.reader_pool_type,
+        petastorm_workers=cfg.petastorm.workers_count,
+    ) if datamodule is None else datamodule
+    system = build_system(
+        cfg, dm.vocab_size, num_threads=threads, vectors=word_vectors(cfg, dm.vocab_size, getattr(dm, "train_files", None))
     )
-    system = build_system(cfg, dm.vocab_size, num_threads=threads, vectors=word_vectors(cfg, dm.vocab_size))
     has_val, has_test = dm.has_split("validation"), dm.has_split("test")
     monitor = "val/loss" if has_val else "train/loss"
     if not has_val:
