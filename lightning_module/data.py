@@ -692,7 +692,6 @@ class PetastormBowDataset(IterableDataset):
         from lightning_module.petastorm_backend import (
             check_pool,
             import_petastorm,
-            max_row_nnz,
             plan_shards,
             row_group_rows,
         )
@@ -713,7 +712,6 @@ class PetastormBowDataset(IterableDataset):
                 f"says {expected_docs}: files are missing or extra; rerun `ntm preprocess --overwrite`."
             )
         self.plan = plan_shards(groups, self.world_size * self.num_workers, self.batch_size, sub_sample, drop_last)
-        self.max_nnz = max(1, max_row_nnz(self.files))
         if self.plan.padding_rows > max(self.batch_size, sum(self.plan.take) // 10):
             log.warning(
                 "reader='petastorm' shards whole row groups: %d shards of %s rows get %d empty padding rows per epoch "
@@ -757,7 +755,6 @@ class PetastormBowDataset(IterableDataset):
             seed=self.seed,
             epoch=epoch,
             shuffle_buffer=self.shuffle_buffer,
-            max_nnz=self.max_nnz,
             pool=self.pool,
             workers_count=self.workers_count,
             with_ids=self.with_ids,
