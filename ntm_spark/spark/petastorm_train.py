@@ -85,16 +85,12 @@ def cache_dir_url(value: str) -> str:
 
 
 def converter_spark_config(cfg: SparkConfig) -> SparkConfig:
-    """Return ``cfg`` without the extras built for the main environment's Spark 4 when pyspark is older.
+    """Return ``cfg`` without the extras built for the main environment's Spark.
 
-    ``.venv-petastorm`` has pyspark 3.5 (Scala 2.12, Hadoop 3.3): the Kafka connector jars in
-    ``.ntm/jars`` (Scala 2.13), the local-filesystem jar and the class-data archive were built for
-    the main environment's Spark 4, so a 3.5 session goes without them.
+    ``.venv-petastorm`` has its own pyspark (see ``conf/petastorm-requirements.txt``); the Kafka
+    connector jars in ``.ntm/jars``, the local-filesystem jar and the class-data archive were built
+    for the main environment's Spark and JVM class path, and the converter path needs none of them.
     """
-    import pyspark
-
-    if int(pyspark.__version__.split(".")[0]) >= 4:
-        return cfg
     return dataclasses.replace(cfg, kafka_connector="none", nio_local_filesystem=False, class_data_sharing=False)
 
 
