@@ -98,8 +98,9 @@ $(WORDNET): | $(VENV)/.installed
 
 nltk-data: $(WORDNET)
 
-# --- Petastorm's own environment (pyarrow 14, numpy 1.26): see conf/petastorm-requirements.txt
-.venv-petastorm/.installed: conf/petastorm-requirements.txt scripts/petastorm_env.sh
+# --- Petastorm's own environment, where `reader: petastorm` and `ntm train --from-spark-df` train:
+# Petastorm 0.13.1 (pyarrow 14, numpy 1.26) with torch, Lightning and pyspark 4.0: see conf/petastorm-requirements.txt
+.venv-petastorm/.installed: conf/petastorm-requirements.txt scripts/petastorm_env.sh setup.py
 	bash scripts/petastorm_env.sh .venv-petastorm
 	touch $@
 

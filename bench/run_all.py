@@ -104,6 +104,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         needs_data=True,
     ),
     Benchmark(
+        "bench_petastorm",
+        "readers (issue 22): training epoch docs/s, Arrow loader vs Petastorm make_batch_reader vs its Spark converter "
+        "(runs in .venv-petastorm)",
+        ("--epochs", "4", "--repeats", "3", "--threads", "1"),
+        needs_data=True,
+    ),
+    Benchmark(
         "bench_ddp_cluster",
         "DDP on 2 CPU nodes (TorchDistributor cluster mode, local-cluster) vs 1 process: docs/s per process, all-reduce share",
         ("--docs", "6000", "--epochs", "3"),

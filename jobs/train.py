@@ -15,6 +15,10 @@ Usage:
     # = one instance: mini_batch_size per executor, divided over its --devices ranks)
     spark-submit --master yarn jobs/train.py --launcher spark --devices 4 --num-nodes 2 --data /shared/20ng
 
+    # Petastorm's Spark converter: read <data>/train as a DataFrame, train through
+    # make_spark_converter(df).make_torch_dataloader() (in .venv-petastorm only)
+    .venv-petastorm/bin/ntm train --from-spark-df --data .ntm/data/20newsgroups --no-mlflow --set num_workers=0
+
 Flags override ``conf/base/train.yaml`` (then ``conf/local/train.yaml``, then ``--config``,
 then ``--set``). With ``--launcher spark`` the data and output folders must be on storage
 every executor can reach.
@@ -50,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: Lightning starts the ranks; torchrun: already started by torchrun; spark: TorchDistributor",
     )
     parser.add_argument("--resume", default=None, metavar="CKPT", help="resume from a checkpoint path, or 'last'")
+    parser.add_argument(
+        "--from-spark-df",
+        action="store_true",
+        help="read <data>/train into a Spark DataFrame and train through Petastorm's Spark converter "
+        "(make_spark_converter(df).make_torch_dataloader(); needs .venv-petastorm, num_workers=0)",
+    )
     mlf = parser.add_argument_group("MLflow")
     mlf.add_argument("--no-mlflow", action="store_true", help="do not track the run in MLflow (nor register it)")
     mlf.add_argument("--no-register", action="store_true", help="track the run but do not register the model")
@@ -81,6 +91,17 @@ def resolve_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
+    if args.from_spark_df:
+        from ntm_spark.core import storage
+        from ntm_spark.spark.petastorm_train import check_converter_config, converter_spark_config, train_from_dataframe
+        from ntm_spark.spark.session import build_spark_session, spark_config_from_args, stop_spark_session
+
+        check_converter_config(cfg)  # before a JVM starts
+        spark = build_spark_session(converter_spark_config(spark_config_from_args(args)), app_name="ntm-train")
+        try:
+            return train_from_dataframe(spark.read.parquet(storage.join(cfg.data_dir, "train")), cfg, loggers=loggers)
+        finally:
+            stop_spark_session(spark)
     if args.launcher == "spark":
         from ntm_spark.spark.distributed import run_with_distributor
         from ntm_spark.spark.session import build_spark_session, spark_config_from_args, stop_spark_session

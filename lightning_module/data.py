@@ -50,7 +50,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_module._compat import pl
 from ntm_spark.core import storage
-from ntm_spark.core.contract import DataNotFoundError, read_manifest, read_vocabulary, split_files
+from ntm_spark.core.contract import (
+    ContractError,
+    DataNotFoundError,
+    read_manifest,
+    read_vocabulary,
+    split_document_count,
+    split_files,
+)
 from ntm_spark.core.schema import ID_COL, INDICES_COL, VALUES_COL
 from ntm_spark.core.topic_metrics import CoherenceReference
 
@@ -89,12 +96,18 @@ def list_row_groups(files: Sequence[str | os.PathLike]) -> list[RowGroup]:
 
 
 def document_cooccurrence(
-    data_dir: str | os.PathLike, vocab_size: int, split: str = "train", max_docs: int = 100_000, block_rows: int = 4096
+    data_dir: str | os.PathLike,
+    vocab_size: int,
+    split: str = "train",
+    max_docs: int = 100_000,
+    block_rows: int = 4096,
+    files: Optional[Sequence[str | os.PathLike]] = None,
 ) -> tuple[Tensor, int]:
     """Count, for every pair of words, the documents of a split that contain both.
 
     Streams the split's row groups (only the ``indices`` column) in file order and stops
-    after ``max_docs`` documents, so memory is ``O(V^2)`` whatever the corpus size.
+    after ``max_docs`` documents, so memory is ``O(V^2)`` whatever the corpus size. ``files``
+    (Parquet with an ``indices`` column) replaces the split's files when given.
 
     Returns:
         ``(counts, n_docs)``: float64 counts of shape ``(V, V)`` (the diagonal holds document
@@ -103,7 +116,7 @@ def document_cooccurrence(
     Raises:
         DataNotFoundError: when the split has no Parquet files.
     """
-    files = split_files(data_dir, split)
+    files = list(files) if files is not None else split_files(data_dir, split)
     if not files:
         raise DataNotFoundError(f"no Parquet files under {storage.join(data_dir, split)!r}: run `ntm preprocess` first.")
     co = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
@@ -168,18 +181,25 @@ def read_coherence_reference(
     """
     splits = resolve_reference_splits(data_dir, reference)
     v = int(vocab_size) if vocab_size is not None else len(read_vocabulary(data_dir))
+    files = [f for split in splits for f in split_files(data_dir, split)]
+    return read_coherence_reference_files(files, v, max_docs, "+".join(splits))
+
+
+def read_coherence_reference_files(
+    files: Sequence[str | os.PathLike], vocab_size: int, max_docs: int = 100_000, name: str = "reference"
+) -> CoherenceReference:
+    """Read NPMI's reference documents from bag-of-words Parquet files, in order, at most ``max_docs``."""
     docs: list[np.ndarray] = []
-    for split in splits:
-        for group in list_row_groups(split_files(data_dir, split)):
-            if len(docs) >= max_docs:
-                break
-            lists = open_parquet(group.path).read_row_group(group.index, columns=[INDICES_COL]).column(INDICES_COL).combine_chunks()
-            offsets = np.asarray(lists.offsets, dtype=np.int64)
-            flat = np.asarray(lists.flatten(), dtype=np.int64)
-            base = offsets[0]
-            for r in range(min(len(offsets) - 1, max_docs - len(docs))):
-                docs.append(flat[offsets[r] - base : offsets[r + 1] - base])
-    return CoherenceReference(docs, v, "+".join(splits))
+    for group in list_row_groups(files):
+        if len(docs) >= max_docs:
+            break
+        lists = open_parquet(group.path).read_row_group(group.index, columns=[INDICES_COL]).column(INDICES_COL).combine_chunks()
+        offsets = np.asarray(lists.offsets, dtype=np.int64)
+        flat = np.asarray(lists.flatten(), dtype=np.int64)
+        base = offsets[0]
+        for r in range(min(len(offsets) - 1, max_docs - len(docs))):
+            docs.append(flat[offsets[r] - base : offsets[r + 1] - base])
+    return CoherenceReference(docs, int(vocab_size), name)
 
 
 # --------------------------------------------------------------------------- planning
@@ -683,30 +703,125 @@ class GroupedSteps(IterableDataset):
 
 
 class PetastormBowDataset(IterableDataset):
-    """``reader: petastorm``: batches from :func:`lightning_module.petastorm_backend.iter_petastorm_batches`.
+    """``reader: petastorm``: one rank's batches from Petastorm's ``make_batch_reader``.
+
+    Wraps :func:`lightning_module.petastorm_backend.iter_petastorm_batches` (its module docstring
+    says what sharding, shuffling, ``sub_sample`` and ``drop_last`` mean there). Each DataLoader
+    worker reads its own shard, ``rank * num_workers + worker`` of ``world_size * num_workers``, so
+    ``len()`` is ``max(1, num_workers)`` times a shard's batches, the same on every rank. Every
+    epoch counts each shard's rows against the Parquet footers, and the footers against the
+    manifest, and fails loudly when they differ.
 
     Needs an environment where petastorm imports (pyarrow<=14, numpy<2) besides torch.
-    Shards are whole row groups (``cur_shard=rank``); short shards get empty
-    zero-weight batches so every rank has the same count. No shuffling.
+
+    Args:
+        files: The split's Parquet files.
+        batch_size: Per-rank batch size.
+        rank: This rank.
+        world_size: Number of ranks.
+        num_workers: The DataLoader workers that will iterate this dataset (0: in-process).
+        shuffle: Shuffle row-group order and rows within ``shuffle_buffer`` every epoch.
+        seed: Base seed.
+        drop_last: Only full batches, the same count on every shard.
+        sub_sample: Fraction of each shard's rows per epoch.
+        shuffle_buffer: Rows shuffled together.
+        pool: Petastorm's ``reader_pool_type`` (``dummy`` or ``process``).
+        workers_count: Workers of Petastorm's process pool.
+        with_ids: Add each batch's document ids as ``"ids"``.
+        expected_docs: Documents the manifest says the split holds (checked against the footers).
+
+    Raises:
+        ContractError: when the footers hold a different number of documents than the manifest.
     """
 
-    def __init__(self, split_dir: str, batch_size: int, rank: int, world_size: int, vocab_size: int, with_ids: bool = False) -> None:
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike],
+        batch_size: int,
+        rank: int,
+        world_size: int,
+        num_workers: int = 0,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        sub_sample: float = 1.0,
+        shuffle_buffer: int = 4096,
+        pool: str = "dummy",
+        workers_count: int = 2,
+        with_ids: bool = False,
+        expected_docs: Optional[int] = None,
+    ) -> None:
         super().__init__()
-        from lightning_module.petastorm_backend import _import_petastorm, shard_row_counts
+        from lightning_module.petastorm_backend import (
+            check_pool,
+            import_petastorm,
+            plan_shards,
+            row_group_rows,
+        )
 
-        _import_petastorm()  # fail now, with the install hint, rather than inside a worker
-        self.split_dir, self.batch_size, self.rank, self.world_size = split_dir, batch_size, rank, world_size
-        self.vocab_size, self.with_ids = vocab_size, with_ids
-        self._num_batches = max(math.ceil(c / batch_size) for c in shard_row_counts(split_dir, world_size))
+        import_petastorm()  # fail now, with the install hint, rather than inside a worker
+        if not files:
+            raise DataNotFoundError("no Parquet files given: check data_dir and that preprocessing wrote the split.")
+        self.files = [str(f) for f in files]
+        self.pool = check_pool(pool)
+        self.batch_size, self.rank, self.world_size = int(batch_size), int(rank), int(world_size)
+        self.num_workers = max(1, int(num_workers))
+        self.shuffle, self.seed, self.shuffle_buffer = bool(shuffle), int(seed), int(shuffle_buffer)
+        self.workers_count, self.with_ids = int(workers_count), with_ids
+        groups = row_group_rows(self.files)
+        if expected_docs is not None and sum(groups) != expected_docs:
+            raise ContractError(
+                f"the Parquet footers under {os.path.dirname(self.files[0])!r} hold {sum(groups)} documents, the manifest "
+                f"says {expected_docs}: files are missing or extra; rerun `ntm preprocess --overwrite`."
+            )
+        self.plan = plan_shards(groups, self.world_size * self.num_workers, self.batch_size, sub_sample, drop_last)
+        if self.plan.padding_rows > max(self.batch_size, sum(self.plan.take) // 10):
+            log.warning(
+                "reader='petastorm' shards whole row groups: %d shards of %s rows get %d empty padding rows per epoch "
+                "(zero weight). Write more, smaller row groups (preprocess.row_group_size), use fewer num_workers, or reader='arrow'.",
+                len(self.plan.take), f"{min(self.plan.shard_rows)}-{max(self.plan.shard_rows)}", self.plan.padding_rows,
+            )
+        self.epoch = 0
+        self._iterations = 0  # per process: persistent workers never see set_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the next shuffle (also resets the per-worker counter)."""
+        self.epoch = int(epoch)
+        self._iterations = 0
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in the split."""
+        return sum(self.plan.shard_rows)
 
     def __len__(self) -> int:
-        return self._num_batches
+        return self.num_workers * self.plan.num_batches
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         from lightning_module.petastorm_backend import iter_petastorm_batches
 
+        epoch = self.epoch + self._iterations
+        self._iterations += 1
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        if workers != self.num_workers:
+            raise ValueError(
+                f"PetastormBowDataset(num_workers={self.num_workers if self.num_workers > 1 else 0!r}) is iterated by "
+                f"{workers} DataLoader workers: build it with the DataLoader's num_workers."
+            )
         for b in iter_petastorm_batches(
-            self.split_dir, self.batch_size, self.rank, self.world_size, vocab_size=self.vocab_size, pool="dummy", with_ids=self.with_ids
+            self.files,
+            self.batch_size,
+            self.rank * self.num_workers + worker,
+            self.world_size * self.num_workers,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=epoch,
+            shuffle_buffer=self.shuffle_buffer,
+            pool=self.pool,
+            workers_count=self.workers_count,
+            with_ids=self.with_ids,
+            plan=self.plan,
         ):
             out: dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(b[k])) for k in ("indptr", "indices", "values", "weight")}
             if self.with_ids:
@@ -724,7 +839,8 @@ class BowDataModule(pl.LightningDataModule):
         data_dir: The preprocessing output folder.
         batch_size: Per-rank batch size (``train_model`` divides SageMaker's per-instance
             ``mini_batch_size`` by the instance's ranks before passing it here).
-        reader: ``arrow`` (default) or ``petastorm`` (needs the separate environment).
+        reader: ``arrow`` (default) or ``petastorm`` (needs ``.venv-petastorm``; see
+            :mod:`lightning_module.petastorm_backend` for what the settings below mean there).
         num_workers: DataLoader workers per rank (persistent, pinned memory on GPU).
         seed: Base seed of the per-epoch shuffles.
         drop_last: Drop trailing rows of the training split (see :mod:`lightning_module.data`).
@@ -740,6 +856,9 @@ class BowDataModule(pl.LightningDataModule):
             when an epoch ends (see :class:`ParquetBowDataset`). ``None`` (default): the larger of
             4, ``steps_per_execution`` and one shuffle buffer's worth (a small epoch is then built
             whole before it starts); 0 turns it off.
+        shuffle: Shuffle the training split every epoch (``False``: file order, e.g. to compare readers).
+        petastorm_pool: ``reader: petastorm``: Petastorm's ``reader_pool_type`` (``dummy`` or ``process``).
+        petastorm_workers: ``reader: petastorm``: workers of Petastorm's process pool.
     """
 
     def __init__(
@@ -757,6 +876,9 @@ class BowDataModule(pl.LightningDataModule):
         steps_per_execution: int = 1,
         resident_dense: Optional[bool] = None,
         readahead: Optional[int] = None,
+        shuffle: bool = True,
+        petastorm_pool: str = "dummy",
+        petastorm_workers: int = 2,
     ) -> None:
         super().__init__()
         if int(steps_per_execution) < 1:
@@ -765,6 +887,13 @@ class BowDataModule(pl.LightningDataModule):
         self.train_steps_per_epoch: Optional[int] = None  # optimizer steps per epoch, set with the train loader
         if reader not in ("arrow", "petastorm"):
             raise ValueError(f"reader={reader!r}: choose 'arrow' or 'petastorm'.")
+        if reader == "petastorm" and resident:
+            raise ValueError(
+                "resident=True with reader='petastorm': the resident shard is read once by the Arrow loader, so Petastorm "
+                "would never read; set resident=false to train through Petastorm, or reader='arrow'."
+            )
+        self.shuffle = bool(shuffle)
+        self.petastorm_pool, self.petastorm_workers = petastorm_pool, int(petastorm_workers)
         self.data_dir = str(data_dir)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
@@ -811,7 +940,24 @@ class BowDataModule(pl.LightningDataModule):
         bs = self.batch_size if train else self.eval_batch_size
         files = split_files(self.data_dir, split)
         if self.reader == "petastorm":
-            return PetastormBowDataset(storage.join(self.data_dir, split), bs, rank, world, self.vocab_size, with_ids)
+            ds = PetastormBowDataset(
+                files,
+                bs,
+                rank,
+                world,
+                num_workers=self.num_workers,
+                shuffle=self.shuffle and train,
+                seed=self.seed,
+                drop_last=self.drop_last and train,
+                sub_sample=self.sub_sample if train else 1.0,
+                shuffle_buffer=self.shuffle_buffer,
+                pool=self.petastorm_pool,
+                workers_count=self.petastorm_workers,
+                with_ids=with_ids,
+                expected_docs=split_document_count(self.manifest, split),
+            )
+            ds.set_epoch(self._current_epoch() if train else 0)
+            return ds
         if self.resident:
             return self._resident_dataset(split, files, bs, rank, world, train)
         ds = ParquetBowDataset(
@@ -819,7 +965,7 @@ class BowDataModule(pl.LightningDataModule):
             bs,
             rank,
             world,
-            shuffle=train,
+            shuffle=self.shuffle and train,
             seed=self.seed,
             drop_last=self.drop_last and train,
             sub_sample=self.sub_sample if train else 1.0,
@@ -842,13 +988,13 @@ class BowDataModule(pl.LightningDataModule):
             block = Csr.concat([reader._read(s) for s in plan.segments]) if plan.segments else Csr.empty()
             self._resident[split] = (block, {"num_rows": plan.num_rows, "num_real": plan.num_real})
         block, info = self._resident[split]
-        ds = ResidentBowDataset(info["num_rows"], info["num_real"], bs, train, self.seed, rank, lengths=np.diff(block.indptr))
+        ds = ResidentBowDataset(info["num_rows"], info["num_real"], bs, self.shuffle and train, self.seed, rank, lengths=np.diff(block.indptr))
         ds.set_epoch(self._current_epoch() if train else 0)
         return ds
 
     def _loader(self, split: str) -> DataLoader:
         ds = self.dataset(split)
-        workers = 0 if (self.resident or self.reader == "petastorm") else self.num_workers
+        workers = 0 if self.resident else self.num_workers
         if split == "train":
             self.train_steps_per_epoch = len(ds)
             if self.steps_per_execution > 1:

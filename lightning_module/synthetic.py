@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE, bow_arrow_schema
+from ntm_spark.core.schema import MANIFEST_FILE, SPLITS, VOCAB_FILE, bow_arrow_schema
 
 
 def synthetic_docs(
@@ -101,6 +101,8 @@ def write_synthetic_corpus(
             pq.write_table(part, folder / f"part-{f:05d}.parquet", row_group_size=row_group_size)
     (path / VOCAB_FILE).write_text("".join(f"w{v:04d}\n" for v in range(vocab_size)))
     manifest = {"synthetic": True, "vocab_size": vocab_size, "num_topics": num_topics, "n_docs": list(n_docs), "seed": seed}
+    # The preprocessing job's per-split counts, which readers check the Parquet footers against.
+    manifest["splits"] = {s: {"path": s, "documents": int(n), "files": files_per_split} for s, n in zip(SPLITS, n_docs)}
     (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     np.save(path / "true_topic_word.npy", topic_word)
     return path

@@ -23,18 +23,24 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from lightning_module._compat import pl
-from lightning_module.data import BowDataModule, document_cooccurrence, read_coherence_reference
+from lightning_module.data import (
+    BowDataModule,
+    document_cooccurrence,
+    read_coherence_reference,
+    read_coherence_reference_files,
+)
 from lightning_module.model import ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
 from ntm_spark.core import paths, storage
 from ntm_spark.core.config import ConfigError, TrainConfig
-from ntm_spark.core.contract import read_manifest
+from ntm_spark.core.contract import DataNotFoundError, read_manifest
 from ntm_spark.core.hparams import resolve_hparams, resolve_presets
 from ntm_spark.core.schema import MANIFEST_FILE
 from ntm_spark.core.threads import default_threads, set_thread_env
 from ntm_spark.core.topic_metrics import (
     MIN_REFERENCE_DOCS,
+    CoherenceReference,
     collapse_reason,
     format_topics,
     top_words,
@@ -214,11 +220,12 @@ def configure_threads(local_ranks: int, threads: Optional[int] = None) -> int:
     return n
 
 
-def word_vectors(cfg: TrainConfig, vocab_size: int) -> Any:
+def word_vectors(cfg: TrainConfig, vocab_size: int, files: Optional[Sequence[str]] = None) -> Any:
     """Return the embedding decoder's fixed word vectors ``(V, embedding_dim)``, or ``None`` for the linear decoder.
 
     ``word_embeddings: ppmi`` derives them from the training split alone (at most its first
-    100,000 documents, so memory is ``O(V^2)``); a ``.npy`` path loads them (one row per
+    100,000 documents, so memory is ``O(V^2)``), or from ``files`` when given (Parquet of the
+    training documents, e.g. the Spark converter's cache); a ``.npy`` path loads them (one row per
     vocabulary word, in ``vocab.txt`` order). Every rank computes the same vectors.
 
     Raises:
@@ -239,7 +246,7 @@ def word_vectors(cfg: TrainConfig, vocab_size: int) -> Any:
                 f"vectors are computed for at most {MAX_PPMI_VOCAB}; give a .npy of ({vocab_size}, {dim}) vectors "
                 "or use decoder: linear."
             )
-        counts, n_docs = document_cooccurrence(cfg.data_dir, vocab_size)
+        counts, n_docs = document_cooccurrence(cfg.data_dir, vocab_size, files=files)
         vectors = ppmi_word_vectors(counts, n_docs, dim)
         log.info("word vectors: PPMI-SVD of %d training documents, %d x %d (%.1f s)", n_docs, vocab_size, dim, time.perf_counter() - t0)
         return vectors
@@ -253,6 +260,21 @@ def word_vectors(cfg: TrainConfig, vocab_size: int) -> Any:
             f"decoder needs one row per vocabulary word and embedding_dim columns, ({vocab_size}, {dim})."
         )
     return torch.nn.functional.normalize(torch.as_tensor(arr, dtype=torch.float32), dim=1)
+
+
+def coherence_reference(cfg: TrainConfig, dm: Any) -> CoherenceReference:
+    """Read NPMI's reference documents (``cfg.npmi_reference`` of ``cfg.data_dir``).
+
+    A data module fed from elsewhere (Petastorm's Spark converter) whose ``data_dir`` holds no
+    such split falls back to its own training files, named ``train``.
+    """
+    try:
+        return read_coherence_reference(cfg.data_dir, cfg.npmi_reference, dm.vocab_size, cfg.npmi_reference_max_docs)
+    except DataNotFoundError:
+        files = getattr(dm, "train_files", None)
+        if not files:
+            raise
+        return read_coherence_reference_files(files, dm.vocab_size, cfg.npmi_reference_max_docs, name="train")
 
 
 def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] = None, vectors: Any = None) -> NTMSystem:
@@ -293,6 +315,7 @@ def train_model(
     callbacks: Optional[Sequence["pl.Callback"]] = None,
     loggers: Optional[Sequence[Any]] = None,
     ranks_per_instance: Optional[int] = None,
+    datamodule: Optional["pl.LightningDataModule"] = None,
 ) -> TrainResult:
     """Train an NTM on the preprocessing output and write the model folder.
 
@@ -308,6 +331,10 @@ def train_model(
             per-instance batch, divided over the instance's devices); default: this node's devices.
             TorchDistributor on a cluster passes its executor's ranks, since there each rank is a
             ``torchrun`` node of its own (see :mod:`ntm_spark.spark.distributed`).
+        datamodule: Batches from elsewhere than ``cfg.data_dir``'s Parquet, e.g. Petastorm's Spark
+            converter (:mod:`ntm_spark.spark.petastorm_train`). It must have ``vocab``, ``vocab_size``
+            and ``has_split(split)``, and may have ``train_files`` (Parquet of the training documents,
+            for the PPMI word vectors; default: ``cfg.data_dir``'s training split).
 
     Returns:
         :class:`TrainResult` with the model folder (``cfg.output_dir``) and the final metrics.
@@ -336,9 +363,14 @@ def train_model(
         shuffle_buffer=cfg.shuffle_buffer,
         resident=cfg.resident,
         steps_per_execution=cfg.steps_per_execution,
+        shuffle=cfg.shuffle,
+        petastorm_pool=cfg.petastorm.reader_pool_type,
+        petastorm_workers=cfg.petastorm.workers_count,
+    ) if datamodule is None else datamodule
+    system = build_system(
+        cfg, dm.vocab_size, num_threads=threads, vectors=word_vectors(cfg, dm.vocab_size, getattr(dm, "train_files", None))
     )
-    system = build_system(cfg, dm.vocab_size, num_threads=threads, vectors=word_vectors(cfg, dm.vocab_size))
-    reference = read_coherence_reference(cfg.data_dir, cfg.npmi_reference, dm.vocab_size, cfg.npmi_reference_max_docs)
+    reference = coherence_reference(cfg, dm)
     if reference.n_docs < MIN_REFERENCE_DOCS:
         warnings.warn(
             f"the NPMI reference ({reference.describe()}) has fewer than {MIN_REFERENCE_DOCS:,} documents: pairs that "

@@ -195,6 +195,30 @@ class PreprocessConfig:
 
 
 @dataclass
+class PetastormConfig:
+    """Petastorm's readers (``train.petastorm``): ``reader: petastorm`` and ``ntm train --from-spark-df``.
+
+    Both run only in ``.venv-petastorm`` (``make petastorm-env``): Petastorm 0.13.1 needs pyarrow<=14 and numpy<2.
+    """
+
+    #: Petastorm's ``reader_pool_type``: ``dummy`` reads in the loader's own process (each DataLoader
+    #: worker then reads its own shard), ``process`` adds Petastorm's process pool. The ``thread`` pool is
+    #: refused: it silently returned no rows for whole shards in a probe.
+    reader_pool_type: Literal["dummy", "process"] = "dummy"
+    #: Processes of the ``process`` pool, per reader.
+    workers_count: int = 2
+    #: Where ``make_spark_converter`` materializes a DataFrame as Parquet: a path or a ``file://``,
+    #: ``hdfs://``, ``s3://``... URL every executor and the driver can reach. Each run's cache is
+    #: deleted when training ends.
+    cache_dir_url: str = ".ntm/petastorm-cache"
+
+    def validate(self) -> None:
+        """Check ranges."""
+        _check(self.workers_count >= 1, "train.petastorm.workers_count", self.workers_count, "use an integer >= 1")
+        _check(bool(self.cache_dir_url), "train.petastorm.cache_dir_url", self.cache_dir_url, "give a path or a URL such as file:///tmp/petastorm-cache")
+
+
+@dataclass
 class _TrainPaths:
     """The first keys of ``train.yaml``: where the data and the model folder are, and the preset."""
 
@@ -222,6 +246,7 @@ class TrainConfig(Hyperparameters, _TrainPaths):
 
     # Data loading.
     reader: Literal["arrow", "petastorm"] = "arrow"
+    shuffle: bool = True  # shuffle the training split every epoch (row-group order, then rows in shuffle_buffer)
     num_workers: int = 2
     shuffle_buffer: int = 4096
     drop_last: bool = False
@@ -246,6 +271,8 @@ class TrainConfig(Hyperparameters, _TrainPaths):
     npmi_reference: str = "train+heldout"  # '+'-joined splits; heldout = test, else validation
     npmi_reference_max_docs: int = 100_000  # the first N documents of those splits, in file order
     fail_on_collapse: bool = False  # true: a collapsed model fails training; false: it is marked (metrics, tags)
+    # Petastorm's readers (reader: petastorm, --from-spark-df).
+    petastorm: PetastormConfig = field(default_factory=PetastormConfig)
 
     def validate(self) -> None:
         """Check ranges: each hyperparameter's declared range (SageMaker's limits where it has them), then the run's."""

@@ -139,6 +139,17 @@ def read_manifest(path: PathLike, required: bool = True) -> Optional[dict[str, A
     return data
 
 
+def split_document_count(manifest: Optional[dict[str, Any]], split: str) -> Optional[int]:
+    """Return the documents the manifest says ``split`` holds, or ``None`` when it does not say (or there is no manifest)."""
+    if not manifest:
+        return None
+    entry = (manifest.get("splits") or {}).get(split)
+    if isinstance(entry, dict) and isinstance(entry.get("documents"), int):
+        return int(entry["documents"])
+    per_split = (manifest.get("documents") or {}).get("per_split") or {}
+    return int(per_split[split]) if isinstance(per_split.get(split), int) else None
+
+
 def read_vocabulary(folder: PathLike) -> Vocabulary:
     """Read ``vocab.txt`` of a dataset or model folder.
 
