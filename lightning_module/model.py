@@ -87,6 +87,12 @@ def resolve_encoder_layers(encoder_layers: Union[str, Sequence[int]], num_topics
     return layers
 
 
+def background_log_frequencies(word_counts: Tensor, smoothing: float = 0.5) -> Tensor:
+    """Return ``log p(w)`` from the training split's word counts ``(V,)``, add-``smoothing`` so unseen words stay finite."""
+    counts = word_counts.double().clamp_min(0.0) + smoothing
+    return (counts / counts.sum()).log().float()
+
+
 def ppmi_word_vectors(cooccurrence: Tensor, n_docs: int, dim: int) -> Tensor:
     """Word vectors from document co-occurrence counts: a truncated SVD of the PPMI matrix.
 
@@ -233,6 +239,8 @@ class NTMModel(nn.Module):
         word_vectors: The embedding decoder's fixed word vectors, shape ``(V, embedding_dim)`` (e.g.
             :func:`ppmi_word_vectors`); ``None`` starts from random unit vectors, which a
             saved ``state_dict`` then overwrites.
+        background: The linear decoder's initial bias ``b``, shape ``(V,)``: the training split's log
+            word frequencies (:func:`background_log_frequencies`); ``None`` keeps PyTorch's init.
         **hparams: The other ``model`` hyperparameters by name (``encoder_layers``, ``batch_norm``,
             ``prior``, ``dropout``, ``decoder``...; the embedding decoder's ``W`` is :meth:`beta`).
 
@@ -241,7 +249,15 @@ class NTMModel(nn.Module):
         ValueError: for a value out of range, naming the argument and the fix.
     """
 
-    def __init__(self, vocab_size: int, num_topics: int, *, word_vectors: Optional[Tensor] = None, **hparams: Any) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        num_topics: int,
+        *,
+        word_vectors: Optional[Tensor] = None,
+        background: Optional[Tensor] = None,
+        **hparams: Any,
+    ) -> None:
         super().__init__()
         h = take_hparams({"num_topics": num_topics, **hparams}, (MODEL,), "NTMModel")
         check_model_args(vocab_size, num_topics, h["encoder_layers_activation"], h["topic_activation"], h["prior"], h["dirichlet_alpha"], h["dropout"])
@@ -280,6 +296,15 @@ class NTMModel(nn.Module):
         self.topic_dropout = nn.Dropout(dropout)
         if decoder == "linear":
             self.decoder = nn.Linear(num_topics, vocab_size)  # W, b
+            if background is not None:
+                if tuple(background.shape) != (vocab_size,):
+                    raise ValueError(
+                        f"background has shape {tuple(background.shape)}: give one log frequency per vocabulary word, ({vocab_size},)."
+                    )
+                # b starts as the corpus's log word frequencies (SAGE / Scholar's background term), so W
+                # learns what each topic adds to them instead of every topic re-learning the common words.
+                with torch.no_grad():
+                    self.decoder.bias.copy_(background.float())
         else:
             if word_vectors is None:
                 word_vectors = F.normalize(torch.randn(vocab_size, embedding_dim), dim=1)
@@ -308,15 +333,23 @@ class NTMModel(nn.Module):
         return cls(**config)
 
     @classmethod
-    def from_hparams(cls, hparams: Mapping[str, Any], vocab_size: int, word_vectors: Optional[Tensor] = None) -> "NTMModel":
+    def from_hparams(
+        cls, hparams: Mapping[str, Any], vocab_size: int, word_vectors: Optional[Tensor] = None, background: Optional[Tensor] = None
+    ) -> "NTMModel":
         """Build a model from resolved hyperparameters, taking the ``model`` fields and ignoring the rest.
 
         Args:
             hparams: Hyperparameter names to values, e.g. :func:`ntm_spark.core.hparams.resolve_hparams`.
             vocab_size: Vocabulary size V (from ``vocab.txt``).
             word_vectors: See the class arguments.
+            background: See the class arguments.
         """
-        return cls(vocab_size, word_vectors=word_vectors, **{name: hparams[name] for name in hparam_names(MODEL) if name in hparams})
+        return cls(
+            vocab_size,
+            word_vectors=word_vectors,
+            background=background,
+            **{name: hparams[name] for name in hparam_names(MODEL) if name in hparams},
+        )
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(mu, logvar)`` for word counts ``x`` of shape ``(B, V)``; each is ``(B, K)``."""
@@ -401,12 +434,18 @@ class NTMModel(nn.Module):
         """Each topic's word distribution: the decoder applied to a pure topic, shape ``(K, V)``, rows sum to 1.
 
         With decoder batch norm this uses its running statistics (as in ``eval()``). The
-        embedding decoder's topics are its ``beta`` rows, normalized (ECRTM reads them so).
+        embedding decoder's topics are its ``beta`` rows, normalized (ECRTM reads them so). Without
+        decoder batch norm, the linear decoder's topic ``k`` is ``softmax(W[:, k])``: SageMaker NTM's
+        projection weights, which its 20 Newsgroups notebook plots as the topics' word clouds. The
+        bias ``b`` is the background every document shares; with it, every topic shows the same
+        common words (TU 0.15-0.2 on 20 Newsgroups, issue 18).
         """
         if self.decoder_kind == "embedding":
             b = self.beta()  # (K, V)
             return b / b.sum(dim=1, keepdim=True)
         eye = torch.eye(self.num_topics, dtype=self.decoder.weight.dtype, device=self.decoder.weight.device)
+        if not isinstance(self.decoder_bn, nn.BatchNorm1d):
+            return F.softmax(self.decoder.weight.t(), dim=1)  # (K, V): W's columns, without the background b
         logits = self.decoder(eye)  # (K, V)
         if isinstance(self.decoder_bn, nn.BatchNorm1d):
             bn = self.decoder_bn

@@ -60,6 +60,8 @@ class NTMSystem(pl.LightningModule):
         num_threads: ``torch.set_num_threads`` for this process (``None`` leaves it).
         word_vectors: Fixed word vectors ``(V, embedding_dim)`` for the embedding decoder; not
             saved in the hyperparameters (the model's state_dict holds them).
+        background: The linear decoder's initial bias, the training split's log word frequencies
+            ``(V,)``; not saved in the hyperparameters (it is only a starting point).
         direct_steps: Let training steps skip Lightning's per-step wrappers where they would
             do nothing (see :meth:`_direct_steps`); the updates are the same either way.
         **hparams: The other hyperparameters by name: the model's (passed to :class:`NTMModel`)
@@ -84,6 +86,7 @@ class NTMSystem(pl.LightningModule):
         diversity_top_n: int = 25,
         num_threads: Optional[int] = None,
         word_vectors: Optional[Tensor] = None,
+        background: Optional[Tensor] = None,
         direct_steps: bool = True,
         **hparams: Any,
     ) -> None:
@@ -114,7 +117,7 @@ class NTMSystem(pl.LightningModule):
         # Manual optimization: a training "batch" may hold several optimizer steps
         # (``steps_per_execution``), which spreads Lightning's per-call overhead over them.
         self.automatic_optimization = False
-        self.model = NTMModel.from_hparams(h, vocab_size, word_vectors=word_vectors)
+        self.model = NTMModel.from_hparams(h, vocab_size, word_vectors=word_vectors, background=background)
         self._acc: dict[str, Tensor] = {}
         self._topic_state: dict[str, Any] = {}
         self.last_topic_metrics: dict[str, dict[str, Any]] = {}

@@ -22,21 +22,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
 from lightning_module._compat import pl
 from lightning_module.data import (
     BowDataModule,
     document_cooccurrence,
+    list_row_groups,
+    open_parquet,
     read_coherence_reference,
     read_coherence_reference_files,
 )
-from lightning_module.model import ppmi_word_vectors
+from lightning_module.model import background_log_frequencies, ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
 from ntm_spark.core import paths, storage
 from ntm_spark.core.config import ConfigError, TrainConfig
-from ntm_spark.core.contract import DataNotFoundError, read_manifest
+from ntm_spark.core.contract import DataNotFoundError, read_manifest, split_files
 from ntm_spark.core.hparams import resolve_hparams, resolve_presets
-from ntm_spark.core.schema import MANIFEST_FILE
+from ntm_spark.core.schema import INDICES_COL, MANIFEST_FILE, VALUES_COL
 from ntm_spark.core.threads import default_threads, set_thread_env
 from ntm_spark.core.topic_metrics import (
     MIN_REFERENCE_DOCS,
@@ -277,14 +281,38 @@ def coherence_reference(cfg: TrainConfig, dm: Any) -> CoherenceReference:
         return read_coherence_reference_files(files, dm.vocab_size, cfg.npmi_reference_max_docs, name="train")
 
 
-def build_system(cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] = None, vectors: Any = None) -> NTMSystem:
-    """Build the :class:`NTMSystem` that ``cfg`` describes (``vectors``: see :func:`word_vectors`)."""
+def background_bias(cfg: TrainConfig, dm: Any) -> Any:
+    """Return the linear decoder's starting bias: log word frequencies of the training split; ``None`` for the embedding decoder."""
+    import torch
+
+    if resolve_model_options(cfg)["decoder"] != "linear":
+        return None
+    files = getattr(dm, "train_files", None) or split_files(cfg.data_dir, "train")
+    counts = np.zeros(dm.vocab_size, dtype=np.float64)
+    for group in list_row_groups(files):
+        table = open_parquet(group.path).read_row_group(group.index, columns=[INDICES_COL, VALUES_COL])
+        idx = np.asarray(table.column(INDICES_COL).combine_chunks().flatten(), dtype=np.int64)
+        val = np.asarray(table.column(VALUES_COL).combine_chunks().flatten(), dtype=np.float64)
+        np.add.at(counts, idx, val)
+    return background_log_frequencies(torch.from_numpy(counts))
+
+
+def build_system(
+    cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] = None, vectors: Any = None, background: Any = None
+) -> NTMSystem:
+    """Build the :class:`NTMSystem` that ``cfg`` describes.
+
+    ``vectors``: see :func:`word_vectors`; ``background``: the linear decoder's initial bias
+    (:func:`background_bias`).
+    """
     if cfg.feature_dim is not None and cfg.feature_dim != vocab_size:
         raise ConfigError(
             f"invalid config value train.feature_dim={cfg.feature_dim!r}: the vocabulary in {cfg.data_dir!r} "
             f"has {vocab_size} words; leave feature_dim null or set it to {vocab_size}."
         )
-    return NTMSystem.from_hparams(resolve_hparams(cfg, cfg.preset), vocab_size, num_threads=num_threads, word_vectors=vectors)
+    return NTMSystem.from_hparams(
+        resolve_hparams(cfg, cfg.preset), vocab_size, num_threads=num_threads, word_vectors=vectors, background=background
+    )
 
 
 def _interactive(cfg: TrainConfig) -> bool:
@@ -367,10 +395,14 @@ def train_model(
         petastorm_pool=cfg.petastorm.reader_pool_type,
         petastorm_workers=cfg.petastorm.workers_count,
     ) if datamodule is None else datamodule
-    system = build_system(
-        cfg, dm.vocab_size, num_threads=threads, vectors=word_vectors(cfg, dm.vocab_size, getattr(dm, "train_files", None))
-    )
     reference = coherence_reference(cfg, dm)
+    system = build_system(
+        cfg,
+        dm.vocab_size,
+        num_threads=threads,
+        vectors=word_vectors(cfg, dm.vocab_size, getattr(dm, "train_files", None)),
+        background=background_bias(cfg, dm),
+    )
     if reference.n_docs < MIN_REFERENCE_DOCS:
         warnings.warn(
             f"the NPMI reference ({reference.describe()}) has fewer than {MIN_REFERENCE_DOCS:,} documents: pairs that "

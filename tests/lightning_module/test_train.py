@@ -281,3 +281,31 @@ def test_direct_steps_take_the_same_updates_as_lightnings_wrappers(bow_corpus, c
     assert t_direct.global_step == t_wrapped.global_step > 0  # Lightning's step counter still advances
     for (name, a), (_, b) in zip(direct.state_dict().items(), wrapped.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_without_a_test_split_the_topic_metrics_come_from_train_plus_validation(bow_corpus, tmp_path):
+    """Issue 18: no test split -> NPMI over train+validation (heldout falls back), TU and diversity; never nan."""
+    import math
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(bow_corpus, data)
+    shutil.rmtree(data / "test")
+    result = train_model(_cfg(data, tmp_path / "out", epochs=2))
+    m = result.metrics
+    assert all(math.isfinite(m[k]) for k in ("npmi", "tu", "diversity")), m
+    import pyarrow.parquet as pq
+
+    n_ref = sum(pq.read_metadata(f).num_rows for s in ("train", "validation") for f in (data / s).glob("*.parquet"))
+    assert m["npmi_reference_docs"] == n_ref
+    folder_metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert folder_metrics["npmi"] == pytest.approx(m["npmi"]) and folder_metrics["collapsed"] in (0.0, 1.0)
+    training = json.loads((tmp_path / "out" / "hparams.json").read_text())["training"]
+    assert training["npmi_reference"] == {"splits": "train+validation", "documents": n_ref, "setting": "train+heldout"}
+
+
+def test_npmi_reference_setting_changes_the_reference(bow_corpus, tmp_path):
+    whole = train_model(_cfg(bow_corpus, tmp_path / "a", epochs=1, npmi_reference="test"))
+    import pyarrow.parquet as pq
+
+    assert whole.metrics["npmi_reference_docs"] == sum(pq.read_metadata(f).num_rows for f in (bow_corpus / "test").glob("*.parquet"))

@@ -95,6 +95,7 @@ def test_train_config_keys_and_defaults_are_unchanged():
         "resident": False, "steps_per_execution": 1, "accelerator": "auto", "devices": "auto", "num_nodes": 1,
         "strategy": "auto", "precision": "32-true", "threads_per_process": None, "seed": 42, "deterministic": False,
         "checkpoint": True, "resume": None, "progress_bar": None, "log_every_n_steps": 50, "top_n_words": 10,
+        "npmi_reference": "train+heldout", "npmi_reference_max_docs": 100000, "fail_on_collapse": False,
     }  # fmt: skip
     assert list(cfg) == ["data_dir", "output_dir", *expected, "petastorm"]
     assert {k: cfg[k] for k in expected} == expected
@@ -114,3 +115,9 @@ def test_preprocess_defaults_and_checks_for_issue_18():
         load_config("preprocess", overrides=["vocab_fit_splits=[train, dev]"])
     with pytest.raises(ConfigError, match="keep_official_split"):
         load_config("preprocess", overrides=["input_format=csv", "keep_official_split=true"])
+
+
+def test_npmi_reference_setting_is_checked():
+    assert load_config("train", overrides=["npmi_reference=test"]).npmi_reference == "test"
+    with pytest.raises(ConfigError, match=r"npmi_reference='train\+bogus'.*heldout"):
+        load_config("train", overrides=["npmi_reference=train+bogus"])

@@ -13,7 +13,7 @@ from ntm_spark.core.config import ConfigError, TrainConfig, from_dict, load_conf
 
 ROOT = Path(__file__).resolve().parents[3]
 #: Constructor arguments that are not hyperparameters: facts from the data, run settings, the metrics' sizes.
-MODEL_OTHER_ARGS = {"vocab_size", "word_vectors"}
+MODEL_OTHER_ARGS = {"vocab_size", "word_vectors", "background"}
 SYSTEM_OTHER_ARGS = MODEL_OTHER_ARGS | {"num_threads", "npmi_top_n", "diversity_top_n", "direct_steps"}
 
 
@@ -117,7 +117,7 @@ def test_from_hparams_picks_its_fields_and_ignores_the_rest():
 
     resolved = hp.resolve_hparams(from_dict(TrainConfig, {"num_topics": 5}), "default")
     model = NTMModel.from_hparams(resolved, vocab_size=30)
-    assert model.config["decoder"] == "embedding" and model.config["dropout"] == 0.1 and model.num_topics == 5
+    assert model.config["decoder"] == "embedding" and model.config["dropout"] == 0.0 and model.num_topics == 5
     system = NTMSystem.from_hparams(resolved, vocab_size=30, num_threads=1)
     assert system.hparams.optimizer == "adam" and system.hparams.ecr_weight == 1000.0 and "epochs" not in system.hparams
 
