@@ -147,6 +147,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT / ".ntm/data/20newsgroups"), help="the full-length by-date dataset")
     parser.add_argument("--short-data", default=None, help="the short-document dataset (bench/make_short_corpus.py)")
+    parser.add_argument("--corpora", nargs="+", default=["full", "short"], help="which of the two corpora to run")
     parser.add_argument("--k", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--presets", nargs="*", default=["default", "sagemaker"])
@@ -161,6 +162,7 @@ def main(argv=None) -> int:
     vocab_size = len((full / "vocab.txt").read_text().splitlines())
     test_ref = CoherenceReference(read_split(full, "test")[0], vocab_size, "full-length by-date test")
     corpora = {"full": full, **({"short": Path(args.short_data)} if args.short_data else {})}
+    corpora = {name: path for name, path in corpora.items() if name in args.corpora}
     print(json.dumps({"reference": test_ref.describe(), "corpora": {k: str(v) for k, v in corpora.items()}}), flush=True)
     spark = None
     if args.lda:

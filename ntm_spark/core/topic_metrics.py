@@ -273,21 +273,28 @@ class CoherenceReference:
 
 
 def collapse_reason(diversity: float, kl: Optional[float], num_topics: int, vocab_size: int, top_n: int = 25) -> Optional[str]:
-    """Return why a model has collapsed, or ``None``: its topics show the same few words.
+    """Return why a model has collapsed, or ``None``.
 
-    Topic collapse is a top-25 diversity under :data:`COLLAPSE_DIVERSITY` (lowered where the
-    vocabulary is too small for ``num_topics`` distinct top-25 lists). A mean KL under
-    :data:`COLLAPSE_KL` nats per document (the encoder ignores the document: posterior
-    collapse) is named as the cause when it is present.
+    Two ways, either enough:
+
+    * **topic collapse**: top-25 diversity under :data:`COLLAPSE_DIVERSITY` (scaled down where the
+      vocabulary is too small for ``num_topics`` distinct top-25 lists): every topic shows the
+      same few words;
+    * **posterior collapse**: mean KL under :data:`COLLAPSE_KL` nats per document: the encoder
+      ignores the document, so every document gets the same topic mixture, whatever the topics
+      look like (a linear decoder's untrained weight columns can even look diverse).
     """
     ceiling = min(1.0, vocab_size / float(num_topics * top_n))
     floor = COLLAPSE_DIVERSITY * ceiling
-    if not diversity < floor:
-        return None
-    reason = f"topic diversity {diversity:.3f} < {floor:.2f}: the topics share the same few top words"
+    reasons = []
+    if diversity < floor:
+        reasons.append(f"topic diversity {diversity:.3f} < {floor:.2f}: the topics share the same few top words")
     if kl is not None and kl < COLLAPSE_KL:
-        reason += f", and the mean KL {kl:.4f} < {COLLAPSE_KL} nats per document (posterior collapse: the encoder ignores the documents)"
-    return reason
+        reasons.append(
+            f"mean KL {kl:.4f} < {COLLAPSE_KL} nats per document: posterior collapse, the encoder ignores the "
+            "documents and gives every one the same topic mixture"
+        )
+    return "; ".join(reasons) or None
 
 
 def topic_uniqueness(top_ids: np.ndarray, per_topic: bool = False):
