@@ -389,11 +389,7 @@ def encoded_line_flags(lines: list[str]) -> list[bool]:
                 k = j
                 while k < n and lines[k].rstrip() != "end" and (_is_uu_line(lines[k]) or not lines[k].strip()):
                     k += 1
-                if k < n and lines[k].rstrip() == "end":
-                    k += 1
-                for t in range(i, k):
-                    drop[t] = True
-                i = k
+                i = _drop_through_end(lines, drop, i, k)
                 continue
         if _is_uu_body_line(line) and i + 1 < n and _is_uu_body_line(lines[i + 1]):
             k = i
@@ -401,11 +397,7 @@ def encoded_line_flags(lines: list[str]) -> list[bool]:
                 k += 1
             while k < n and _is_uu_line(lines[k]):  # the shorter closing lines, "`", then "end"
                 k += 1
-            if k < n and lines[k].rstrip() == "end":
-                k += 1
-            for t in range(i, k):
-                drop[t] = True
-            i = k
+            i = _drop_through_end(lines, drop, i, k)
             continue
         if _is_encoded_line(line) and i + 1 < n and _is_encoded_line(lines[i + 1]):
             width = len(stripped)
@@ -423,6 +415,15 @@ def encoded_line_flags(lines: list[str]) -> list[bool]:
             drop[i] = True
         i += 1
     return drop
+
+
+def _drop_through_end(lines: list[str], drop: list[bool], start: int, stop: int) -> int:
+    """Mark lines ``start..stop`` dropped, and the uuencode ``end`` line at ``stop`` if there; return the next line."""
+    if stop < len(lines) and lines[stop].rstrip() == "end":
+        stop += 1
+    for t in range(start, stop):
+        drop[t] = True
+    return stop
 
 
 def strip_encoded_blocks(text: str) -> str:
