@@ -122,6 +122,27 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         needs_data=True,
     ),
     Benchmark(
+        "make_short_corpus",
+        "the short-document corpus for bench_topic_quality (issue 18): each 20 Newsgroups document cut to its first 60 counted words",
+        ("--data", ".ntm/data/20newsgroups", "--out", ".ntm/data/20newsgroups-short60", "--words", "60"),
+        needs_data=True,
+    ),
+    Benchmark(
+        "bench_topic_quality",
+        "topic quality (issue 18): NPMI / diversity / NMI of both presets vs Spark LDA (EM, online), full and short "
+        "documents, K=20 and 50, 3 seeds",
+        ("--data", ".ntm/data/20newsgroups", "--short-data", ".ntm/data/20newsgroups-short60", "--k", "20", "50",
+         "--seeds", "42", "1", "2", "--json", "/tmp/bench_topic_quality.json"),
+        needs_data=True,
+    ),
+    Benchmark(
+        "bench_threads",
+        "training threads under load (issue 18): epoch time, 2 spinning threads vs the default (cores free // ranks, "
+        "PASSIVE) vs 1 thread, beside a busy process",
+        ("--epochs", "3", "--rounds", "2", "--load", "1"),
+        needs_data=True,
+    ),
+    Benchmark(
         "sweep_ntm_quality",
         "quality sweep: a plain loop over NTMModel for ablations (add --set KEY=VALUE), 3 seeds",
         ("--k", "20", "50", "--seeds", "42", "1", "2", "--tag", "baseline"),

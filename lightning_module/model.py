@@ -226,6 +226,47 @@ def ntm_loss(
     return NTMLoss(recon_m + kl_weight * kl_m, recon_m, kl_m)
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` whose training statistics skip padding rows.
+
+    The loaders pad a batch with empty documents of weight 0 (so that DDP ranks take the same
+    number of steps); with plain batch norm those rows would shift every real document's
+    normalization. Called with ``mask`` (``(B,)``, nonzero for real rows) in training mode, the
+    batch mean and variance, and the running statistics, come from the real rows only; a batch
+    with fewer than 2 real rows leaves the running statistics alone. Without a mask, or in eval
+    mode, it is ``nn.BatchNorm1d`` (same parameters and state-dict keys). Lightning's
+    ``sync_batchnorm`` (multi-GPU) converts it to ``SyncBatchNorm``, which counts padding rows.
+    """
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:  # noqa: D102
+        if mask is None or not self.training:
+            return super().forward(x)
+        w = (mask != 0).to(x.dtype)[:, None]  # (B, 1)
+        n = w.sum()
+        mean = (x * w).sum(dim=0) / n.clamp_min(1.0)  # (C,)
+        var = ((x - mean).pow(2) * w).sum(dim=0) / n.clamp_min(1.0)  # (C,), biased, as BatchNorm normalizes
+        # No real rows: normalize by nothing (mean 0, variance 1) rather than by the padding.
+        mean = torch.where(n > 0, mean, torch.zeros_like(mean))
+        var = torch.where(n > 0, var, torch.ones_like(var))
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                m = self.momentum if self.momentum is not None else 0.1
+                unbiased = var * n / (n - 1.0).clamp_min(1.0)
+                keep = n >= 2  # no sync with the host: torch.where, not an if
+                self.running_mean.copy_(torch.where(keep, (1 - m) * self.running_mean + m * mean.detach(), self.running_mean))
+                self.running_var.copy_(torch.where(keep, (1 - m) * self.running_var + m * unbiased.detach(), self.running_var))
+                self.num_batches_tracked.add_(1)
+        y = (x - mean) / torch.sqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight + self.bias
+        return y
+
+
+def _masked(layer: nn.Module, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """Call ``layer``, passing ``mask`` on to :class:`MaskedBatchNorm1d` only."""
+    return layer(x, mask) if isinstance(layer, MaskedBatchNorm1d) else layer(x)
+
+
 class NTMModel(nn.Module):
     """Variational neural topic model (SageMaker NTM / NVDM / ProdLDA family).
 
@@ -284,7 +325,7 @@ class NTMModel(nn.Module):
         for hidden in layers:
             blocks.append(nn.Linear(width, hidden))
             if h["batch_norm"]:
-                blocks.append(nn.BatchNorm1d(hidden))
+                blocks.append(MaskedBatchNorm1d(hidden))
             blocks.append(_activation(h["encoder_layers_activation"]))
             width = hidden
         self.encoder = nn.Sequential(*blocks)
@@ -292,7 +333,7 @@ class NTMModel(nn.Module):
         self.mu = nn.Linear(width, num_topics)  # l1
         self.log_sigma = nn.Linear(width, num_topics)  # l2
         # BN on mu (ProdLDA) keeps the posterior from collapsing early.
-        self.mu_bn = nn.BatchNorm1d(num_topics, affine=False) if h["batch_norm"] else nn.Identity()
+        self.mu_bn = MaskedBatchNorm1d(num_topics, affine=False) if h["batch_norm"] else nn.Identity()
         self.topic_dropout = nn.Dropout(dropout)
         if decoder == "linear":
             self.decoder = nn.Linear(num_topics, vocab_size)  # W, b
@@ -316,7 +357,7 @@ class NTMModel(nn.Module):
             self.register_buffer("word_embeddings", word_vectors.detach().float().clone())  # (V, D), fixed
             topics = nn.init.trunc_normal_(torch.empty(num_topics, embedding_dim), std=0.1)
             self.topic_embeddings = nn.Parameter(F.normalize(topics, dim=1))  # (K, D)
-        self.decoder_bn = nn.BatchNorm1d(vocab_size, affine=False) if h["decoder_batch_norm"] else nn.Identity()
+        self.decoder_bn = MaskedBatchNorm1d(vocab_size, affine=False) if h["decoder_batch_norm"] else nn.Identity()
 
         # Prior as buffers: they follow the module to its device and into the state_dict.
         if h["prior"] == "dirichlet":
@@ -351,11 +392,16 @@ class NTMModel(nn.Module):
             **{name: hparams[name] for name in hparam_names(MODEL) if name in hparams},
         )
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(mu, logvar)`` for word counts ``x`` of shape ``(B, V)``; each is ``(B, K)``."""
-        inp = torch.log1p(x) if self.encoder_input == "log1p" else x  # (B, V)
-        pi = self.encoder_dropout(self.encoder(inp))  # (B, H)
-        mu = self.mu_bn(self.mu(pi))  # (B, K)
+    def encode(self, x: Tensor, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Return ``(mu, logvar)`` for word counts ``x`` of shape ``(B, V)``; each is ``(B, K)``.
+
+        ``mask`` (``(B,)``, 0 for padding rows) keeps padding out of the batch-norm statistics.
+        """
+        pi = torch.log1p(x) if self.encoder_input == "log1p" else x  # (B, V)
+        for layer in self.encoder:
+            pi = _masked(layer, pi, mask)  # (B, H)
+        pi = self.encoder_dropout(pi)
+        mu = _masked(self.mu_bn, self.mu(pi), mask)  # (B, K)
         logvar = 2.0 * self.log_sigma(pi)  # (B, K), log sigma^2
         return mu, logvar
 
@@ -385,31 +431,32 @@ class NTMModel(nn.Module):
         with torch.autocast(device_type=self.prior_mu.device.type, enabled=False):
             return sinkhorn_transport_cost(self.embedding_cost().float())
 
-    def decode_logits(self, z: Tensor) -> Tensor:
+    def decode_logits(self, z: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """Return the decoder logits ``(B, V)`` for topic vectors ``z`` of shape ``(B, K)``."""
         if self.decoder_kind == "embedding":
-            return self.decoder_bn(z @ self.beta().to(z.dtype))
-        return self.decoder_bn(self.decoder(z))
+            return _masked(self.decoder_bn, z @ self.beta().to(z.dtype), mask)
+        return _masked(self.decoder_bn, self.decoder(z), mask)
 
-    def forward(self, x: Tensor, sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, sample: bool = True, mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
         """Encode, sample and decode.
 
         Args:
             x: Word counts, shape ``(B, V)``.
             sample: Draw ``h = mu + sigma * eps``; ``False`` uses ``h = mu``.
+            mask: ``(B,)``, 0 for padding rows: they are left out of batch-norm statistics.
 
         Returns:
             ``(log_y, mu, logvar)``: log word probabilities ``(B, V)`` and the posterior ``(B, K)`` x2.
         """
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, mask)
         h = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu  # (B, K)
         z = self.topic_dropout(self.topic_map(h))  # (B, K)
-        log_y = F.log_softmax(self.decode_logits(z), dim=1)  # (B, V)
+        log_y = F.log_softmax(self.decode_logits(z, mask), dim=1)  # (B, V)
         return log_y, mu, logvar
 
     def loss(self, x: Tensor, sample: bool = True, kl_weight: float = 1.0, weight: Optional[Tensor] = None) -> NTMLoss:
         """Run :meth:`forward` and :func:`ntm_loss` with this model's prior."""
-        log_y, mu, logvar = self(x, sample=sample)
+        log_y, mu, logvar = self(x, sample=sample, mask=weight)
         prior_mu, prior_var = (self.prior_mu, self.prior_var) if self.use_prior_buffers else (None, None)
         return ntm_loss(x, log_y, mu, logvar, prior_mu, prior_var, kl_weight=kl_weight, weight=weight)
 

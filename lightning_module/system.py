@@ -163,7 +163,7 @@ class NTMSystem(pl.LightningModule):
         x = densify_batch(batch, self.model.vocab_size)  # (B, V)
         weight = batch["weight"].to(x.dtype)  # (B,), 0 for padding rows
         train = stage == "train"
-        log_y, mu, logvar = self.model(x, sample=train and self.hparams.sample_latent)
+        log_y, mu, logvar = self.model(x, sample=train and self.hparams.sample_latent, mask=weight)
         prior = (self.model.prior_mu, self.model.prior_var) if self.model.use_prior_buffers else (None, None)
         recon, kl = ntm_loss_per_doc(x, log_y, mu, logvar, *prior)  # (B,), (B,)
         kl_w = self.kl_weight() if train else 1.0

@@ -67,6 +67,7 @@ def main(argv):
             "num_topics": 4, "epochs": 3, "mini_batch_size": 404, "num_workers": 0, "accelerator": "auto",
             "devices": int(devices), "num_nodes": int(num_nodes), "sample_latent": False, "checkpoint": False,
             "progress_bar": False, "threads_per_process": 1, "seed": 11,
+            "batch_norm": False,  # as ddp_script.py: CPU ranks have no SyncBatchNorm
         },
     )
     try:

@@ -1,7 +1,9 @@
+import copy
+
 import pytest
 import torch
 
-from lightning_module.model import PRESETS, NTMModel, laplace_dirichlet_prior, ntm_loss, resolve_encoder_layers
+from lightning_module.model import PRESETS, MaskedBatchNorm1d, NTMModel, laplace_dirichlet_prior, ntm_loss, resolve_encoder_layers
 
 
 def _counts(b=6, v=30, seed=0):
@@ -27,7 +29,10 @@ def test_sagemaker_preset_is_the_seed_architecture():
     p = PRESETS["sagemaker"]
     model = NTMModel(30, 4, encoder_layers_activation=p["encoder_layers_activation"], batch_norm=p["batch_norm"])
     kinds = [type(m).__name__ for m in model.encoder]
-    assert kinds == ["Linear", "Sigmoid", "Linear", "Sigmoid"]
+    # The seed's layers, with batch norm before each activation (issue 18: off, it collapsed).
+    assert kinds == ["Linear", "MaskedBatchNorm1d", "Sigmoid", "Linear", "MaskedBatchNorm1d", "Sigmoid"]
+    seed = NTMModel(30, 4, encoder_layers_activation=p["encoder_layers_activation"], batch_norm=False)
+    assert [type(m).__name__ for m in seed.encoder] == ["Linear", "Sigmoid", "Linear", "Sigmoid"]
     assert [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)] == [12, 8]
     assert isinstance(model.decoder_bn, torch.nn.Identity) and p["optimizer"] == "adadelta" and p["learning_rate"] == 0.001
 
@@ -45,13 +50,36 @@ def test_dirichlet_prior_matches_prodlda_formula():
     assert torch.allclose(mu0, torch.zeros(4)) and torch.allclose(var0, torch.full((4,), 0.75))
 
 
-def test_padding_weight_zero_is_ignored():
-    model = NTMModel(30, 4)
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_padding_weight_zero_is_ignored(batch_norm):
+    torch.manual_seed(0)
+    model = NTMModel(30, 4, batch_norm=batch_norm, decoder_batch_norm=batch_norm)
+    twin = copy.deepcopy(model)
     x = _counts(4)
     w = torch.tensor([1.0, 1.0, 0.0, 0.0])
     padded = model.loss(torch.cat([x[:2], torch.zeros(2, 30)]), sample=False, weight=w)
-    plain = model.loss(x[:2], sample=False)
+    plain = twin.loss(x[:2], sample=False)
     assert torch.isclose(padded.loss, plain.loss)
+    # Batch norm's running statistics saw the real rows only.
+    assert all(torch.allclose(a.float(), b.float(), atol=1e-6) for a, b in zip(model.buffers(), twin.buffers()))
+
+
+def test_masked_batch_norm_is_batch_norm_over_the_real_rows():
+    torch.manual_seed(1)
+    x = torch.randn(6, 5)
+    mask = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    masked, plain = MaskedBatchNorm1d(5), torch.nn.BatchNorm1d(5)
+    y = masked(x, mask)
+    ref = plain(x[mask > 0])
+    assert torch.allclose(y[mask > 0], ref, atol=1e-6)
+    assert torch.allclose(masked.running_mean, plain.running_mean) and torch.allclose(masked.running_var, plain.running_var)
+    # Without a mask, or in eval mode, it is nn.BatchNorm1d.
+    assert torch.allclose(masked(x), plain(x), atol=1e-6)
+    masked.eval(), plain.eval()
+    assert torch.allclose(masked(x, mask), plain(x), atol=1e-6)
+    # A batch of padding alone: finite output, running statistics untouched.
+    before = masked.train().running_mean.clone()
+    assert torch.isfinite(masked(x, torch.zeros(6))).all() and torch.equal(masked.running_mean, before)
 
 
 @pytest.mark.parametrize("preset", ["sagemaker", "default"])
