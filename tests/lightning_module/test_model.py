@@ -3,7 +3,14 @@ import copy
 import pytest
 import torch
 
-from lightning_module.model import PRESETS, MaskedBatchNorm1d, NTMModel, laplace_dirichlet_prior, ntm_loss, resolve_encoder_layers
+from lightning_module.model import (
+    PRESETS,
+    MaskedBatchNorm1d,
+    NTMModel,
+    laplace_dirichlet_prior,
+    ntm_loss,
+    resolve_encoder_layers,
+)
 
 
 def _counts(b=6, v=30, seed=0):
