@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -76,7 +77,7 @@ def score(topic_word: np.ndarray, theta_test: np.ndarray, labels: list, refs: di
     return out
 
 
-def run_ntm(data: Path, k: int, preset: str, seed: int, x_test: np.ndarray) -> dict:
+def run_ntm(data: Path, k: int, preset: str, seed: int, x_test: np.ndarray, overrides: Optional[dict] = None) -> dict:
     import torch
 
     from lightning_module.model_folder import load_model_folder
@@ -87,7 +88,7 @@ def run_ntm(data: Path, k: int, preset: str, seed: int, x_test: np.ndarray) -> d
     with tempfile.TemporaryDirectory() as out:
         cfg = from_dict(TrainConfig, {"data_dir": str(data), "output_dir": out, "num_topics": k, "preset": preset, "seed": seed,
                                       "num_workers": 0, "accelerator": "cpu", "devices": 1, "progress_bar": False,
-                                      "checkpoint": False, "threads_per_process": 1})
+                                      "checkpoint": False, "threads_per_process": 1, **(overrides or {})})
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             result = train_model(cfg)
@@ -154,7 +155,18 @@ def main(argv=None) -> int:
     parser.add_argument("--lda", nargs="*", default=["em", "online"], help="Spark LDA optimizers to run as peers")
     parser.add_argument("--lda-iter", type=int, default=50)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON",
+                        help="a training-config override for every NTM run, e.g. --set ecr_weight=250 (value parsed as JSON, else a string)")
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: write KEY=VALUE, e.g. --set ecr_weight=250")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
 
     from lightning_module.data import read_coherence_reference
 
@@ -163,7 +175,7 @@ def main(argv=None) -> int:
     test_ref = CoherenceReference(read_split(full, "test")[0], vocab_size, "full-length by-date test")
     corpora = {"full": full, **({"short": Path(args.short_data)} if args.short_data else {})}
     corpora = {name: path for name, path in corpora.items() if name in args.corpora}
-    print(json.dumps({"reference": test_ref.describe(), "corpora": {k: str(v) for k, v in corpora.items()}}), flush=True)
+    print(json.dumps({"reference": test_ref.describe(), "overrides": overrides, "corpora": {k: str(v) for k, v in corpora.items()}}), flush=True)
     spark = None
     if args.lda:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -181,7 +193,7 @@ def main(argv=None) -> int:
             refs = {"test": test_ref, "ref": read_coherence_reference(data, "train+heldout", vocab_size)}
             for k in args.k:
                 for seed in args.seeds:
-                    runs = [(f"ntm_{p}", lambda p=p: run_ntm(data, k, p, seed, x_test)) for p in args.presets]
+                    runs = [(f"ntm_{p}", lambda p=p: run_ntm(data, k, p, seed, x_test, overrides)) for p in args.presets]
                     runs += [(f"spark_lda_{o}", lambda o=o: run_lda(spark, data, k, seed, o, args.lda_iter, vocab_size)) for o in args.lda]
                     for name, fn in runs:
                         r = fn()
