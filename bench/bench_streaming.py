@@ -372,8 +372,9 @@ def main(argv=None):
                         help="produce and consume the measured window in their own processes, not the driver's")
     parser.add_argument("--input-partitions", type=int, nargs="*", default=[2],
                         help="partitions of the measured input topic (each value measured in turn)")  # fmt: skip
-    parser.add_argument("--max-tasks-per-batch", type=int, nargs="*", default=[None],
-                        help="stream.max_tasks_per_batch values measured in turn (0: null, one task per Kafka partition)")  # fmt: skip
+    parser.add_argument("--max-tasks-per-batch", nargs="*", default=[None], type=lambda v: v if v == "auto" else int(v),
+                        help="stream.max_tasks_per_batch values measured in turn (auto; 0: null, one task per Kafka "
+                             "partition); none given: the config's default")  # fmt: skip
     args = parser.parse_args(argv)
     global SEPARATE_PROCESSES, INPUT_PARTITIONS
     SEPARATE_PROCESSES = args.separate_processes
