@@ -171,7 +171,9 @@ def test_tail_drift_topic_missing_then_follow(kafka_bootstrap, tmp_path, capsys)
     # --follow waits for more: two records are there, two more come while it runs; then Ctrl-C.
     cmd = [sys.executable, "-m", "jobs.cli", "tail", "--topic", out_topic, "--drift", "--follow", "--from-beginning", *conn]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT at its default in the child, even when the test runner was started with it ignored (a background job).
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         got = [proc.stdout.readline() for _ in range(2)]
         more = [{"window_start": f"2026-01-01T00:0{i}:00Z", "js_distance": 0.5, "alert": True} for i in (2, 3)]
