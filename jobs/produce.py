@@ -125,7 +125,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         say("interrupted: the documents sent so far are flushed on close; rerun to send the rest (keys are stable).")
         return 130
-    except ProduceInputError as err:  # a later CSV file problem (read lazily)
+    except ProduceInputError as err:  # an input that fails while it is read (an I/O error)
         say(str(err))
         return 2
     except KafkaError as err:

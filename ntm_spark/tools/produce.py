@@ -252,14 +252,20 @@ def read_documents(
         stdin: Where ``-`` reads from (default: ``sys.stdin.buffer``).
 
     Raises:
-        ProduceInputError: for a missing path, an unknown format or a CSV without the text column.
+        ProduceInputError: for a missing or unreadable path, an unknown format or a CSV without the text column.
     """
     fmt = detect_format(path, input_format)
     if path != STDIN and not Path(path).exists():
         raise ProduceInputError(f"input {path!r} does not exist: check the path (or pass - to read standard input).")
     if path != STDIN and Path(path).is_dir() and fmt != "text":
         raise ProduceInputError(f"input {path!r} is a folder: a folder is read as text files (--format text), one document per file.")
-    stream = stdin if stdin is not None else sys.stdin.buffer
+    try:
+        yield from _read_items(path, fmt, text_col, id_col, stdin if stdin is not None else sys.stdin.buffer)
+    except OSError as err:
+        raise ProduceInputError(f"cannot read {path!r} ({err.strerror or err}): check the path and its permissions.") from err
+
+
+def _read_items(path: str, fmt: str, text_col: str, id_col: Optional[str], stream: IO[bytes]) -> Iterator[Item]:
     source = "stdin" if path == STDIN else path
     if fmt == "jsonl":
         if path == STDIN:

@@ -150,6 +150,8 @@ def test_formats_by_extension_and_clear_errors(tmp_path):
         list(read_documents(str(tmp_path / "missing.jsonl")))
     with pytest.raises(ProduceInputError, match="is a folder"):
         list(read_documents(str(tmp_path), "jsonl"))
+    with pytest.raises(ProduceInputError, match=r"cannot read '/proc/self/mem' \(.*\): check the path"):
+        list(read_documents("/proc/self/mem", "text"))  # an OSError even for root
 
 
 def test_values_and_keys_encode_even_with_lone_surrogates():
