@@ -227,12 +227,34 @@ def run_demo(args: argparse.Namespace, commands: Mapping[str, Callable[[list], i
             except subprocess.TimeoutExpired:
                 os.killpg(stream_proc.pid, signal.SIGKILL)
                 stream_proc.wait()
+        if stream_proc is not None:
+            _wait_for_group(stream_proc.pid)
         if args.keep_services:
             print("    services left running (--keep-services); stop them with `ntm services down`")
         else:
             for svc in started:
                 svc.down()
             print(f"    stopped: {', '.join(type(s).__name__ for s in started) or 'nothing (services were already running)'}")
+
+
+def _wait_for_group(pgid: int, timeout: float = 30.0) -> None:
+    """Wait until every process of group ``pgid`` has exited (SIGKILL after ``timeout``).
+
+    The stream's Python driver exits first; its Spark JVM, in the same group, runs its shutdown
+    hooks after the SIGTERM and can outlive it by seconds on a busy machine.
+    """
+    import signal
+
+    for sig, wait_s in ((None, timeout), (signal.SIGKILL, 10.0)):
+        try:
+            if sig is not None:
+                os.killpg(pgid, sig)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                os.killpg(pgid, 0)
+                time.sleep(0.2)
+        except (ProcessLookupError, PermissionError):
+            return
 
 
 def _wait_until_scoring(bootstrap: str, in_topic: str, out_topic: str, text: str, timeout: float, proc) -> float:
