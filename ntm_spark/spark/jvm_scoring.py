@@ -10,7 +10,9 @@ definition; ``tests/ntm_spark/spark/test_jvm_scoring.py`` checks the two on 20 N
 
 * ``ntm_score(text, model_folder, max_text_bytes, top_k, top_words)``: the struct of
   ``error_code``, ``error_message``, ``topic_weights``, ``top_topics``;
-* ``ntm_bow(text, model_folder)``: the vocabulary indices of the document's lemmas, in order.
+* ``ntm_bow(text, model_folder)``: the vocabulary indices of the document's lemmas, in order;
+* ``ntm_single_json(raw_value)``: why a value Spark parsed as a JSON object has trailing data
+  (:func:`~ntm_spark.spark.streaming.check_single_json`'s ``not_json``), or null.
 
 :func:`score_batch_jvm` is :func:`ntm_spark.spark.streaming.score_batch` with it: the same output
 columns, computed in the JVM.
@@ -21,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ntm_spark.core.checks import MAX_TEXT_BYTES
+from ntm_spark.core.checks import MAX_TEXT_BYTES, TOO_LARGE
 from ntm_spark.core.contract import read_jvm_export
 from ntm_spark.core.schema import (
     ERROR_CODE_COL,
@@ -40,8 +42,10 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The SQL names of the JVM scorer's functions.
 SCORE_FUNCTION = "ntm_score"
 BOW_FUNCTION = "ntm_bow"
+JSON_FUNCTION = "ntm_single_json"
 SCORE_CLASS = "io.github.ntmspark.scorer.ScoreUdf"
 BOW_CLASS = "io.github.ntmspark.scorer.BowUdf"
+JSON_CLASS = "io.github.ntmspark.scorer.JsonCheckUdf"
 SCORER_CLASS = "io.github.ntmspark.scorer.NtmScorer"
 
 
@@ -92,6 +96,7 @@ def register_jvm_scorer(spark: "SparkSession") -> None:
     try:
         spark.udf.registerJavaFunction(SCORE_FUNCTION, SCORE_CLASS, score_struct_type())
         spark.udf.registerJavaFunction(BOW_FUNCTION, BOW_CLASS, T.ArrayType(T.IntegerType()))
+        spark.udf.registerJavaFunction(JSON_FUNCTION, JSON_CLASS, T.StringType())
     except Exception as err:  # py4j/AnalysisException: the class is not on the class path
         raise JvmScorerError(
             f"cannot register the JVM scorer ({SCORE_CLASS}): {_java_error(err)[:300]}. Build ntm-scorer.jar with "
@@ -142,6 +147,8 @@ def score_batch_jvm(
     """:func:`~ntm_spark.spark.streaming.score_batch` with the JVM scorer: the same columns, no Python worker.
 
     Call :func:`register_jvm_scorer` on the session first (and :func:`check_jvm_model` to fail early).
+    With a ``raw_value`` column, a value holding more than one JSON object becomes ``not_json``,
+    as in the Python path (``ntm_single_json``).
 
     Args:
         df: The output of :func:`~ntm_spark.spark.streaming.parse_messages` (or any frame with
@@ -161,6 +168,7 @@ def score_batch_jvm(
     """
     from pyspark.sql import functions as F
 
+    from ntm_spark.serving.scoring import NOT_JSON
     from ntm_spark.spark.streaming import RAW_VALUE_COL
 
     for name in (input_col, ERROR_CODE_COL, ERROR_MESSAGE_COL):
@@ -172,12 +180,19 @@ def score_batch_jvm(
     folder = str(Path(model_dir).resolve())
     new_names = {ERROR_CODE_COL, ERROR_MESSAGE_COL, TOPIC_WEIGHTS_COL, TOP_TOPICS_COL, MODEL_NAME_COL, MODEL_VERSION_COL, SCORED_AT_COL}
     keep = [c for c in df.columns if c != input_col and c not in new_names]
-    code = F.col(ERROR_CODE_COL)
+    code, message = F.col(ERROR_CODE_COL), F.col(ERROR_MESSAGE_COL)
+    if RAW_VALUE_COL in df.columns:
+        trailing = F.when(~code.isin(NOT_JSON, TOO_LARGE) | code.isNull(), F.call_function(JSON_FUNCTION, F.col(RAW_VALUE_COL)))
+        df = df.select("*", trailing.alias("_trailing"))
+        code = F.when(F.col("_trailing").isNotNull(), F.lit(NOT_JSON)).otherwise(code)
+        message = F.coalesce(F.col("_trailing"), message)
     scored = F.call_function(
-        SCORE_FUNCTION, F.col(input_col), F.lit(folder), F.lit(int(max_text_bytes)).cast("long"), F.lit(int(top_k)), F.lit(int(top_words))
+        SCORE_FUNCTION, F.col("_text"), F.lit(folder), F.lit(int(max_text_bytes)).cast("long"), F.lit(int(top_k)), F.lit(int(top_words))
     )
-    # Rows parsing already failed keep their code; only well-formed ones reach the scorer.
-    out = df.select(*keep, code.alias("_code"), F.col(ERROR_MESSAGE_COL).alias("_message"), F.when(code.isNull(), scored).alias("_s"))
+    # Rows parsing already failed keep their code; only well-formed ones reach the scorer. Each step
+    # is its own projection: Spark does not collapse one that would call the UDF once per field.
+    out = df.select(*keep, F.col(input_col).alias("_text"), code.alias("_code"), message.alias("_message"))
+    out = out.select(*keep, "_code", "_message", F.when(F.col("_code").isNull(), scored).alias("_s"))
     out = out.select(
         *keep,
         F.coalesce(F.col("_code"), F.col("_s.error_code")).alias(ERROR_CODE_COL),

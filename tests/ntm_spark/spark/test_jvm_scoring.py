@@ -276,3 +276,110 @@ def test_normalizer_matches_python_on_any_text(jvm_spark, jvm_models, key):
         assert list(jvm.normalize(text)) == py.normalizer.normalize(text)
 
     check()
+
+
+# --------------------------------------------------------------------------- the stream's columns and records
+
+
+@pytest.fixture(scope="module")
+def registered_stream_model(stream_model_folder, tmp_path_factory) -> Path:
+    """The streaming tests' model folder, staged as the registry stages it (with ``jvm/``)."""
+    from ntm_spark.serving.pyfunc_model import stage_model_folder
+
+    return stage_model_folder(stream_model_folder, tmp_path_factory.mktemp("registered_stream") / "ntm")
+
+
+def _stream_messages(good: str) -> list:
+    import json
+
+    return [
+        ("g1", json.dumps({"id": "g1", "text": good, "lang": "en"})),
+        ("g2", json.dumps({"id": "g2", "text": good + " Σ again\u2019s"})),
+        ("nj", "this is {not json"),
+        ("arr", "[1, 2, 3]"),
+        ("mt", json.dumps({"id": "mt", "body": "no text field"})),
+        ("ns", json.dumps({"id": "ns", "text": 42})),
+        ("big", json.dumps({"id": "big", "text": "word " * 400})),
+        ("emp", json.dumps({"id": "emp", "text": "   "})),
+        ("ean", json.dumps({"id": "ean", "text": "Subject: hi\n\nthe of and zzzqqq"})),
+        ("trail", json.dumps({"id": "trail", "text": good}) + " trailing"),
+        ("brace", "{}}"),
+        ("mttrail", json.dumps({"id": "mttrail"}) + " x"),
+        ("ws", " \u00a0" + json.dumps({"id": "ws", "text": good}) + " \n"),
+        ("esc", json.dumps({"id": "esc", "text": good + ' "}{ \\'})),
+        ("nul", json.dumps({"id": "nul", "text": good + "\u0000"})),
+        ("bin", bytes(range(256))),
+        ("tomb", None),
+        (None, json.dumps({"text": good})),
+    ]
+
+
+def _kafka_frame(spark, values):
+    import datetime as dt
+
+    rows = []
+    for i, (key, value) in enumerate(values):
+        raw = value if (value is None or isinstance(value, bytes)) else value.encode("utf-8")
+        rows.append((key.encode() if key else None, raw, "documents", i % 2, i, dt.datetime(2026, 1, 1), 0))
+    return spark.createDataFrame(
+        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
+    )
+
+
+def test_score_batch_jvm_gives_the_python_paths_columns_and_records(jvm_spark, registered_stream_model):
+    """Same schema as score_batch, and the same output and dead-letter records (weights within 1e-5)."""
+    import json
+
+    from ntm_spark.core.vocab import Vocabulary
+    from ntm_spark.serving.model_loader import ModelSpec, folder_version, parse_model_ref
+    from ntm_spark.spark.jvm_scoring import score_batch_jvm
+    from ntm_spark.spark.streaming import parse_messages, score_batch, to_kafka_records
+
+    words = Vocabulary.from_file(registered_stream_model / "vocab.txt").words
+    good = "Subject: x\n\n" + " ".join(words[:40])
+    parsed = parse_messages(_kafka_frame(jvm_spark, _stream_messages(good)), max_message_bytes=1000, passthrough_fields=["lang"])
+    folder = str(registered_stream_model)
+    python = score_batch(parsed, ModelSpec(folder, max_text_bytes=1000), top_k=2, top_words=3)
+    jvm = score_batch_jvm(
+        parsed, folder, top_k=2, top_words=3, max_text_bytes=1000,
+        model_name=parse_model_ref(folder).name, model_version=folder_version(folder),
+    )  # fmt: skip
+    assert [(f.name, f.dataType) for f in jvm.schema] == [(f.name, f.dataType) for f in python.schema]
+
+    def records(df):
+        out = {}
+        for r in to_kafka_records(df, "out", "dlq").collect():
+            value = json.loads(r["value"])
+            value.pop("scored_at", None)
+            value.pop("failed_at", None)
+            out[value["source_offset"]] = (r["topic"], r["key"], value)
+        return out
+
+    want, got = records(python), records(jvm)
+    assert sorted(got) == sorted(want) == list(range(18))
+    for offset, (topic, key, value) in want.items():
+        g_topic, g_key, g_value = got[offset]
+        assert (g_topic, g_key) == (topic, key), offset
+        if topic == "out":
+            assert np.allclose(g_value.pop("topic_weights"), value.pop("topic_weights"), atol=PARITY_TOLERANCE, rtol=0)
+            for a, b in zip(g_value["top_topics"], value["top_topics"]):
+                assert a.pop("weight") == pytest.approx(b.pop("weight"), abs=PARITY_TOLERANCE)
+        assert g_value == value, offset
+    codes = {v[2]["key"]: v[2]["error_code"] for v in want.values() if v[0] == "dlq"}
+    assert codes["trail"] == codes["brace"] == codes["mttrail"] == "not_json" and codes["ean"] == "empty_after_normalization"
+    assert "esc" not in codes and codes["nul"] == "binary"  # braces and quotes inside the text are text
+
+
+def test_single_json_check_matches_python(jvm_spark):
+    """The JVM's trailing-data check gives check_single_json's message on values that are JSON objects."""
+    from ntm_spark.core.text import unicode_tables
+    from ntm_spark.spark.streaming import check_single_json
+
+    single = jvm_spark.sparkContext._jvm.io.github.ntmspark.scorer.SingleJson
+    assert list(single.pythonSpaceRanges()) == unicode_tables()["space"]
+    values = [
+        '{"a": 1}', ' {"a": 1}\n', '{"a": 1} x', "{}}", '{"a": "}"} {"b": 2}', '{"a": "\\"}"}', '{"a": [1, {"b": "]"}]}  ',
+        '\u3000{"a": "Σ"}\u2028', '{"a": 1}\u00a0\u00a0yz\u00a0', '{"a": {"b": {}}}}{', '{"t": "\U0001f600"} \U0001f600',
+    ]  # fmt: skip
+    for raw in values:
+        assert single.check(raw) == check_single_json(raw), raw
