@@ -1,4 +1,4 @@
-"""The dataset folder and the model folder: their files, and the one place that reads them.
+r"""The dataset folder and the model folder: their files, and the one place that reads them.
 
 Preprocessing writes a *dataset folder*; training reads it and writes a *model folder*;
 the registry, serving, streaming, backfill and the report read that. Every module asks
@@ -24,7 +24,7 @@ Model folder (``ntm train``)::
 
     jvm/                       the JVM scorer's export (``--trigger real_time``), written once when registered:
       scorer.json              format version, text rules, stop words, encoder layers, topic words
-      unicode.json             this Python's \\w, \\s, isalpha..., str.lower() tables
+      unicode.json             this Python's \w, \s, isalpha..., str.lower() tables
       <tensor>.npy             float32 little-endian encoder weights, one file per tensor
 """
 
