@@ -248,13 +248,14 @@ def test_parquet_sink_writes_every_good_record_once_per_batch(spark, kafka_boots
     assert spark.read.parquet(str(parquet)).count() == len(rows)
 
 
-def test_real_time_trigger_scores_in_the_jvm(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path):
+def test_real_time_trigger_scores_in_the_jvm(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path, monkeypatch):
     """`trigger: real_time` scores with the JVM scorer (no Python operator): every message scored or dead-lettered, as the Python scorer would."""
     import numpy as np
 
+    monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))  # the staged jvm-models/ copy goes there, not into the user's state
+
     from ntm_spark.serving.model_loader import folder_version
     from ntm_spark.serving.scoring import TopicScorer
-    from ntm_spark.spark.jvm_scoring import JvmScorerError  # noqa: F401 - raised when the jar is missing
     from ntm_spark.spark.stream_query import run_stream
 
     cfg = stream_cfg(
