@@ -21,8 +21,8 @@ def test_export_refuses_a_folder_without_a_closed_lemma_table(tmp_path):
 
 def test_stage_model_folder_writes_the_export_once_with_the_rules_and_tensors(tmp_path):
     import torch
-
     from conftest import make_model_folder
+
     from ntm_spark.core.contract import read_jvm_export
     from ntm_spark.core.text import ENGLISH_STOP_WORDS, unicode_tables
     from ntm_spark.serving.pyfunc_model import stage_model_folder
@@ -62,6 +62,7 @@ def test_jvm_model_folder_fetches_a_registered_version_once(mlflow_tracking, log
 
 def test_jvm_model_folder_stages_a_training_folder_and_names_a_bad_reference(tmp_path, monkeypatch):
     from conftest import make_model_folder
+
     from ntm_spark.serving.model_loader import ModelLoadError, ModelSpec, folder_version, jvm_model_folder
 
     monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))
