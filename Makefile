@@ -12,6 +12,8 @@ JARS_STAMP   := $(STATE)/jars/.resolved
 S3PROXY_STAMP := $(STATE)/jars/s3proxy/.resolved
 HADOOP_FS_SRC := conf/jvm/src/io/github/ntmspark/hadoop/NioLocalFileSystem.java
 HADOOP_FS_JAR := $(STATE)/jars/hadoop/ntm-hadoop-fs.jar
+SCORER_SRC   := $(wildcard conf/jvm/src/io/github/ntmspark/scorer/*.java)
+SCORER_JAR   := $(STATE)/jars/scorer/ntm-scorer.jar
 WORDNET      := $(STATE)/nltk_data/corpora/wordnet/lexnames
 PETASTORM_PY := .venv-petastorm/bin/python
 PYTEST_ARGS  ?=
@@ -82,13 +84,24 @@ $(HADOOP_FS_JAR): $(HADOOP_FS_SRC) $(VENV)/.installed
 	javac -nowarn --release 17 -d "$$classes" -cp "$$hadoop" $(HADOOP_FS_SRC) && \
 	mkdir -p $(@D) && jar cf $@ -C "$$classes" . && rm -rf "$$classes"
 
+# --- the JVM scorer (--trigger real_time): the Python scorer's text rules and encoder as Spark Java UDFs.
+# Compiled against the Spark (and its Jackson) that pyspark ships; without a JDK, real_time is refused.
+$(SCORER_JAR): $(SCORER_SRC) $(VENV)/.installed
+	@$(MAKE) --no-print-directory system-deps
+	@if ! command -v javac >/dev/null; then \
+	  echo "javac not found: skipping $@ (the JVM scorer of --trigger real_time; install a JDK)"; exit 0; fi; \
+	spark_jars=$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') && \
+	classes=$$(mktemp -d) && \
+	javac -nowarn --release 17 -d "$$classes" -cp "$$spark_jars/*" $(SCORER_SRC) && \
+	mkdir -p $(@D) && jar cf $@ -C "$$classes" . && rm -rf "$$classes"
+
 # --- s3proxy (test-only S3-API server for tests/integration/test_cluster_storage.py) into .ntm/jars/s3proxy
 $(S3PROXY_STAMP): conf/jvm/s3proxy-pom.xml
 	@$(MAKE) --no-print-directory system-deps
 	mvn -q -B -f conf/jvm/s3proxy-pom.xml package -Djars.dir=$(CURDIR)/$(STATE)/jars
 	touch $@
 
-jars: $(JARS_STAMP) $(HADOOP_FS_JAR) $(S3PROXY_STAMP)
+jars: $(JARS_STAMP) $(HADOOP_FS_JAR) $(SCORER_JAR) $(S3PROXY_STAMP)
 
 # --- NLTK WordNet offline: Debian's files copied into .ntm/nltk_data (whatever NTM_HOME is: every
 # NTM_HOME without its own copy searches this one, as it uses .ntm/jars)

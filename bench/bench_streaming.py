@@ -127,13 +127,19 @@ def percentiles(values):
 
 
 def trigger_kwargs(trig: str) -> dict:
-    """``"processing_time:100 milliseconds"`` -> the stream config's trigger fields."""
+    """``"processing_time:100 milliseconds"`` -> the stream config's trigger fields.
+
+    ``real_time:<duration>`` runs the Python scorer past Spark's allowlist; ``real_time_jvm:<duration>``
+    is what ``trigger: real_time`` does by default, the JVM scorer.
+    """
     mode, _, interval = trig.partition(":")
     extra = {"trigger": mode}
     if mode == "processing_time":
         extra["processing_time"] = interval
     elif mode == "real_time":
         extra.update(real_time_batch_duration=interval or "10 seconds", real_time_allow_python=True)
+    elif mode == "real_time_jvm":
+        extra.update(trigger="real_time", real_time_batch_duration=interval or "10 seconds", real_time_allow_python=False)
     return extra
 
 

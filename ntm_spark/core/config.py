@@ -351,7 +351,8 @@ class StreamConfig:
     trigger: Literal["processing_time", "available_now", "real_time"] = "processing_time"
     processing_time: str = "100 milliseconds"
     real_time_batch_duration: str = "5 minutes"
-    #: Real-time mode rejects Python operators; true bypasses Spark's allowlist check (see docs/streaming.md).
+    #: Real-time mode rejects Python operators: false scores with the JVM scorer (ntm-scorer.jar); true runs the
+    #: Python scorer past Spark's allowlist check, which only emits at the end of each batch (docs/streaming.md).
     real_time_allow_python: bool = False
     #: Write the offset and commit logs off the critical path (Kafka sink, processing_time trigger only).
     async_progress_tracking: bool = True

@@ -1,4 +1,4 @@
-"""The dataset folder and the model folder: their files, and the one place that reads them.
+r"""The dataset folder and the model folder: their files, and the one place that reads them.
 
 Preprocessing writes a *dataset folder*; training reads it and writes a *model folder*;
 the registry, serving, streaming, backfill and the report read that. Every module asks
@@ -20,7 +20,12 @@ Model folder (``ntm train``)::
 
     <model_dir>/
       model.pt  hparams.json  vocab.txt  manifest.json  config.yaml  metrics.json
-      topic_word.npy  topics.csv  topics.md  [lemmas.json, added when registered]
+      topic_word.npy  topics.csv  topics.md  [lemmas.json, jvm/, added when registered]
+
+    jvm/                       the JVM scorer's export (``--trigger real_time``), written once when registered:
+      scorer.json              format version, text rules, stop words, encoder layers, topic words
+      unicode.json             this Python's \w, \s, isalpha..., str.lower() tables
+      <tensor>.npy             float32 little-endian encoder weights, one file per tensor
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ TOPICS_CSV = "topics.csv"
 TOPICS_MD = "topics.md"
 #: The registered model's token -> lemma table (closed over the vocabulary).
 LEMMAS_FILE = "lemmas.json"
+#: The JVM scorer's export (:mod:`ntm_spark.serving.jvm_export` writes it, the Java scorer reads it).
+JVM_EXPORT_DIR = "jvm"
+JVM_SCORER_FILE = "scorer.json"
+JVM_UNICODE_FILE = "unicode.json"
+#: The export's format; the Java scorer refuses any other.
+JVM_EXPORT_FORMAT_VERSION = 1
 #: Files of a model folder that serving carries (checkpoints and logs stay behind).
 MODEL_FOLDER_FILES = (
     MODEL_FILE, HPARAMS_FILE, VOCAB_FILE, MANIFEST_FILE, CONFIG_FILE, METRICS_FILE, TOPIC_WORD_FILE, TOPICS_CSV, TOPICS_MD,
@@ -290,3 +301,31 @@ def check_vocabulary_matches(data_dir: PathLike, words: list) -> None:
             f"the vocabulary of {str(path)!r} ({len(theirs)} words) is not the model's ({len(words)} words; first difference "
             f"at index {diff}): use the data folder the model was trained on."
         )
+
+
+def jvm_export_path(folder: PathLike, name: str = "") -> str:
+    """Return the path of the JVM scorer's export folder (or of file ``name`` in it) in a model folder."""
+    path = storage.join(folder, JVM_EXPORT_DIR)
+    return storage.join(path, name) if name else path
+
+
+def read_jvm_export(folder: PathLike) -> Optional[dict]:
+    """Return a model folder's ``jvm/scorer.json``, or ``None`` when the model was registered without it.
+
+    Raises:
+        ContractError: when the file is not JSON or has another format version.
+    """
+    path = jvm_export_path(folder, JVM_SCORER_FILE)
+    if not storage.is_file(path):
+        return None
+    try:
+        data = json.loads(storage.read_text(path))
+    except ValueError as err:
+        raise ContractError(f"{str(path)!r} is not valid JSON ({err}): register the model again to rewrite it.") from err
+    if not isinstance(data, dict) or data.get("format_version") != JVM_EXPORT_FORMAT_VERSION:
+        version = data.get("format_version") if isinstance(data, dict) else None
+        raise ContractError(
+            f"{str(path)!r} has format_version={version!r}, this ntm-spark reads {JVM_EXPORT_FORMAT_VERSION}: "
+            "register the model again with this version."
+        )
+    return data

@@ -888,3 +888,71 @@ def get_normalizer(
                 normalizer = TextNormalizer(clean=clean, stop_words=stop_words, lemma_table=lemma_table, rules=rules)
                 _NORMALIZERS[key] = normalizer
     return normalizer
+
+
+# ----------------------------------------------------------------------------- the JVM scorer's tables
+
+
+def _ranges(flags: Iterable[bool]) -> list[int]:
+    """Return ``[start, end, start, end, ...]`` (end exclusive) of the code points whose flag is set."""
+    out: list[int] = []
+    start = None
+    cp = -1
+    for cp, flag in enumerate(flags):
+        if flag and start is None:
+            start = cp
+        elif not flag and start is not None:
+            out += [start, cp]
+            start = None
+    if start is not None:
+        out += [start, cp + 1]
+    return out
+
+
+def unicode_tables() -> dict:
+    r"""Return this Python's Unicode semantics that the text rules depend on, as code-point tables.
+
+    The JVM scorer (``conf/jvm/src/io/github/ntmspark/scorer``) reads them so that its tokens
+    are Python's exactly, rather than Java's own idea of a letter: Python's ``\w`` is
+    ``str.isalnum()`` or ``_`` (no combining marks, unlike Java's ``UNICODE_CHARACTER_SET``),
+    its ``\s`` includes ``\x1c``-``\x1f``, and ``str.lower()`` follows this Python's Unicode
+    version (``unicodedata.unidata_version``), which need not be the JVM's.
+
+    Returns:
+        ``word`` (re's ``\w``), ``space`` (re's ``\s``, which is ``str.isspace``), ``alpha``
+        (``str.isalpha``), ``digit`` (``str.isdigit``), ``alnum`` (``str.isalnum``), ``cased``
+        and ``case_ignorable`` (the two properties of ``str.lower``'s final-sigma rule), each as
+        ``[start, end, ...]`` ranges (end exclusive); ``lower``: ``{code point: its lowercase
+        string}`` for every code point ``str.lower`` changes on its own (``Σ`` depends on its
+        neighbours: the final-sigma rule); and the versions they come from.
+    """
+    import sys
+    import unicodedata
+
+    word_re, space_re = re.compile(r"\w"), re.compile(r"\s")
+    chars = [chr(cp) if not 0xD800 <= cp < 0xE000 else "" for cp in range(0x110000)]
+    lower = {}
+    for cp, c in enumerate(chars):
+        if c:
+            low = c.lower()
+            if low != c:
+                lower[str(cp)] = low
+
+    def ignorable(c: str) -> bool:
+        # str.lower() turns "AΣ<c>" into final sigma exactly when <c> is case-ignorable or uncased;
+        # "AΣ<c>A" keeps "σ" exactly when <c> is case-ignorable or cased: together they tell.
+        cased = c.islower() or c.isupper() or c.istitle()
+        return ("AΣ" + c).lower()[1] == "ς" if cased else ("AΣ" + c + "A").lower()[1] == "σ"
+
+    return {
+        "python": sys.version.split()[0],
+        "unicode_version": unicodedata.unidata_version,
+        "word": _ranges(bool(c) and word_re.match(c) is not None for c in chars),
+        "space": _ranges(bool(c) and space_re.match(c) is not None for c in chars),
+        "alpha": _ranges(c.isalpha() for c in chars),
+        "digit": _ranges(c.isdigit() for c in chars),
+        "alnum": _ranges(c.isalnum() for c in chars),
+        "cased": _ranges(bool(c) and (c.islower() or c.isupper() or c.istitle()) for c in chars),
+        "case_ignorable": _ranges(bool(c) and ignorable(c) for c in chars),
+        "lower": lower,
+    }

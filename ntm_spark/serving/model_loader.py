@@ -336,3 +336,64 @@ def get_loader(spec: ModelSpec) -> ScorerLoader:
                 loader = ScorerLoader(spec)
                 _LOADERS[spec] = loader
     return loader
+
+
+def jvm_model_folder(spec: ModelSpec) -> tuple[str, str, str]:
+    """Return ``(local folder, name, version)`` of the model ``spec`` names, with the JVM scorer's ``jvm/`` export.
+
+    The JVM scorer (``--trigger real_time``) reads files, not MLflow: a registry or MLflow
+    reference is resolved to its version now (an alias is *not* followed afterwards; restart
+    the stream after moving it) and its ``model_folder`` artifact is downloaded once into
+    ``<state>/jvm-models/<name>-<version>``. A local training folder is staged there the way
+    the registry stages it (``lemmas.json`` and ``jvm/`` added; the folder itself is untouched),
+    once per ``model.pt`` version.
+
+    Raises:
+        ModelLoadError: when the reference cannot be resolved or downloaded, naming it.
+    """
+    import re as _re
+
+    from ntm_spark.core.paths import state_dir
+
+    ref = parse_model_ref(spec.model_uri)
+    version = resolve_version(ref, spec.tracking_uri)
+    safe = _re.sub(r"[^A-Za-z0-9._-]", "_", f"{ref.name}-{version}")
+    dest = state_dir() / "jvm-models" / safe
+    if (dest / "jvm" / "scorer.json").is_file():
+        return str(dest), ref.name, version
+    import shutil
+
+    work = dest.with_name(f".{safe}.{os.getpid()}.work")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        if ref.kind == "folder":
+            from ntm_spark.serving.pyfunc_model import stage_model_folder
+
+            folder = stage_model_folder(ref.uri, work / "model")
+        else:
+            import mlflow
+
+            from ntm_spark.serving.jvm_export import export_jvm_scorer
+            from ntm_spark.serving.pyfunc_model import MODEL_FOLDER_ARTIFACT
+
+            if spec.tracking_uri:
+                mlflow.set_tracking_uri(spec.tracking_uri)
+                mlflow.set_registry_uri(spec.tracking_uri)
+            uri = f"models:/{ref.name}/{version}" if ref.kind in ("alias", "version") else ref.uri
+            root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(work / "download")))
+            folder = root / "artifacts" / MODEL_FOLDER_ARTIFACT
+            if not (folder / "jvm" / "scorer.json").is_file():
+                export_jvm_scorer(folder)  # registered before the export existed: its lemmas.json is enough
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(folder, dest)
+        except OSError:
+            if not (dest / "jvm" / "scorer.json").is_file():
+                raise  # not another process's finished copy
+    except Exception as err:  # noqa: BLE001 - wrap with the reference and the fix
+        raise ModelLoadError(
+            f"cannot prepare model_uri={ref.uri!r} (version {version!r}) for the JVM scorer: {type(err).__name__}: {err}"
+        ) from err
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return str(dest), ref.name, version

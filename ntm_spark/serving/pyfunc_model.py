@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
@@ -63,6 +64,7 @@ from ntm_spark.core.contract import (
 )
 from ntm_spark.core.schema import ERROR_CODE_COL
 from ntm_spark.core.vocab import Vocabulary
+from ntm_spark.serving.jvm_export import JvmExportError, export_jvm_scorer
 from ntm_spark.serving.scoring import (
     MISSING_COLUMN,
     MIXED_INPUT,
@@ -72,6 +74,8 @@ from ntm_spark.serving.scoring import (
     TopicScorer,
     describe_row_errors,
 )
+
+log = logging.getLogger(__name__)
 
 #: The one pyfunc artifact: a copy of the training model folder plus ``lemmas.json``.
 MODEL_FOLDER_ARTIFACT = "model_folder"
@@ -420,7 +424,10 @@ def write_lemma_table(folder: Union[str, Path], words: Sequence[str], lemmatizer
 
 
 def stage_model_folder(model_dir: Union[str, Path], dest: Union[str, Path], lemmatizer: Any = None) -> Path:
-    """Copy a model folder's serving files to the local folder ``dest`` and add ``lemmas.json``.
+    """Copy a model folder's serving files to the local folder ``dest`` and add ``lemmas.json`` and ``jvm/``.
+
+    ``jvm/`` is the JVM scorer's export (:func:`ntm_spark.serving.jvm_export.export_jvm_scorer`),
+    written once here; a model it cannot export is still staged, without it (a warning says why).
 
     ``model_dir`` may be a URI (``s3://...``): MLflow logs artifacts from local files, so
     this local copy is what the registry uploads.
@@ -436,6 +443,12 @@ def stage_model_folder(model_dir: Union[str, Path], dest: Union[str, Path], lemm
     storage.stage_local(src, dest, MODEL_FOLDER_FILES)
     words = read_vocabulary(dest).words
     write_lemma_table(dest, words, lemmatizer)
+    try:
+        export_jvm_scorer(dest)
+    except JvmExportError as err:
+        # Registration never fails for the JVM scorer's sake: only --trigger real_time needs it,
+        # and it refuses a model without the export, naming this reason's fix.
+        log.warning("no JVM scorer export for %s: %s", src, err)
     return dest
 
 

@@ -125,6 +125,12 @@ def local_filesystem_jar() -> Optional[Path]:
     return jar if jar.is_file() else None
 
 
+def scorer_jar() -> Optional[Path]:
+    """Return ``ntm-scorer.jar``, the JVM scorer of ``--trigger real_time`` (built by ``make jars``), or None."""
+    jar = jars_dir() / "scorer" / "ntm-scorer.jar"
+    return jar if jar.is_file() else None
+
+
 def connector_packages() -> str:
     """Return ``spark.jars.packages`` coordinates matching the installed pyspark."""
     import pyspark
@@ -290,6 +296,10 @@ def build_spark_session(
         defaults["spark.jars"] = ",".join(str(j) for j in local_connector_jars())
     elif cfg.kafka_connector == "packages":
         defaults["spark.jars.packages"] = connector_packages()
+    jvm_scorer = scorer_jar()
+    if jvm_scorer is not None:
+        # The JVM scorer's UDFs (ntm_spark.spark.jvm_scoring): shipped to executors like the connector.
+        defaults["spark.jars"] = ",".join(filter(None, [defaults.get("spark.jars"), str(jvm_scorer)]))
     from pyspark import SparkContext
 
     new_jvm = starts_new_jvm()  # JVM options and class path only apply to a JVM this call starts

@@ -87,8 +87,40 @@ def build_scored(
 
             tracking_uri = resolve_tracking_uri()
         spec = ModelSpec(cfg.model_uri, cfg.model_refresh_interval_s, tracking_uri, cfg.max_message_bytes, cfg.scoring_threads)
-        scored = score_batch(parsed, spec, cfg.top_k, cfg.top_words, cfg.scoring_udf)
+        if uses_jvm_scorer(cfg):
+            scored = score_with_jvm(spark, parsed, spec, cfg)
+        else:
+            scored = score_batch(parsed, spec, cfg.top_k, cfg.top_words, cfg.scoring_udf)
     return observe_metrics(scored)
+
+
+def uses_jvm_scorer(cfg: "StreamConfig") -> bool:
+    """Whether the stream scores in the JVM: real-time mode, unless ``real_time_allow_python`` asks for the Python scorer."""
+    return cfg.trigger == "real_time" and not cfg.real_time_allow_python
+
+
+def score_with_jvm(spark: "SparkSession", parsed: "DataFrame", spec: Any, cfg: "StreamConfig") -> "DataFrame":
+    """Score parsed messages with the JVM scorer (:mod:`ntm_spark.spark.jvm_scoring`), the model resolved once, now.
+
+    Raises:
+        ntm_spark.spark.jvm_scoring.JvmScorerError: when the jar or the model's JVM export is missing,
+            or the JVM scorer refuses the model (e.g. its text rule set), naming the fix.
+    """
+    import logging
+
+    from ntm_spark.serving.model_loader import jvm_model_folder
+    from ntm_spark.spark.jvm_scoring import check_jvm_model, register_jvm_scorer, score_batch_jvm
+
+    folder, name, version = jvm_model_folder(spec)
+    register_jvm_scorer(spark)
+    facts = check_jvm_model(spark, folder)
+    logging.getLogger(__name__).info(
+        "real-time mode scores in the JVM: model %s version %s (%s topics, text rules %s, %s) from %s",
+        name, version, facts["num_topics"], facts["text_rules"], facts["unicode"], folder,
+    )  # fmt: skip
+    return score_batch_jvm(
+        parsed, folder, cfg.top_k, cfg.top_words, cfg.max_message_bytes, model_name=name, model_version=version
+    )
 
 
 def write_batch(batch: "DataFrame", batch_id: int, cfg: "StreamConfig") -> None:

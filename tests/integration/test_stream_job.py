@@ -248,3 +248,32 @@ def test_parquet_sink_writes_every_good_record_once_per_batch(spark, kafka_boots
     write_batch(replay.localCheckpoint(), int(batches[0].split("=")[1]), cfg)
     assert spark.read.parquet(str(parquet / batches[0])).count() == before
     assert spark.read.parquet(str(parquet)).count() == len(rows)
+
+
+def test_real_time_trigger_scores_in_the_jvm(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path, monkeypatch):
+    """`trigger: real_time` scores with the JVM scorer (no Python operator): every message scored or dead-lettered, as the Python scorer would."""
+    import numpy as np
+
+    monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))  # the staged jvm-models/ copy goes there, not into the user's state
+
+    from ntm_spark.serving.model_loader import folder_version
+    from ntm_spark.serving.scoring import TopicScorer
+    from ntm_spark.spark.stream_query import run_stream
+
+    cfg = stream_cfg(
+        tmp_path, kafka_bootstrap, input_topic, stream_model_folder, trigger="real_time", real_time_batch_duration="20 seconds"
+    )
+    start = time.monotonic()
+    run_stream(spark, cfg, timeout=75)
+    print(f"real-time stream ran {time.monotonic() - start:.1f}s")
+    good, dead = check_outputs(kafka_bootstrap, cfg, expect_exact=False)
+    assert {r["id"] for _, r in good} == {d for d, _ in good_docs}
+    assert {r["model_version"] for _, r in good} == {folder_version(stream_model_folder)}
+    # The records are the Python scorer's: weights within 1e-5, the same top topics' words.
+    scorer = TopicScorer.from_model_folder(stream_model_folder)
+    texts = dict(good_docs)
+    sample = sorted({r["id"]: r for _, r in good}.values(), key=lambda r: r["id"])[:300]
+    result = scorer.score_texts([texts[r["id"]] for r in sample])
+    for rec, weights in zip(sample, result.weights):
+        assert np.abs(np.asarray(rec["topic_weights"]) - weights).max() <= 1e-5
+        assert [t["words"] for t in rec["top_topics"]] == [t["words"] for t in scorer.top_topics(weights, k=3, words=5)]

@@ -1,0 +1,208 @@
+"""The JVM scorer as Spark SQL functions: scoring with no Python worker, as real-time mode requires.
+
+``ntm-scorer.jar`` (``conf/jvm/src/io/github/ntmspark/scorer``, built by ``make jars``) holds the
+Java twin of :class:`~ntm_spark.serving.scoring.TopicScorer`: the document checks, the model's
+text rules, the vocabulary and the encoder's forward pass, read from the registered model
+folder's ``jvm/`` export (:mod:`ntm_spark.serving.jvm_export`). The Python scorer stays the
+definition; ``tests/ntm_spark/spark/test_jvm_scoring.py`` checks the two on 20 Newsgroups.
+
+:func:`register_jvm_scorer` registers two Java UDFs in a session:
+
+* ``ntm_score(text, model_folder, max_text_bytes, top_k, top_words)``: the struct of
+  ``error_code``, ``error_message``, ``topic_weights``, ``top_topics``;
+* ``ntm_bow(text, model_folder)``: the vocabulary indices of the document's lemmas, in order;
+* ``ntm_single_json(raw_value)``: why a value Spark parsed as a JSON object has trailing data
+  (:func:`~ntm_spark.spark.streaming.check_single_json`'s ``not_json``), or null.
+
+:func:`score_batch_jvm` is :func:`ntm_spark.spark.streaming.score_batch` with it: the same output
+columns, computed in the JVM.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from ntm_spark.core.checks import MAX_TEXT_BYTES, TOO_LARGE
+from ntm_spark.core.contract import read_jvm_export
+from ntm_spark.core.schema import (
+    ERROR_CODE_COL,
+    ERROR_MESSAGE_COL,
+    MODEL_NAME_COL,
+    MODEL_VERSION_COL,
+    SCORED_AT_COL,
+    TEXT_COL,
+    TOP_TOPICS_COL,
+    TOPIC_WEIGHTS_COL,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+#: The SQL names of the JVM scorer's functions.
+SCORE_FUNCTION = "ntm_score"
+BOW_FUNCTION = "ntm_bow"
+JSON_FUNCTION = "ntm_single_json"
+SCORE_CLASS = "io.github.ntmspark.scorer.ScoreUdf"
+BOW_CLASS = "io.github.ntmspark.scorer.BowUdf"
+JSON_CLASS = "io.github.ntmspark.scorer.JsonCheckUdf"
+SCORER_CLASS = "io.github.ntmspark.scorer.NtmScorer"
+
+
+class JvmScorerError(RuntimeError):
+    """The JVM scorer cannot run: its jar is missing or the model has no usable JVM export; the message says the fix."""
+
+
+def score_struct_type() -> Any:
+    """The Spark type ``ntm_score`` returns (the streaming output's scored columns, minus model and time)."""
+    from pyspark.sql import types as T
+
+    top = T.StructType(
+        [
+            T.StructField("topic", T.IntegerType()),
+            T.StructField("weight", T.FloatType()),
+            T.StructField("words", T.ArrayType(T.StringType())),
+        ]
+    )
+    return T.StructType(
+        [
+            T.StructField(ERROR_CODE_COL, T.StringType()),
+            T.StructField(ERROR_MESSAGE_COL, T.StringType()),
+            T.StructField(TOPIC_WEIGHTS_COL, T.ArrayType(T.FloatType())),
+            T.StructField(TOP_TOPICS_COL, T.ArrayType(top)),
+        ]
+    )
+
+
+def _java_error(err: Exception) -> str:
+    """The Java exception's own message (py4j wraps it in a stack trace)."""
+    java = getattr(err, "java_exception", None)
+    if java is not None:
+        cause = java
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        return str(cause.getMessage() or cause.toString())
+    return str(err)
+
+
+def register_jvm_scorer(spark: "SparkSession") -> None:
+    """Register ``ntm_score`` and ``ntm_bow`` (Java UDFs from ``ntm-scorer.jar``) in ``spark``.
+
+    Raises:
+        JvmScorerError: when the jar is not on the session's class path, naming the fix.
+    """
+    from pyspark.sql import types as T
+
+    try:
+        spark.udf.registerJavaFunction(SCORE_FUNCTION, SCORE_CLASS, score_struct_type())
+        spark.udf.registerJavaFunction(BOW_FUNCTION, BOW_CLASS, T.ArrayType(T.IntegerType()))
+        spark.udf.registerJavaFunction(JSON_FUNCTION, JSON_CLASS, T.StringType())
+    except Exception as err:  # py4j/AnalysisException: the class is not on the class path
+        raise JvmScorerError(
+            f"cannot register the JVM scorer ({SCORE_CLASS}): {_java_error(err)[:300]}. Build ntm-scorer.jar with "
+            "`make jars` (it needs a JDK) and start the session with ntm_spark.spark.session.build_spark_session, "
+            "which adds it to spark.jars."
+        ) from err
+
+
+def check_jvm_model(spark: "SparkSession", model_dir: Union[str, Path]) -> dict:
+    """Load the model folder in the driver's JVM scorer, so a bad model fails before a query starts.
+
+    Returns:
+        ``{"num_topics", "feature_dim", "text_rules", "unicode"}`` as the JVM scorer read them.
+
+    Raises:
+        JvmScorerError: when the folder has no ``jvm/`` export, or the JVM scorer refuses it
+            (an unsupported rule set, a layer it lacks, a damaged file), with the JVM's reason.
+    """
+    folder = str(Path(model_dir).resolve())
+    if read_jvm_export(folder) is None:
+        raise JvmScorerError(
+            f"model folder {folder!r} has no jvm/scorer.json: it was registered before the JVM scorer existed, or "
+            "its export failed (see the registration's warning). Register it again, or use the Python scorer "
+            "(stream.trigger=processing_time)."
+        )
+    try:
+        scorer = spark.sparkContext._jvm.io.github.ntmspark.scorer.NtmScorer.load(folder)
+    except Exception as err:
+        raise JvmScorerError(f"the JVM scorer cannot load {folder!r}: {_java_error(err)}") from err
+    return {
+        "num_topics": int(scorer.numTopics()),
+        "feature_dim": int(scorer.featureDim()),
+        "text_rules": str(scorer.textRules()),
+        "unicode": str(scorer.unicodeSource()),
+    }
+
+
+def score_batch_jvm(
+    df: "DataFrame",
+    model_dir: Union[str, Path],
+    top_k: int = 3,
+    top_words: int = 5,
+    max_text_bytes: int = MAX_TEXT_BYTES,
+    input_col: str = TEXT_COL,
+    model_name: Optional[str] = None,
+    model_version: Optional[str] = None,
+) -> "DataFrame":
+    """:func:`~ntm_spark.spark.streaming.score_batch` with the JVM scorer: the same columns, no Python worker.
+
+    Call :func:`register_jvm_scorer` on the session first (and :func:`check_jvm_model` to fail early).
+    With a ``raw_value`` column, a value holding more than one JSON object becomes ``not_json``,
+    as in the Python path (``ntm_single_json``).
+
+    Args:
+        df: The output of :func:`~ntm_spark.spark.streaming.parse_messages` (or any frame with
+            ``input_col``, ``error_code`` and ``error_message``).
+        model_dir: The registered model folder (local; every executor must see the same path).
+        top_k: Topics listed in ``top_topics``.
+        top_words: Words listed per top topic.
+        max_text_bytes: Texts larger than this are ``too_large``.
+        input_col: The text column; it is dropped from the result.
+        model_name: The model's name for the output records.
+        model_version: The model's version for the output records.
+
+    Returns:
+        ``df`` without ``input_col``; ``raw_value`` kept only for dead letters; ``error_code`` and
+        ``error_message`` updated; ``topic_weights``, ``top_topics``, ``model_name``,
+        ``model_version`` and ``scored_at`` added (in :func:`~ntm_spark.spark.streaming.score_batch`'s order).
+    """
+    from pyspark.sql import functions as F
+
+    from ntm_spark.serving.scoring import NOT_JSON
+    from ntm_spark.spark.streaming import RAW_VALUE_COL
+
+    for name in (input_col, ERROR_CODE_COL, ERROR_MESSAGE_COL):
+        if name not in df.columns:
+            raise ValueError(f"score_batch_jvm needs a {name!r} column, got {df.columns!r}: pass the output of parse_messages.")
+    for name, value, low in (("top_k", top_k, 0), ("top_words", top_words, 0), ("max_text_bytes", max_text_bytes, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
+    folder = str(Path(model_dir).resolve())
+    new_names = {ERROR_CODE_COL, ERROR_MESSAGE_COL, TOPIC_WEIGHTS_COL, TOP_TOPICS_COL, MODEL_NAME_COL, MODEL_VERSION_COL, SCORED_AT_COL}
+    keep = [c for c in df.columns if c != input_col and c not in new_names]
+    code, message = F.col(ERROR_CODE_COL), F.col(ERROR_MESSAGE_COL)
+    if RAW_VALUE_COL in df.columns:
+        trailing = F.when(~code.isin(NOT_JSON, TOO_LARGE) | code.isNull(), F.call_function(JSON_FUNCTION, F.col(RAW_VALUE_COL)))
+        df = df.select("*", trailing.alias("_trailing"))
+        code = F.when(F.col("_trailing").isNotNull(), F.lit(NOT_JSON)).otherwise(code)
+        message = F.coalesce(F.col("_trailing"), message)
+    scored = F.call_function(
+        SCORE_FUNCTION, F.col("_text"), F.lit(folder), F.lit(int(max_text_bytes)).cast("long"), F.lit(int(top_k)), F.lit(int(top_words))
+    )
+    # Rows parsing already failed keep their code; only well-formed ones reach the scorer. Each step
+    # is its own projection: Spark does not collapse one that would call the UDF once per field.
+    out = df.select(*keep, F.col(input_col).alias("_text"), code.alias("_code"), message.alias("_message"))
+    out = out.select(*keep, "_code", "_message", F.when(F.col("_code").isNull(), scored).alias("_s"))
+    out = out.select(
+        *keep,
+        F.coalesce(F.col("_code"), F.col("_s.error_code")).alias(ERROR_CODE_COL),
+        F.when(F.col("_code").isNotNull(), F.col("_message")).otherwise(F.col("_s.error_message")).alias(ERROR_MESSAGE_COL),
+        F.col("_s.topic_weights").alias(TOPIC_WEIGHTS_COL),
+        F.col("_s.top_topics").alias(TOP_TOPICS_COL),
+        F.lit(model_name).cast("string").alias(MODEL_NAME_COL),
+        F.lit(model_version).cast("string").alias(MODEL_VERSION_COL),
+        F.current_timestamp().alias(SCORED_AT_COL),
+    )
+    if RAW_VALUE_COL in out.columns:
+        out = out.withColumn(RAW_VALUE_COL, F.when(F.col(ERROR_CODE_COL).isNotNull(), F.col(RAW_VALUE_COL)))
+    return out
