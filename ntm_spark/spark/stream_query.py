@@ -94,6 +94,35 @@ def build_scored(
     return observe_metrics(scored)
 
 
+#: model_uri -> the version the running real-time query scores with (this driver's queries).
+_JVM_VERSIONS: dict[str, str] = {}
+
+
+def jvm_model_moved(cfg: "StreamConfig") -> Optional[str]:
+    """Why the real-time query's model is stale (its alias moved, its folder's ``model.pt`` changed), or ``None``.
+
+    A failed lookup (the registry is away) keeps the running version and logs a warning.
+    """
+    import logging
+
+    from ntm_spark.serving.model_loader import parse_model_ref, resolve_version
+
+    running = _JVM_VERSIONS.get(cfg.model_uri)
+    if running is None:
+        return None
+    tracking_uri = cfg.tracking_uri
+    if tracking_uri is None and cfg.model_uri.startswith("models:/"):
+        from ntm_spark.core.uris import resolve_tracking_uri
+
+        tracking_uri = resolve_tracking_uri()
+    try:
+        now = resolve_version(parse_model_ref(cfg.model_uri), tracking_uri)
+    except Exception as err:  # noqa: BLE001 - keep scoring with the running version
+        logging.getLogger(__name__).warning("cannot check %s for a new version (kept %s): %s", cfg.model_uri, running, err)
+        return None
+    return None if now == running else f"{cfg.model_uri} moved from version {running} to {now}"
+
+
 def uses_jvm_scorer(cfg: "StreamConfig") -> bool:
     """Whether the stream scores in the JVM: real-time mode, unless ``real_time_allow_python`` asks for the Python scorer."""
     return cfg.trigger == "real_time" and not cfg.real_time_allow_python
@@ -112,6 +141,7 @@ def score_with_jvm(spark: "SparkSession", parsed: "DataFrame", spec: Any, cfg: "
     from ntm_spark.spark.jvm_scoring import check_jvm_model, register_jvm_scorer, score_batch_jvm
 
     folder, name, version = jvm_model_folder(spec)
+    _JVM_VERSIONS[spec.model_uri] = version
     register_jvm_scorer(spark)
     facts = check_jvm_model(spark, folder)
     logging.getLogger(__name__).info(
@@ -228,9 +258,11 @@ def run_stream(
             write_status(cfg.status_file, {**(getattr(listener, "last", None) or {}), **state})
 
     try:
+        moved = (lambda: jvm_model_moved(cfg)) if uses_jvm_scorer(cfg) else None
         progresses = run_supervised(
-            spark, cfg, lambda: start_stream(spark, cfg), kafka_options(cfg), timeout, max_batches, write_state
-        )
+            spark, cfg, lambda: start_stream(spark, cfg), kafka_options(cfg), timeout, max_batches, write_state,
+            model_moved=moved, model_check_s=cfg.model_refresh_interval_s,
+        )  # fmt: skip
     finally:
         time.sleep(0.5)  # let the listener bus deliver the last progress events
         spark.streams.removeListener(listener)

@@ -183,6 +183,8 @@ def run_supervised(
     max_batches: Optional[int] = None,
     write_state: Optional[Callable[[dict], None]] = None,
     poll_s: float = 0.2,
+    model_moved: Optional[Callable[[], Optional[str]]] = None,
+    model_check_s: float = 30.0,
 ) -> list:
     """Run ``start_query()`` until it ends by itself, ``timeout`` passes or ``max_batches`` complete.
 
@@ -199,6 +201,11 @@ def run_supervised(
         max_batches: Stop after this many micro-batches with input rows, over all restarts.
         write_state: Called with a status dict while waiting (``state: waiting_for_broker`` ...).
         poll_s: How often the driver checks the query.
+        model_moved: Called every ``model_check_s``: a reason when the model the query scores with is
+            no longer the one its reference names (real-time mode's JVM scorer resolves an alias once
+            per query), else ``None``. The query is then stopped and started again from its checkpoint
+            (at-least-once: the records of the cut batch may be written twice, keyed by id).
+        model_check_s: How often ``model_moved`` is called.
 
     Returns:
         Every ``StreamingQueryProgress`` of every query started, in order.
@@ -229,11 +236,18 @@ def run_supervised(
         query = start_query()
         done_before = sum(1 for p in progresses if p.numInputRows > 0)
         stopped_by_us = False
+        swap_reason = None
+        next_model_check = time.monotonic() + model_check_s
         try:
             while query.isActive:
                 if deadline is not None and time.monotonic() >= deadline:
                     stopped_by_us = True
                     break
+                if model_moved is not None and time.monotonic() >= next_model_check:
+                    next_model_check = time.monotonic() + model_check_s
+                    swap_reason = model_moved()
+                    if swap_reason:
+                        break
                 if max_batches is not None:
                     now = sum(1 for p in query.recentProgress if p.numInputRows > 0)
                     if done_before + now >= max_batches:
@@ -247,6 +261,10 @@ def run_supervised(
         finally:
             query.stop()
             progresses.extend(query.recentProgress)
+        if swap_reason and error is None:
+            log.info("%s: restarting the query from its checkpoint with the new version", swap_reason)
+            write_state({"state": "swapping_model", "reason": swap_reason, "updated_at": time.time()})
+            continue
         if stopped_by_us or error is None:
             return progresses
         text = str(error)
