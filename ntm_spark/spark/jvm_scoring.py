@@ -12,7 +12,9 @@ definition; ``tests/ntm_spark/spark/test_jvm_scoring.py`` checks the two on 20 N
   ``error_code``, ``error_message``, ``topic_weights``, ``top_topics``;
 * ``ntm_bow(text, model_folder)``: the vocabulary indices of the document's lemmas, in order;
 * ``ntm_single_json(raw_value)``: why a value Spark parsed as a JSON object has trailing data
-  (:func:`~ntm_spark.spark.streaming.check_single_json`'s ``not_json``), or null.
+  (:func:`~ntm_spark.spark.streaming.check_single_json`'s ``not_json``), or null;
+* ``ntm_now()``: the time, read per row (``current_timestamp()`` is fixed per batch, and a
+  real-time batch lasts minutes), for ``scored_at``.
 
 :func:`score_batch_jvm` is :func:`ntm_spark.spark.streaming.score_batch` with it: the same output
 columns, computed in the JVM.
@@ -43,9 +45,11 @@ if TYPE_CHECKING:  # pragma: no cover
 SCORE_FUNCTION = "ntm_score"
 BOW_FUNCTION = "ntm_bow"
 JSON_FUNCTION = "ntm_single_json"
+NOW_FUNCTION = "ntm_now"
 SCORE_CLASS = "io.github.ntmspark.scorer.ScoreUdf"
 BOW_CLASS = "io.github.ntmspark.scorer.BowUdf"
 JSON_CLASS = "io.github.ntmspark.scorer.JsonCheckUdf"
+NOW_CLASS = "io.github.ntmspark.scorer.NowUdf"
 SCORER_CLASS = "io.github.ntmspark.scorer.NtmScorer"
 
 
@@ -97,6 +101,8 @@ def register_jvm_scorer(spark: "SparkSession") -> None:
         spark.udf.registerJavaFunction(SCORE_FUNCTION, SCORE_CLASS, score_struct_type())
         spark.udf.registerJavaFunction(BOW_FUNCTION, BOW_CLASS, T.ArrayType(T.IntegerType()))
         spark.udf.registerJavaFunction(JSON_FUNCTION, JSON_CLASS, T.StringType())
+        # Non-deterministic, so that Spark evaluates it per row (registerJavaFunction cannot say so).
+        spark.sparkContext._jvm.io.github.ntmspark.scorer.NowUdf.register(spark._jsparkSession)
     except Exception as err:  # py4j/AnalysisException: the class is not on the class path
         raise JvmScorerError(
             f"cannot register the JVM scorer ({SCORE_CLASS}): {_java_error(err)[:300]}. Build ntm-scorer.jar with "
@@ -201,7 +207,7 @@ def score_batch_jvm(
         F.col("_s.top_topics").alias(TOP_TOPICS_COL),
         F.lit(model_name).cast("string").alias(MODEL_NAME_COL),
         F.lit(model_version).cast("string").alias(MODEL_VERSION_COL),
-        F.current_timestamp().alias(SCORED_AT_COL),
+        F.call_function(NOW_FUNCTION).alias(SCORED_AT_COL),
     )
     if RAW_VALUE_COL in out.columns:
         out = out.withColumn(RAW_VALUE_COL, F.when(F.col(ERROR_CODE_COL).isNotNull(), F.col(RAW_VALUE_COL)))

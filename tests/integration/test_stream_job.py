@@ -269,6 +269,8 @@ def test_real_time_trigger_scores_in_the_jvm(spark, kafka_bootstrap, input_topic
     good, dead = check_outputs(kafka_bootstrap, cfg, expect_exact=False)
     assert {r["id"] for _, r in good} == {d for d, _ in good_docs}
     assert {r["model_version"] for _, r in good} == {folder_version(stream_model_folder)}
+    # scored_at is each record's scoring time, not the long-running batch's start (current_timestamp()).
+    assert len({r["scored_at"] for _, r in good}) > 100 and all(r["failed_at"] for _, r in dead)
     # The records are the Python scorer's: weights within 1e-5, the same top topics' words.
     scorer = TopicScorer.from_model_folder(stream_model_folder)
     texts = dict(good_docs)
