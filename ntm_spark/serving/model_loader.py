@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ntm_spark.core import storage
-from ntm_spark.core.contract import MODEL_FILE, is_model_folder
+from ntm_spark.core.contract import JVM_EXPORT_FORMAT_VERSION, MODEL_FILE, is_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +344,7 @@ def jvm_model_folder(spec: ModelSpec) -> tuple[str, str, str]:
     The JVM scorer (``--trigger real_time``) reads files, not MLflow: a registry or MLflow
     reference is resolved to its version now (an alias is *not* followed afterwards; restart
     the stream after moving it) and its ``model_folder`` artifact is downloaded once into
-    ``<state>/jvm-models/<name>-<version>``. A local training folder is staged there the way
+    ``<state>/jvm-models/v<export format>/<name>-<version>``. A local training folder is staged there the way
     the registry stages it (``lemmas.json`` and ``jvm/`` added; the folder itself is untouched),
     once per ``model.pt`` version.
 
@@ -358,7 +358,8 @@ def jvm_model_folder(spec: ModelSpec) -> tuple[str, str, str]:
     ref = parse_model_ref(spec.model_uri)
     version = resolve_version(ref, spec.tracking_uri)
     safe = _re.sub(r"[^A-Za-z0-9._-]", "_", f"{ref.name}-{version}")
-    dest = state_dir() / "jvm-models" / safe
+    # The export's format version in the name: a newer ntm-spark never reuses an older copy.
+    dest = state_dir() / "jvm-models" / f"v{JVM_EXPORT_FORMAT_VERSION}" / safe
     if (dest / "jvm" / "scorer.json").is_file():
         return str(dest), ref.name, version
     import shutil

@@ -52,12 +52,12 @@ def test_jvm_model_folder_fetches_a_registered_version_once(mlflow_tracking, log
     mlflow.MlflowClient().set_registered_model_alias(name, "champion", version)
     folder, got_name, got_version = jvm_model_folder(ModelSpec(f"models:/{name}@champion", tracking_uri=mlflow_tracking))
     assert (got_name, got_version) == (name, str(version))
-    assert Path(folder) == tmp_path / "home" / "jvm-models" / f"{name}-{version}"
+    assert Path(folder) == tmp_path / "home" / "jvm-models" / "v1" / f"{name}-{version}"
     assert (Path(folder) / "jvm" / "scorer.json").is_file() and (Path(folder) / "lemmas.json").is_file()
     mtime = (Path(folder) / "jvm" / "scorer.json").stat().st_mtime_ns
     again, _, _ = jvm_model_folder(ModelSpec(f"models:/{name}/{version}", tracking_uri=mlflow_tracking))
     assert again == folder and (Path(folder) / "jvm" / "scorer.json").stat().st_mtime_ns == mtime
-    assert not [p for p in (tmp_path / "home" / "jvm-models").iterdir() if p.name.startswith(".")]  # no work folder left
+    assert not [p for p in (tmp_path / "home" / "jvm-models" / "v1").iterdir() if p.name.startswith(".")]  # no work folder left
 
 
 def test_jvm_model_folder_stages_a_training_folder_and_names_a_bad_reference(tmp_path, monkeypatch):
