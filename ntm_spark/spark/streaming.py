@@ -44,6 +44,8 @@ from ntm_spark.core.schema import (
     ID_COL,
     MODEL_NAME_COL,
     MODEL_VERSION_COL,
+    N_OOV_TOKENS_COL,
+    N_TOKENS_COL,
     SCORED_AT_COL,
     TEXT_COL,
     TOP_TOPICS_COL,
@@ -197,6 +199,8 @@ def _scored_fields() -> list:
         T.StructField(MODEL_NAME_COL, T.StringType()),
         T.StructField(MODEL_VERSION_COL, T.StringType()),
         T.StructField(SCORED_AT_COL, T.TimestampType()),
+        T.StructField(N_TOKENS_COL, T.IntegerType()),
+        T.StructField(N_OOV_TOKENS_COL, T.IntegerType()),
     ]
 
 
@@ -271,10 +275,14 @@ def score_texts_frame(
     todo = [i for i, c in enumerate(codes) if c is None]
     weights: list = [None] * n
     tops: list = [None] * n
+    n_tokens: list = [None] * n
+    n_oov: list = [None] * n
     scorer = loaded.scorer
     if todo:
         result = scorer.score_texts([texts[i] for i in todo])
         for j, i in enumerate(todo):
+            if result.tokens is not None and result.tokens[j] >= 0:  # the drift monitor's OOV counts
+                n_tokens[i], n_oov[i] = int(result.tokens[j]), int(result.oov_tokens[j])
             err = result.errors[j]
             if err is not None:
                 codes[i], messages[i] = err.code, err.message
@@ -292,6 +300,8 @@ def score_texts_frame(
             MODEL_NAME_COL: [loaded.name] * n,
             MODEL_VERSION_COL: [loaded.version] * n,
             SCORED_AT_COL: [now] * n,
+            N_TOKENS_COL: pd.array(n_tokens, dtype="Int32"),
+            N_OOV_TOKENS_COL: pd.array(n_oov, dtype="Int32"),
         }
     )
 
