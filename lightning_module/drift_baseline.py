@@ -14,8 +14,8 @@ import torch
 
 from lightning_module.data import dense_on_device, list_row_groups, open_parquet, table_to_csr
 from ntm_spark.core.contract import split_token_counts
-from ntm_spark.core.drift import DriftBaseline, TopicSums
-from ntm_spark.core.schema import INDICES_COL, VALUES_COL
+from ntm_spark.core.drift import DriftBaseline, TopicSums, choose_oov_split
+from ntm_spark.core.schema import INDICES_COL, SPLITS, VALUES_COL
 
 
 def compute_drift_baseline(
@@ -30,7 +30,9 @@ def compute_drift_baseline(
     Args:
         model: The trained ``NTMModel`` (any device; its train/eval mode is restored afterwards).
         files: The split's Parquet files.
-        manifest: The data folder's manifest, for the split's token counts (the OOV baseline).
+        manifest: The data folder's manifest, for the token counts of the OOV baseline: a split
+            the vocabulary was not fitted on (validation) when it has tokens, else ``split``
+            (:func:`ntm_spark.core.drift.choose_oov_split`).
         split: The split's name, recorded in the baseline.
         batch_rows: Documents per inference batch.
 
@@ -53,5 +55,8 @@ def compute_drift_baseline(
         model.train(was_training)
     if not sums.documents:
         return None
-    tokens, in_vocab = split_token_counts(manifest, split)
-    return DriftBaseline.from_sums(sums, tokens, in_vocab, split)
+    counts = {s: split_token_counts(manifest, s) for s in SPLITS}
+    fit_splits = ((manifest or {}).get("vocabulary") or {}).get("fit_splits") or [split]
+    oov_split = choose_oov_split(counts, fit_splits)
+    tokens, in_vocab = counts[oov_split] if oov_split else (None, None)
+    return DriftBaseline.from_sums(sums, tokens, in_vocab, split, oov_split)

@@ -184,8 +184,11 @@ class DriftBaseline:
         argmax_share: ``(K,)`` share of training documents whose heaviest topic is k.
         documents: Training documents scored.
         split: The split it was computed on.
-        tokens: Normalized tokens of that split at preprocessing (``None``: unknown).
+        tokens: Normalized tokens of ``oov_split`` at preprocessing (``None``: unknown).
         in_vocab_tokens: Of those, the ones in the vocabulary (``None``: unknown).
+        oov_split: The split the OOV counts are of: a split the vocabulary was *not* fitted on
+            when there is one (validation), since the fitting split's own OOV rate is biased low
+            (:func:`choose_oov_split`).
     """
 
     prevalence: np.ndarray
@@ -195,15 +198,22 @@ class DriftBaseline:
     split: str = "train"
     tokens: Optional[int] = None
     in_vocab_tokens: Optional[int] = None
+    oov_split: Optional[str] = None
 
     @classmethod
     def from_sums(
-        cls, sums: TopicSums, tokens: Optional[int] = None, in_vocab_tokens: Optional[int] = None, split: str = "train"
+        cls,
+        sums: TopicSums,
+        tokens: Optional[int] = None,
+        in_vocab_tokens: Optional[int] = None,
+        split: str = "train",
+        oov_split: Optional[str] = None,
     ) -> "DriftBaseline":
-        """The baseline of a split's :class:`TopicSums` and its preprocessing token counts."""
+        """The baseline of a split's :class:`TopicSums` and a split's preprocessing token counts."""
         if sums.documents < 1:
             raise ValueError(f"the {split!r} split has no scored document: a drift baseline needs at least one.")
-        return cls(sums.prevalence, sums.std, sums.argmax_share, sums.documents, split, tokens, in_vocab_tokens)
+        oov_split = (oov_split or split) if tokens is not None else None
+        return cls(sums.prevalence, sums.std, sums.argmax_share, sums.documents, split, tokens, in_vocab_tokens, oov_split)
 
     @property
     def num_topics(self) -> int:
@@ -227,6 +237,7 @@ class DriftBaseline:
             "std": [float(x) for x in self.std],
             "argmax_share": [float(x) for x in self.argmax_share],
             "oov": {
+                "split": self.oov_split,
                 "tokens": self.tokens,
                 "in_vocab_tokens": self.in_vocab_tokens,
                 "rate": self.oov_rate,
@@ -267,7 +278,22 @@ class DriftBaseline:
             str(data.get("split", "train")),
             int(tokens) if isinstance(tokens, (int, float)) else None,
             int(in_vocab) if isinstance(in_vocab, (int, float)) else None,
+            oov.get("split"),
         )
+
+
+def choose_oov_split(token_counts: dict, fit_splits: Sequence[str] = ("train",)) -> Optional[str]:
+    """The split whose OOV rate is the baseline: validation, else test, when the vocabulary was not fitted on it; else train.
+
+    The vocabulary is chosen from ``fit_splits``, so their own OOV rate is lower than what new
+    documents from the same source show; a held-out split (validation: same time span as train)
+    measures the latter. ``token_counts`` maps split -> ``(tokens, in_vocab_tokens)`` (``None``s: unknown).
+    """
+    known = [s for s in ("validation", "test", "train") if (token_counts.get(s) or (None,))[0]]
+    held_out = [s for s in known if s not in fit_splits]
+    if held_out:
+        return held_out[0]
+    return "train" if "train" in known else (known or [None])[0]
 
 
 @dataclass
@@ -446,6 +472,7 @@ __all__ = [
     "DriftThresholds",
     "TopicSums",
     "WindowCounts",
+    "choose_oov_split",
     "evaluate_window",
     "js_distance",
     "sums_from_lists",

@@ -15,6 +15,7 @@ from ntm_spark.core.drift import (
     DriftThresholds,
     TopicSums,
     WindowCounts,
+    choose_oov_split,
     evaluate_window,
     js_distance,
     window_bounds,
@@ -146,3 +147,13 @@ def test_thresholds_and_windows_validate():
     assert window_bounds(125.0, 60) == (120.0, 180.0)
     with pytest.raises(ValueError, match="width_s"):
         window_bounds(1.0, 0)
+
+
+def test_the_oov_baseline_prefers_a_split_the_vocabulary_was_not_fitted_on():
+    counts = {"train": (100, 90), "validation": (20, 15), "test": (None, None)}
+    assert choose_oov_split(counts, ["train"]) == "validation"
+    assert choose_oov_split(counts, ["train", "validation"]) == "train"  # nothing held out: the fitted split
+    assert choose_oov_split({"train": (100, 90), "validation": (0, 0)}, ["train"]) == "train"
+    assert choose_oov_split({"train": (None, None)}, ["train"]) is None
+    base = DriftBaseline.from_sums(TopicSums.from_weights([[0.5, 0.5]]), 20, 15, oov_split="validation")
+    assert DriftBaseline.from_dict(base.to_dict()).oov_split == "validation" and base.oov_rate == 0.25
