@@ -79,6 +79,16 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
     return load_config("stream", overrides=overrides, config_file=args.config)
 
 
+def drift_sinks(cfg: StreamConfig) -> list:
+    """MLflow's drift sink for a registered model (each window's figures on the serving version's run)."""
+    if not cfg.drift or not cfg.model_uri.startswith("models:/"):
+        return []
+    from ntm_spark.core.uris import resolve_tracking_uri
+    from ntm_spark.mlops.tracking import drift_metrics_sink
+
+    return [drift_metrics_sink(cfg.tracking_uri or resolve_tracking_uri())]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run ``ntm stream``; return the exit code."""
     from pyspark.sql import SparkSession
@@ -102,7 +112,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     created = SparkSession.getActiveSession() is None
     spark = build_spark_session(spark_cfg, app_name="ntm-stream")
     try:
-        summary = run_stream(spark, cfg, timeout=args.timeout, max_batches=args.max_batches)
+        summary = run_stream(spark, cfg, timeout=args.timeout, max_batches=args.max_batches, drift_sinks=drift_sinks(cfg))
         print(json.dumps(summary, indent=2, default=str))
     except ConfigError as err:
         print(f"ntm stream: {err}", file=sys.stderr)

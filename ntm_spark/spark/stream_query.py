@@ -8,7 +8,7 @@ functions it wires live in :mod:`ntm_spark.spark.streaming`, and the supervision
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from ntm_spark.core.config import ConfigError
 
@@ -165,6 +165,7 @@ def run_stream(
     timeout: Optional[float] = None,
     max_batches: Optional[int] = None,
     listener: Any = None,
+    drift_sinks: Sequence[Callable[[dict], None]] = (),
 ) -> dict:
     """Run the query until it ends (``available_now``), ``timeout`` passes or ``max_batches`` complete.
 
@@ -172,13 +173,18 @@ def run_stream(
     topics are waited out and the query restarts from its checkpoint
     (:mod:`ntm_spark.spark.stream_supervisor`).
 
+    ``drift_sinks`` also get every drift window record (``jobs/stream_score.py`` adds MLflow's).
+
     Returns:
-        The listener's last progress summary plus ``batches`` (completed this run).
+        The listener's last progress summary plus ``batches`` (completed this run), and with drift
+        on, ``drift`` (the last window), ``drift_windows`` and ``drift_alerts``.
     """
     from ntm_spark.spark.stream_supervisor import run_supervised
     from ntm_spark.spark.streaming import _progress_summary, make_listener, write_status
 
     monitor, drift_topics = start_drift_monitor(spark, cfg)
+    if monitor is not None:
+        monitor.sinks.extend(drift_sinks)
 
     def drift_status() -> dict:
         return {"drift": monitor.latest} if monitor is not None else {}
