@@ -388,11 +388,11 @@ class StreamConfig:
     drift_window: str = "1 minute"
     drift_topic: Optional[str] = None
     #: Alert thresholds (:class:`ntm_spark.core.drift.DriftThresholds`; the defaults are measured, see the docs).
-    drift_js_distance: float = 0.25
-    drift_oov_rate_increase: Optional[float] = 0.05
+    drift_js_distance: float = 0.13
+    drift_oov_rate_increase: Optional[float] = 0.09
     drift_empty_rate: Optional[float] = None
     drift_z_score: Optional[float] = None
-    drift_min_documents: int = 20
+    drift_min_documents: int = 200
 
     @property
     def drift_topic_name(self) -> str:

@@ -354,17 +354,17 @@ class DriftThresholds:
         top_z: How many topics (largest ``|z|``) a record lists.
     """
 
-    js_distance: float = 0.25
-    oov_rate_increase: Optional[float] = 0.05
+    js_distance: float = 0.13
+    oov_rate_increase: Optional[float] = 0.09
     empty_rate: Optional[float] = None
     z_score: Optional[float] = None
-    min_documents: int = 20
+    min_documents: int = 200
     top_z: int = 5
 
     def validate(self, prefix: str = "") -> None:
         """Raise ``ValueError`` naming the field, its value and the fix."""
         if not 0 < self.js_distance <= 1:
-            raise ValueError(f"{prefix}js_distance={self.js_distance!r} must be in (0, 1]: use e.g. 0.25.")
+            raise ValueError(f"{prefix}js_distance={self.js_distance!r} must be in (0, 1]: use e.g. 0.13.")
         for name in ("oov_rate_increase", "empty_rate"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
