@@ -88,6 +88,7 @@ def test_training_writes_the_baseline_and_the_manifest_its_token_counts(drift_mo
     assert baseline.oov_split == "validation"
     assert baseline.oov_rate == pytest.approx(1 - val["in_vocab_tokens"] / val["tokens"])
     assert baseline.oov_rate > 1 - train["in_vocab_tokens"] / train["tokens"]
+    print(f"\nOOV rate: train {1 - train['in_vocab_tokens'] / train['tokens']:.3f}, validation {baseline.oov_rate:.3f}")
     # The model folder carries the data manifest, so the baseline and its counts travel together.
     assert read_manifest(model)["splits"]["validation"]["tokens"] == val["tokens"]
 
