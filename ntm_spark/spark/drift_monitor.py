@@ -113,6 +113,8 @@ class DriftMonitor:
         self._clock = clock
         self._lock = threading.Lock()
         self._window: Optional[tuple[float, float]] = None
+        #: The end of the last window closed: a batch that started before it counts in the next window.
+        self._closed_until = float("-inf")
         self._counts = WindowCounts()
         self._versions: set = set()
         #: The last record written, and every record (oldest first) of this run.
@@ -130,14 +132,15 @@ class DriftMonitor:
         if counts is None or counts.records == 0:
             self.tick(_epoch(timestamp))
             return
-        t = _epoch(timestamp)
         closed = []
         with self._lock:
+            # A batch that started in a window already closed counts in the next one (it reported late),
+            # so a window is never written twice.
+            t = max(_epoch(timestamp), self._closed_until)
             if self._window is not None and t >= self._window[1]:
                 closed.append(self._take())
             if self._window is None:
                 self._window = window_bounds(t, self.window_s)
-            # A batch that started in a window already closed counts in the open one (it reported late).
             self._counts = self._counts.merge(counts)
             if metrics.get("model_version") is not None:
                 self._versions.add(str(metrics["model_version"]))
@@ -170,6 +173,7 @@ class DriftMonitor:
 
     def _take(self) -> tuple:
         start, end = self._window
+        self._closed_until = max(self._closed_until, end)
         out = (start, end, self._counts, set(self._versions))
         self._window, self._counts, self._versions = None, WindowCounts(), set()
         return out

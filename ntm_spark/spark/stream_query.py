@@ -7,10 +7,13 @@ functions it wires live in :mod:`ntm_spark.spark.streaming`, and the supervision
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from ntm_spark.core.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -215,7 +218,10 @@ def run_stream(
             spark.streams.removeListener(drift_listener)
             monitor.stop()
             for sink in monitor.sinks:
-                getattr(sink, "close", lambda: None)()
+                try:
+                    getattr(sink, "close", lambda: None)()
+                except Exception as err:  # noqa: BLE001 - closing a producer of an unreachable broker may fail
+                    log.warning("drift: closing %s failed: %s", getattr(sink, "__name__", sink), err)
     # Summarize from the queries themselves: listener events are delivered asynchronously.
     totals: dict = {}
     summary: dict = {}
@@ -238,8 +244,6 @@ def start_drift_monitor(spark: "SparkSession", cfg: "StreamConfig") -> tuple[Any
     ``(None, None)`` when drift is off, with the real-time trigger (its records flow without
     micro-batch metrics), or when the driver cannot load the model (logged; the stream runs on).
     """
-    import logging
-
     from ntm_spark.spark.drift_monitor import (
         DriftMonitor,
         drift_parquet_folder,
@@ -249,7 +253,6 @@ def start_drift_monitor(spark: "SparkSession", cfg: "StreamConfig") -> tuple[Any
         serving_model,
     )
 
-    log = logging.getLogger(__name__)
     if not cfg.drift:
         return None, None
     if cfg.trigger == "real_time":

@@ -70,3 +70,18 @@ def test_a_batch_without_drift_sums_or_rows_changes_nothing():
     assert mon.flush() is None and got == []
     with pytest.raises(ValueError, match="drift_window"):
         DriftMonitor(0, DriftThresholds(), lambda: (None, None, None))
+
+
+def test_a_batch_reporting_after_its_window_closed_counts_in_the_next_and_no_window_is_written_twice(tmp_path):
+    out = drift_parquet_folder(str(tmp_path / "scored"))
+    got = []
+    now = [1011.5]
+    mon = monitor(lambda: now[0], sinks=(got.append, parquet_sink(out)))
+    mon.add_batch(1001.0, metrics([[0.5, 0.5]] * 6))
+    assert mon.tick()["window_start"].endswith("16:40.000Z")  # [1000, 1010) closed on time
+    mon.add_batch(1009.0, metrics([[0.5, 0.5]] * 4))  # started in the closed window, reported late
+    now[0] = 1021.5
+    late = mon.tick()
+    assert late["window_start"].endswith("16:50.000Z") and late["scored"] == 4
+    assert [r["window_start"] for r in got] == sorted({r["window_start"] for r in got})
+    assert pq.read_table(out).num_rows == 2
