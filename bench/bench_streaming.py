@@ -372,8 +372,12 @@ def main(argv=None):
                         help="produce and consume the measured window in their own processes, not the driver's")
     parser.add_argument("--input-partitions", type=int, nargs="*", default=[2],
                         help="partitions of the measured input topic (each value measured in turn)")  # fmt: skip
-    parser.add_argument("--max-tasks-per-batch", type=int, nargs="*", default=[None],
-                        help="stream.max_tasks_per_batch values measured in turn (0: null, one task per Kafka partition)")  # fmt: skip
+    parser.add_argument("--max-tasks-per-batch", nargs="*", default=[None], type=lambda v: v if v == "auto" else int(v),
+                        help="stream.max_tasks_per_batch values measured in turn (auto; 0: null, one task per Kafka "
+                             "partition); none given: the config's default")  # fmt: skip
+    parser.add_argument("--scoring-threads", type=int, nargs="*", default=[None],
+                        help="stream.scoring_threads values measured in turn (give each explicitly, e.g. 2 1: a Python "
+                             "worker keeps the last count it was set to); none given: the config's default")  # fmt: skip
     args = parser.parse_args(argv)
     global SEPARATE_PROCESSES, INPUT_PARTITIONS
     SEPARATE_PROCESSES = args.separate_processes
@@ -415,13 +419,17 @@ def main(argv=None):
                 extra = trigger_kwargs(trig)
                 for udf in udfs:
                     kw = {**extra, "scoring_udf": udf} if udf else extra
-                    for rate, parts, tasks in itertools.product(args.rates, args.input_partitions, args.max_tasks_per_batch):
+                    combos = itertools.product(args.rates, args.input_partitions, args.max_tasks_per_batch, args.scoring_threads)
+                    for rate, parts, tasks, threads in combos:
                         INPUT_PARTITIONS = parts
                         tasks_kw = {} if tasks is None else {"max_tasks_per_batch": tasks or None}
+                        if threads is not None:
+                            tasks_kw["scoring_threads"] = threads
                         r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
                                             warmup_seconds=args.warmup_seconds, **kw, **tasks_kw)  # fmt: skip
                         r["scoring_udf"] = udf
-                        r["max_tasks_per_batch"] = tasks_kw.get("max_tasks_per_batch", STREAM_OVERRIDES.get("max_tasks_per_batch"))
+                        r["max_tasks_per_batch"] = tasks_kw.get("max_tasks_per_batch", STREAM_OVERRIDES.get("max_tasks_per_batch", "config"))
+                        r["scoring_threads"] = tasks_kw.get("scoring_threads", STREAM_OVERRIDES.get("scoring_threads", "config"))
                         print(json.dumps(r), flush=True)
                         results["latency"].append(r)
             for udf in udfs if args.drain_docs else []:

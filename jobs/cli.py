@@ -8,6 +8,8 @@ Usage:
     ntm registry list|show|register|promote|rollback
     ntm serve [flags]                     the registered model over REST (no 5xx for bad input)
     ntm stream [flags]                    Kafka -> topic mixtures -> Kafka
+    ntm produce [--topic T] FILE|-        send JSON lines, CSV or text files to Kafka as documents
+    ntm tail [--dead-letters] [--drift]   print the stream's records readably
     ntm backfill [flags]                  score a whole corpus to Parquet
     ntm explore [flags]                   topic exploration report
     ntm demo [--quick]                    every stage end to end
@@ -36,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("jobs.registry", "MLflow model registry: list, show, register, promote, rollback"),
     "serve": ("jobs.serve", "serve the registered model over REST (MLflow's scoring app, guarded)"),
     "stream": ("jobs.stream_score", "tag a Kafka stream of documents with topic mixtures"),
+    "produce": ("jobs.produce", "send JSON lines, CSV or text files to Kafka as documents for the stream"),
+    "tail": ("jobs.tail", "print the stream's scored records, dead letters or drift windows readably"),
     "backfill": ("jobs.backfill", "score a whole corpus to Parquet"),
     "explore": ("jobs.explore", "write the topic exploration report"),
     "demo": ("jobs.demo", "run every stage end to end"),

@@ -45,6 +45,19 @@ FLAG_KEYS = {
 }
 
 
+def _tasks_flag(value: str) -> str:
+    """``--max-tasks-per-batch``: an integer >= 1, ``auto`` or ``none``, as the config value's JSON."""
+    if value.lower() in ("auto", "none", "null"):
+        return "auto" if value.lower() == "auto" else "null"
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give an integer >= 1, auto or none") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give an integer >= 1, auto or none")
+    return str(n)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the job's flags (each a shorthand for a ``stream.*`` config key)."""
     parser = argparse.ArgumentParser(prog="ntm stream", description=__doc__.split("\n\n")[0])
@@ -55,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dead-letter-topic", default=None)
     parser.add_argument("--starting-offsets", default=None, help="earliest | latest | per-partition JSON (first start only)")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
-    parser.add_argument("--max-tasks-per-batch", type=int, default=None,
-                        help="coalesce the Kafka partitions into at most this many tasks per micro-batch (see docs/streaming.md)")  # fmt: skip
+    parser.add_argument("--max-tasks-per-batch", type=_tasks_flag, default=None, metavar="N|auto|none",
+                        help="coalesce the Kafka partitions into at most N tasks per micro-batch; auto (default): Spark's "
+                             "cores; none: one task per partition (see docs/streaming.md)")  # fmt: skip
     parser.add_argument("--trigger", choices=["processing_time", "available_now", "real_time"], default=None)
-    parser.add_argument("--processing-time", default=None, help="micro-batch interval, e.g. '500 milliseconds'")
+    parser.add_argument("--processing-time", default=None, help="micro-batch interval, e.g. '100 milliseconds' (the default)")
     parser.add_argument("--model", default=None, help="models:/<name>@<alias>, models:/<name>/<version>, a model folder, runs:/...")
     parser.add_argument("--parquet-path", default=None, help="also write scored records as Parquet (idempotent per batch_id)")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
@@ -73,6 +87,10 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag, None)
         if value is not None:
+            if flag == "max_tasks_per_batch":  # already the value's JSON: 2, "auto" or null
+                value = json.dumps(value) if value == "auto" else value
+                overrides.append(f"{key}={value}")
+                continue
             overrides.append(f"{key}={json.dumps(value) if isinstance(value, str) else value}")
     if args.input_pattern is not None and args.input_topics is None:
         overrides.append("input_topics=null")

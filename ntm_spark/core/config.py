@@ -345,14 +345,15 @@ class StreamConfig:
     dead_letter_topic: str = "topic-mixtures-dead-letters"
     starting_offsets: str = "latest"
     max_offsets_per_trigger: Optional[int] = None
-    #: At most this many Spark tasks per micro-batch (the Kafka partitions are coalesced); null: one
-    #: task per Kafka partition. A trade-off: 1 lowered the median latency but raised the p99 on
-    #: 2 cores (docs/streaming.md); an input topic with fewer partitions improved both.
-    max_tasks_per_batch: Optional[int] = None
+    #: At most this many Spark tasks per micro-batch (the Kafka partitions are coalesced); ``auto``:
+    #: as many as the cores Spark has (``defaultParallelism``), so a topic with more partitions than
+    #: cores pays each task's fixed cost (a Python round trip, a producer flush) fewer times; null:
+    #: one task per Kafka partition. Ignored (one task per partition) with ``trigger: real_time``.
+    max_tasks_per_batch: Union[int, Literal["auto"], None] = "auto"
     #: ``kafka.*`` client settings passed to the source and both sinks (``kafka.`` prefix optional).
     kafka_options: dict = field(default_factory=dict)
     trigger: Literal["processing_time", "available_now", "real_time"] = "processing_time"
-    processing_time: str = "500 milliseconds"
+    processing_time: str = "100 milliseconds"
     real_time_batch_duration: str = "5 minutes"
     #: Real-time mode rejects Python operators; true bypasses Spark's allowlist check (see docs/streaming.md).
     real_time_allow_python: bool = False
@@ -370,6 +371,8 @@ class StreamConfig:
     top_words: int = 5
     passthrough_fields: list = field(default_factory=list)
     scoring_udf: Literal["map_in_pandas", "pandas_udf"] = "map_in_pandas"
+    #: torch threads in each Python worker that scores (Spark runs one task per core already); null: torch's default.
+    scoring_threads: Optional[int] = 1
     arrow_batch_size: int = 1000
     parquet_path: Optional[str] = None
     status_file: str = ".ntm/stream/status.json"
@@ -420,22 +423,23 @@ class StreamConfig:
             "use null or an integer >= 1",
         )
         _check(
-            self.max_tasks_per_batch is None or self.max_tasks_per_batch >= 1,
+            self.max_tasks_per_batch in (None, "auto") or self.max_tasks_per_batch >= 1,
             "stream.max_tasks_per_batch",
             self.max_tasks_per_batch,
-            "use null or an integer >= 1",
+            "use auto, null or an integer >= 1",
         )
         _check(
-            self.max_tasks_per_batch is None or self.trigger != "real_time",
+            self.max_tasks_per_batch in (None, "auto") or self.trigger != "real_time",
             "stream.max_tasks_per_batch",
             self.max_tasks_per_batch,
-            "use null with trigger=real_time (real-time mode runs one long-running task per Kafka partition)",
+            "use auto or null with trigger=real_time (real-time mode runs one long-running task per Kafka partition)",
         )
         _check(self.model_refresh_interval_s > 0, "stream.model_refresh_interval_s", self.model_refresh_interval_s, "use a positive number of seconds")
         _check(self.max_message_bytes >= 1, "stream.max_message_bytes", self.max_message_bytes, "use an integer >= 1")
         _check(self.top_k >= 1, "stream.top_k", self.top_k, "use an integer >= 1")
         _check(self.top_words >= 0, "stream.top_words", self.top_words, "use an integer >= 0")
         _check(self.arrow_batch_size >= 1, "stream.arrow_batch_size", self.arrow_batch_size, "use an integer >= 1")
+        _check(self.scoring_threads is None or self.scoring_threads >= 1, "stream.scoring_threads", self.scoring_threads, "use null or an integer >= 1")
         _check(self.async_progress_interval_ms >= 0, "stream.async_progress_interval_ms", self.async_progress_interval_ms, "use an integer >= 0")
         _check(self.output_topic != self.dead_letter_topic, "stream.dead_letter_topic", self.dead_letter_topic, "use a topic other than output_topic")
         _check(self.restart_backoff_initial_s > 0, "stream.restart_backoff_initial_s", self.restart_backoff_initial_s, "use a positive number of seconds")
@@ -515,12 +519,15 @@ class BackfillConfig:
     num_partitions: int = 8
     max_text_bytes: int = 1_000_000
     arrow_batch_size: int = 1000
+    #: torch threads in each Python worker that scores (as ``stream.scoring_threads``).
+    scoring_threads: Optional[int] = 1
 
     def validate(self) -> None:
         """Check ranges."""
         _check(1 <= self.num_partitions <= 10_000, "backfill.num_partitions", self.num_partitions, "use an integer between 1 and 10000")
         _check(bool(self.output_path), "backfill.output_path", self.output_path, "set a folder path")
         _check(self.arrow_batch_size >= 1, "backfill.arrow_batch_size", self.arrow_batch_size, "use an integer >= 1")
+        _check(self.scoring_threads is None or self.scoring_threads >= 1, "backfill.scoring_threads", self.scoring_threads, "use null or an integer >= 1")
 
 
 STAGES: dict[str, type] = {

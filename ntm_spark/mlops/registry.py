@@ -654,3 +654,24 @@ def show_version(name: str, ref: str = "@champion", cfg: Optional[MlflowConfig] 
         "lineage": lineage,
         "champion_history": _history(client, name),
     }
+
+
+def version_topic_words(
+    name: str, version: str, top_n: int = 10, tracking_uri: Optional[str] = None, client: Any = None
+) -> list[list[str]]:
+    """Each topic's ``top_n`` heaviest words for registered version ``version`` of ``name`` (from its run's files).
+
+    Raises:
+        RegistryError: for an unknown model or version, or a run that logged no vocabulary or topic-word matrix.
+    """
+    from ntm_spark.core.contract import top_words
+
+    client = client or _client(tracking_uri=tracking_uri)
+    mv = resolve_version(client, name, str(version))
+    files = _download_run_files(client, mv.run_id) if mv.run_id else {}
+    if "vocab" not in files or files.get("topic_word") is None:
+        raise RegistryError(
+            f"model {name!r} version {version} has no vocab.txt and topic_word.npy in its run {mv.run_id!r}: "
+            "register runs logged by `ntm train` (ntm_spark.mlops.tracking.log_training_run)."
+        )
+    return top_words(files["topic_word"], files["vocab"], top_n)

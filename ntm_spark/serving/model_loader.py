@@ -82,12 +82,17 @@ class ModelSpec:
         refresh_interval_s: How often an alias (or a folder's ``model.pt``) is checked for a new version.
         tracking_uri: The MLflow tracking/registry URI; ``None`` uses MLflow's default resolution.
         max_text_bytes: Texts larger than this are rejected with ``too_large``.
+        threads: torch's intra-op threads in the process that loads the model (set at its first
+            load); ``None`` leaves torch's default (one per core). Spark already runs one task per
+            core, so its Python workers score with 1: with torch's default, N concurrent tasks
+            run N x cores threads and a busy machine's scoring slows down (docs/streaming.md).
     """
 
     model_uri: str
     refresh_interval_s: float = 30.0
     tracking_uri: Optional[str] = None
     max_text_bytes: int = 1_000_000
+    threads: Optional[int] = None
 
 
 @dataclass
@@ -306,6 +311,11 @@ class ScorerLoader:
         return storage.modified_time(storage.join(self.ref.uri, MODEL_FILE)) != self._folder_mtime
 
     def _load(self, version: str) -> LoadedModel:
+        if self.spec.threads:
+            import torch
+
+            if torch.get_num_threads() != self.spec.threads:
+                torch.set_num_threads(int(self.spec.threads))
         if self.ref.kind == "folder":
             self._folder_mtime = storage.modified_time(storage.join(self.ref.uri, MODEL_FILE))
         scorer, pyfunc = load_scorer_and_pyfunc(self.ref, version, self.spec.tracking_uri, self.spec.max_text_bytes)

@@ -220,7 +220,9 @@ def run_backfill(
     stale = delete_stale_staging(spark, output, rf"{BUCKET_COL}=\d+")
     if stale:
         progress(f"backfill {output}: removed {len(stale)} staging folder(s) left by an interrupted run")
-    spec = ModelSpec(pinned, refresh_interval_s=1e9, tracking_uri=cfg.tracking_uri, max_text_bytes=cfg.max_text_bytes)
+    spec = ModelSpec(
+        pinned, refresh_interval_s=1e9, tracking_uri=cfg.tracking_uri, max_text_bytes=cfg.max_text_bytes, threads=cfg.scoring_threads
+    )
     report = BackfillReport(output, version, cfg.num_partitions)
     done = [b for b in range(cfg.num_partitions) if path_exists(spark, f"{output}/{BUCKET_COL}={b}/_SUCCESS")]
     report.partitions_skipped = done

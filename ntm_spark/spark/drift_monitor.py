@@ -348,4 +348,4 @@ def model_spec(cfg: "StreamConfig") -> Any:
         from ntm_spark.core.uris import resolve_tracking_uri
 
         tracking_uri = resolve_tracking_uri()
-    return ModelSpec(cfg.model_uri, cfg.model_refresh_interval_s, tracking_uri, cfg.max_message_bytes)
+    return ModelSpec(cfg.model_uri, cfg.model_refresh_interval_s, tracking_uri, cfg.max_message_bytes, cfg.scoring_threads)

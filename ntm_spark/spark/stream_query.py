@@ -44,11 +44,25 @@ def read_messages(spark: "SparkSession", cfg: "StreamConfig") -> "DataFrame":
     if cfg.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
     messages = reader.load()
-    if cfg.max_tasks_per_batch:
+    tasks = max_tasks(spark, cfg)
+    if tasks:
         # Fewer, larger tasks: each task's fixed cost (scheduling, a Python worker round trip, a
         # Kafka producer flush) is paid once per batch instead of once per Kafka partition.
-        messages = messages.coalesce(cfg.max_tasks_per_batch)
+        # coalesce never adds tasks: a topic with fewer partitions keeps one task per partition.
+        messages = messages.coalesce(tasks)
     return messages
+
+
+def max_tasks(spark: "SparkSession", cfg: "StreamConfig") -> Optional[int]:
+    """Tasks per micro-batch at most: ``max_tasks_per_batch``, ``auto`` = Spark's cores, ``None`` = no limit.
+
+    Real-time mode runs one long-running task per Kafka partition, so it gets no limit.
+    """
+    if cfg.trigger == "real_time" or cfg.max_tasks_per_batch is None:
+        return None
+    if cfg.max_tasks_per_batch == "auto":
+        return max(1, int(spark.sparkContext.defaultParallelism))
+    return int(cfg.max_tasks_per_batch)
 
 
 def build_scored(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from ntm_spark.core.paths import state_dir
+from ntm_spark.tools.kafka_client import json_consumer, json_producer
 
 log = logging.getLogger(__name__)
 
@@ -234,39 +235,14 @@ def run_demo(args: argparse.Namespace, commands: Mapping[str, Callable[[list], i
             print(f"    stopped: {', '.join(type(s).__name__ for s in started) or 'nothing (services were already running)'}")
 
 
-def _json_producer(bootstrap: str, **options):
-    """Return a producer of JSON values keyed by a string (kafka-python 3.x serializer objects)."""
-    from kafka import KafkaProducer
-    from kafka.serializer import DefaultSerializer, JsonSerializer
-
-    return KafkaProducer(bootstrap_servers=bootstrap, key_serializer=DefaultSerializer(), value_serializer=JsonSerializer(), **options)
-
-
-def _json_consumer(bootstrap: str, topics: list[str], group: str):
-    """Return a consumer of JSON values from the beginning of ``topics``, in a fresh consumer group."""
-    from kafka import KafkaConsumer
-    from kafka.serializer import DefaultSerializer, JsonSerializer
-
-    return KafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=f"{group}-{uuid.uuid4().hex[:6]}",
-        key_deserializer=DefaultSerializer(),
-        value_deserializer=JsonSerializer(),
-        consumer_timeout_ms=1000,
-    )
-
-
 def _wait_until_scoring(bootstrap: str, in_topic: str, out_topic: str, text: str, timeout: float, proc) -> float:
     """Send one warm-up message and wait for its record, so latency figures exclude start-up."""
     start = time.monotonic()
-    producer = _json_producer(bootstrap)
+    producer = json_producer(bootstrap)
     producer.send(in_topic, key="demo-warmup", value={"id": "demo-warmup", "text": text})
     producer.flush()
     producer.close()
-    consumer = _json_consumer(bootstrap, [out_topic], group="demo-warmup")
+    consumer = json_consumer(bootstrap, [out_topic], group="demo-warmup")
     try:
         while time.monotonic() - start < timeout:
             if proc.poll() is not None:
@@ -280,7 +256,7 @@ def _wait_until_scoring(bootstrap: str, in_topic: str, out_topic: str, text: str
 
 
 def _produce(bootstrap: str, topic: str, docs: list[dict], tqdm) -> None:
-    producer = _json_producer(bootstrap, linger_ms=5)
+    producer = json_producer(bootstrap, linger_ms=5)
     try:
         for doc in tqdm(docs, desc="    produce", unit="msg", disable=None):
             producer.send(topic, key=doc["id"], value={**doc, "sent_at": time.time()})
@@ -290,7 +266,7 @@ def _produce(bootstrap: str, topic: str, docs: list[dict], tqdm) -> None:
 
 
 def _consume(bootstrap, out_topic, dlq, expected, results, dead, timeout, ready) -> None:
-    consumer = _json_consumer(bootstrap, [out_topic, dlq], group="demo")
+    consumer = json_consumer(bootstrap, [out_topic, dlq], group="demo")
     deadline = time.monotonic() + timeout
     ready.set()
     try:

@@ -51,6 +51,13 @@ def test_out_of_range_is_named_with_fix():
     with pytest.raises(ConfigError, match=r"stream.max_tasks_per_batch=1.*real_time"):
         load_config("stream", overrides=["max_tasks_per_batch=1", "trigger=real_time"])
     assert load_config("stream", overrides=["max_tasks_per_batch=1"]).max_tasks_per_batch == 1
+    assert load_config("stream").max_tasks_per_batch == "auto"
+    assert load_config("stream", overrides=["max_tasks_per_batch=null"]).max_tasks_per_batch is None
+    assert load_config("stream", overrides=["max_tasks_per_batch=auto", "trigger=real_time"]).trigger == "real_time"
+    with pytest.raises(ConfigError, match=r"stream.max_tasks_per_batch='many'"):
+        load_config("stream", overrides=["max_tasks_per_batch=many"])
+    with pytest.raises(ConfigError, match=r"stream.scoring_threads=0"):
+        load_config("stream", overrides=["scoring_threads=0"])
 
 
 def test_literal_choices_listed():

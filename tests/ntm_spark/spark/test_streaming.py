@@ -142,6 +142,22 @@ def test_loader_hot_swaps_a_replaced_folder_and_keeps_the_old_model_on_failure(t
     assert loader.failed_reloads == 1 and "model.pt" in (loader.last_error or "") or loader.failed_reloads == 1
 
 
+@pytest.mark.parametrize(("threads", "expected"), [(None, 2), (1, 1)])
+def test_loader_sets_the_scoring_processes_torch_threads(stream_model_folder, threads, expected):
+    # In a fresh process, as a Spark Python worker is: torch's default there is OMP_NUM_THREADS.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from ntm_spark.serving.model_loader import ModelSpec, ScorerLoader; "
+        f"ScorerLoader(ModelSpec({str(stream_model_folder)!r}, threads={threads!r})).get(); print(torch.get_num_threads())"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) == expected
+
+
 def test_parse_model_ref_errors_name_the_value(tmp_path):
     from ntm_spark.serving.model_loader import parse_model_ref
 
