@@ -148,6 +148,8 @@ def trigger_kwargs(trig: str) -> dict:
 SEPARATE_PROCESSES = False
 #: Partitions of the measured input topic (``--input-partitions``): one Spark task per partition per batch.
 INPUT_PARTITIONS = 2
+#: The model's K when drift monitoring's per-batch sums are on (``--drift on``), else None.
+DRIFT_TOPICS = None
 
 
 def _consume_process(bootstrap, topic, ready, done, results):
@@ -248,7 +250,7 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
     topic = f"lat-{uuid.uuid4().hex[:8]}"
     create_topics(bootstrap, topic, partitions=INPUT_PARTITIONS)
     cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="latest", **trigger)
-    query = start_stream(spark, cfg, score=lda_score(model, cfg) if kind == "lda" else None)
+    query = start_stream(spark, cfg, score=lda_score(model, cfg) if kind == "lda" else None, drift_topics=DRIFT_TOPICS if kind == "ntm" else None)
     consumer = KafkaConsumer(cfg.output_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=500,
                              group_id=f"b-{uuid.uuid4().hex[:6]}", fetch_max_wait_ms=10)  # fmt: skip
     latencies, sent_at = [], {}
@@ -325,7 +327,7 @@ def measure_drain(spark, bootstrap, model, kind, docs, n, work, per_batch=5000, 
     prod.close()
     cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="earliest", trigger="available_now", max_offsets_per_trigger=per_batch, **kw)
     t0 = time.monotonic()
-    query = start_stream(spark, cfg, score=lda_score(model, cfg) if kind == "lda" else None)
+    query = start_stream(spark, cfg, score=lda_score(model, cfg) if kind == "lda" else None, drift_topics=DRIFT_TOPICS if kind == "ntm" else None)
     query.awaitTermination()
     wall = time.monotonic() - t0
     progress = [p for p in query.recentProgress if p.numInputRows > 0]
@@ -374,6 +376,8 @@ def main(argv=None):
                         help="stream config override for every query, e.g. kafka_options='{\"linger.ms\": 0}'")  # fmt: skip
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--drift", nargs="*", default=["off"], choices=["off", "on"],
+                        help="measure with drift monitoring's per-batch sums off and/or on, in this order (e.g. off on off on)")
     parser.add_argument("--separate-processes", action="store_true",
                         help="produce and consume the measured window in their own processes, not the driver's")
     parser.add_argument("--input-partitions", type=int, nargs="*", default=[2],
@@ -385,7 +389,7 @@ def main(argv=None):
                         help="stream.scoring_threads values measured in turn (give each explicitly, e.g. 2 1: a Python "
                              "worker keeps the last count it was set to); none given: the config's default")  # fmt: skip
     args = parser.parse_args(argv)
-    global SEPARATE_PROCESSES, INPUT_PARTITIONS
+    global SEPARATE_PROCESSES, INPUT_PARTITIONS, DRIFT_TOPICS
     SEPARATE_PROCESSES = args.separate_processes
     INPUT_PARTITIONS = args.input_partitions[0]
     for item in args.overrides:
@@ -419,33 +423,37 @@ def main(argv=None):
             kw = {**trigger_kwargs(args.triggers[0]), **({"scoring_udf": args.scoring_udfs[0]} if args.scoring_udfs else {})}
             r = measure_latency(spark, bootstrap, models["ntm"], "ntm", test_docs, max(args.rates), args.warmup_run_seconds, work, **kw)
             print(json.dumps({"discarded_warmup_run": True, **r}), flush=True)
-        for kind in args.kinds:
-            udfs = args.scoring_udfs if kind == "ntm" else [None]  # the LDA peer has no scoring UDF choice
-            for trig in args.triggers:
-                extra = trigger_kwargs(trig)
-                for udf in udfs:
-                    kw = {**extra, "scoring_udf": udf} if udf else extra
-                    combos = itertools.product(args.rates, args.input_partitions, args.max_tasks_per_batch, args.scoring_threads)
-                    for rate, parts, tasks, threads in combos:
-                        INPUT_PARTITIONS = parts
-                        tasks_kw = {} if tasks is None else {"max_tasks_per_batch": tasks or None}
-                        if threads is not None:
-                            tasks_kw["scoring_threads"] = threads
-                        r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
-                                            warmup_seconds=args.warmup_seconds, **kw, **tasks_kw)  # fmt: skip
-                        r["scoring_udf"] = udf
-                        r["max_tasks_per_batch"] = tasks_kw.get("max_tasks_per_batch", STREAM_OVERRIDES.get("max_tasks_per_batch", "config"))
-                        r["scoring_threads"] = tasks_kw.get("scoring_threads", STREAM_OVERRIDES.get("scoring_threads", "config"))
-                        print(json.dumps(r), flush=True)
-                        results["latency"].append(r)
-            for udf in udfs if args.drain_docs else []:
-                extra = {"arrow_batch_size": args.arrow_batch} if args.arrow_batch and kind == "ntm" else {}
-                if udf:
-                    extra["scoring_udf"] = udf
-                r = measure_drain(spark, bootstrap, models[kind], kind, test_docs, args.drain_docs, work, args.drain_batch, **extra)
-                r["scoring_udf"] = udf
-                print(json.dumps(r), flush=True)
-                results["drain"].append(r)
+        for drift in args.drift:
+            DRIFT_TOPICS = 20 if drift == "on" else None  # build_models' K
+            for kind in args.kinds:
+                udfs = args.scoring_udfs if kind == "ntm" else [None]  # the LDA peer has no scoring UDF choice
+                for trig in args.triggers:
+                    extra = trigger_kwargs(trig)
+                    for udf in udfs:
+                        kw = {**extra, "scoring_udf": udf} if udf else extra
+                        combos = itertools.product(args.rates, args.input_partitions, args.max_tasks_per_batch, args.scoring_threads)
+                        for rate, parts, tasks, threads in combos:
+                            INPUT_PARTITIONS = parts
+                            tasks_kw = {} if tasks is None else {"max_tasks_per_batch": tasks or None}
+                            if threads is not None:
+                                tasks_kw["scoring_threads"] = threads
+                            r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
+                                                warmup_seconds=args.warmup_seconds, **kw, **tasks_kw)  # fmt: skip
+                            r["scoring_udf"] = udf
+                            r["max_tasks_per_batch"] = tasks_kw.get("max_tasks_per_batch", STREAM_OVERRIDES.get("max_tasks_per_batch", "config"))
+                            r["scoring_threads"] = tasks_kw.get("scoring_threads", STREAM_OVERRIDES.get("scoring_threads", "config"))
+                            r["drift"] = drift
+                            print(json.dumps(r), flush=True)
+                            results["latency"].append(r)
+                for udf in udfs if args.drain_docs else []:
+                    extra = {"arrow_batch_size": args.arrow_batch} if args.arrow_batch and kind == "ntm" else {}
+                    if udf:
+                        extra["scoring_udf"] = udf
+                    r = measure_drain(spark, bootstrap, models[kind], kind, test_docs, args.drain_docs, work, args.drain_batch, **extra)
+                    r["scoring_udf"] = udf
+                    r["drift"] = drift
+                    print(json.dumps(r), flush=True)
+                    results["drain"].append(r)
         for scale in args.backfill_scales:
             r = measure_backfill(spark, ntm, work, scale)
             print(json.dumps(r), flush=True)

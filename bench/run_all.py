@@ -89,6 +89,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         env=(("PYSPARK_PYTHON", ".venv/bin/python"),),
     ),
     Benchmark(
+        "bench_drift",
+        "drift thresholds (issue 21): JS distance, OOV rate and alert share of in-domain vs out-of-domain 20NG windows",
+        ("--work", "/tmp/bench_drift", "--trials", "500"),
+    ),
+    Benchmark(
         "bench_cluster",
         "standalone cluster (issue 17): preprocess + backfill of the 16x corpus, 1 worker x 1 core vs 2 workers x 1 core",
         ("--scale", "16"),

@@ -6,7 +6,7 @@ Usage:
         --model models:/ntm-20newsgroups@champion [--trigger processing_time|available_now|real_time] \\
         [--max-tasks-per-batch N] [--set checkpoint_location=PATH] [--parquet-path PATH] [--timeout S] [--max-batches N]
     ntm stream [same flags]
-    ntm stream --status          print the listener's latest progress (rates, dead letters, model version)
+    ntm stream --status          print the listener's latest progress (rates, dead letters, model version, drift window)
 
 The checkpoint location always comes from config (``stream.checkpoint_location``):
 restarting with the same one resumes where the query stopped. See docs/streaming.md
@@ -42,6 +42,7 @@ FLAG_KEYS = {
     "processing_time": "processing_time",
     "model": "model_uri",
     "parquet_path": "parquet_path",
+    "drift_window": "drift_window",
 }
 
 
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--processing-time", default=None, help="micro-batch interval, e.g. '100 milliseconds' (the default)")
     parser.add_argument("--model", default=None, help="models:/<name>@<alias>, models:/<name>/<version>, a model folder, runs:/...")
     parser.add_argument("--parquet-path", default=None, help="also write scored records as Parquet (idempotent per batch_id)")
+    parser.add_argument("--drift-window", default=None, help="drift monitoring window, e.g. '1 minute' (see docs/streaming.md)")
+    parser.add_argument("--no-drift", action="store_true", help="turn drift monitoring off (stream.drift=false)")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--max-batches", type=int, default=None, help="stop after this many completed micro-batches")
     parser.add_argument("--status", action="store_true", help="print the latest progress written by a running job and exit")
@@ -94,7 +97,19 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
             overrides.append(f"{key}={json.dumps(value) if isinstance(value, str) else value}")
     if args.input_pattern is not None and args.input_topics is None:
         overrides.append("input_topics=null")
+    if getattr(args, "no_drift", False):
+        overrides.append("drift=false")
     return load_config("stream", overrides=overrides, config_file=args.config)
+
+
+def drift_sinks(cfg: StreamConfig) -> list:
+    """MLflow's drift sink for a registered model (each window's figures on the serving version's run)."""
+    if not cfg.drift or not cfg.model_uri.startswith("models:/"):
+        return []
+    from ntm_spark.core.uris import resolve_tracking_uri
+    from ntm_spark.mlops.tracking import drift_metrics_sink
+
+    return [drift_metrics_sink(cfg.tracking_uri or resolve_tracking_uri())]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -120,7 +135,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     created = SparkSession.getActiveSession() is None
     spark = build_spark_session(spark_cfg, app_name="ntm-stream")
     try:
-        summary = run_stream(spark, cfg, timeout=args.timeout, max_batches=args.max_batches)
+        summary = run_stream(spark, cfg, timeout=args.timeout, max_batches=args.max_batches, drift_sinks=drift_sinks(cfg))
         print(json.dumps(summary, indent=2, default=str))
     except ConfigError as err:
         print(f"ntm stream: {err}", file=sys.stderr)

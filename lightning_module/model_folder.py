@@ -13,6 +13,8 @@ Layout (:func:`save_model_folder`)::
       topic_word.npy   (K, V) float32, each row a topic's word distribution
       topics.csv       topic, rank, word, weight (top words per topic)
       topics.md        the same as a readable table, with per-topic NPMI and TU
+      drift_baseline.json  the training split's topic prevalence and OOV rate, when given
+                       (lightning_module.drift_baseline; the stream's drift monitor reads it)
 
 :func:`load_model_folder` needs only torch and numpy (no Lightning, Spark or MLflow).
 The folder may be a local path or a URI (``s3://``, ``gs://``, ``abfss://``, ``hdfs://``...),
@@ -42,6 +44,7 @@ from ntm_spark.core.contract import (  # the model folder's file names: the cont
     TOPIC_WORD_FILE,
     TOPICS_CSV,
     TOPICS_MD,
+    write_drift_baseline,
 )
 from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE
 
@@ -63,6 +66,7 @@ def save_model_folder(
     topic_npmi: Optional[np.ndarray] = None,
     topic_tu: Optional[np.ndarray] = None,
     top_n: int = 10,
+    drift_baseline: Any = None,
 ) -> Path:
     """Write a model folder (see the module docstring).
 
@@ -77,6 +81,8 @@ def save_model_folder(
         topic_npmi: Per-topic NPMI ``(K,)`` for ``topics.md``.
         topic_tu: Per-topic TU ``(K,)`` for ``topics.md``.
         top_n: Top words per topic in ``topics.csv``/``topics.md``.
+        drift_baseline: The training split's :class:`~ntm_spark.core.drift.DriftBaseline`
+            (``drift_baseline.json``; omitted when ``None``).
 
     Returns:
         The folder path (a URI as given).
@@ -92,15 +98,17 @@ def save_model_folder(
             if manifest_path is not None and storage.is_file(manifest_path):
                 staged_manifest = Path(tmp) / "_data_manifest.json"
                 storage.copy_file(manifest_path, staged_manifest)
-            local = _save_local(Path(tmp) / "model", model, vocab, metrics, config, staged_manifest, training, topic_npmi, topic_tu, top_n)
+            local = _save_local(
+                Path(tmp) / "model", model, vocab, metrics, config, staged_manifest, training, topic_npmi, topic_tu, top_n, drift_baseline
+            )
             storage.make_dirs(path)
             for item in sorted(local.iterdir()):
                 storage.copy_file(item, storage.join(path, item.name))
         return path  # type: ignore[return-value]
-    return _save_local(Path(path), model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n)
+    return _save_local(Path(path), model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n, drift_baseline)
 
 
-def _save_local(path: Path, model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n) -> Path:
+def _save_local(path: Path, model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n, drift_baseline=None) -> Path:
     import yaml
 
     path.mkdir(parents=True, exist_ok=True)
@@ -120,6 +128,8 @@ def _save_local(path: Path, model, vocab, metrics, config, manifest_path, traini
     model.train(was_training)
     np.save(path / TOPIC_WORD_FILE, topic_word)
     write_topics(path, topic_word, vocab, top_n, topic_npmi, topic_tu)
+    if drift_baseline is not None:
+        write_drift_baseline(path, drift_baseline)
     return path
 
 

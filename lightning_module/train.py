@@ -33,6 +33,7 @@ from lightning_module.data import (
     read_coherence_reference,
     read_coherence_reference_files,
 )
+from lightning_module.drift_baseline import compute_drift_baseline
 from lightning_module.model import background_log_frequencies, ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
@@ -493,6 +494,11 @@ def train_model(
 
     if trainer.is_global_zero:
         opts = resolve_model_options(cfg)
+        data_manifest = read_manifest(cfg.data_dir, required=False)
+        # The stream's drift monitor compares each window with this (docs/streaming.md "Drift monitoring").
+        baseline = compute_drift_baseline(
+            system.model, getattr(dm, "train_files", None) or split_files(cfg.data_dir, "train"), data_manifest
+        )
         save_model_folder(
             cfg.output_dir if storage.is_remote(cfg.output_dir) else out,
             system.model,
@@ -511,13 +517,14 @@ def train_model(
                 "best_checkpoint": best,
                 "seed": cfg.seed,
                 "data_dir": str(cfg.data_dir),
-                "data_manifest": read_manifest(cfg.data_dir, required=False),
+                "data_manifest": data_manifest,
                 "npmi_reference": {"splits": reference.name, "documents": reference.n_docs, "setting": cfg.npmi_reference},
                 "collapsed": collapsed,
             },
             topic_npmi=topic_info["npmi_per_topic"],
             topic_tu=topic_info["tu_per_topic"],
             top_n=cfg.top_n_words,
+            drift_baseline=baseline,
         )
         print(format_final_topics(system, dm.vocab, metrics, topic_info, cfg.top_n_words), flush=True)
         print(f"NPMI reference: {reference.describe()} (npmi_reference={cfg.npmi_reference})", flush=True)

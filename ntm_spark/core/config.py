@@ -21,17 +21,21 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import yaml
 
 from ntm_spark.core.hparams import Hyperparameters, PresetName, invalid_hparam
 from ntm_spark.core.paths import conf_dir, resolve_state_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ntm_spark.core.drift import DriftThresholds
 
 
 class ConfigError(ValueError):
@@ -382,6 +386,27 @@ class StreamConfig:
     max_restarts: int = 3
     #: How long one broker check may take.
     broker_probe_timeout_s: float = 5.0
+    #: Drift monitoring (docs/streaming.md "Drift monitoring"): one record per processing-time window
+    #: to ``drift_topic`` (default ``<output_topic>-drift``) and, with ``parquet_path``, to ``<parquet_path>-drift``.
+    drift: bool = True
+    drift_window: str = "1 minute"
+    drift_topic: Optional[str] = None
+    #: Alert thresholds (:class:`ntm_spark.core.drift.DriftThresholds`; the defaults are measured, see the docs).
+    drift_js_distance: float = 0.13
+    drift_oov_rate_increase: Optional[float] = 0.09
+    drift_empty_rate: Optional[float] = None
+    drift_z_score: Optional[float] = None
+    drift_min_documents: int = 200
+
+    @property
+    def drift_topic_name(self) -> str:
+        """``drift_topic``, else ``<output_topic>-drift``."""
+        return self.drift_topic or f"{self.output_topic}-drift"
+
+    @property
+    def drift_window_s(self) -> float:
+        """``drift_window`` in seconds."""
+        return parse_duration(self.drift_window, "stream.drift_window")
 
     def validate(self) -> None:
         """Check ranges and that exactly one input selector is set."""
@@ -427,6 +452,57 @@ class StreamConfig:
         )
         _check(self.max_restarts >= 0, "stream.max_restarts", self.max_restarts, "use an integer >= 0")
         _check(self.broker_probe_timeout_s > 0, "stream.broker_probe_timeout_s", self.broker_probe_timeout_s, "use a positive number of seconds")
+        self.drift_window_s  # noqa: B018 - parses, raising ConfigError for a bad duration
+        _check(
+            self.drift_topic_name not in (self.output_topic, self.dead_letter_topic),
+            "stream.drift_topic",
+            self.drift_topic,
+            "use a topic other than output_topic and dead_letter_topic",
+        )
+        try:
+            self.drift_thresholds().validate(prefix="stream.drift_")
+        except ValueError as err:
+            raise ConfigError(f"invalid config value {err}") from None
+
+    def drift_thresholds(self) -> "DriftThresholds":
+        """The alert thresholds of the ``drift_*`` keys."""
+        from ntm_spark.core.drift import DriftThresholds
+
+        return DriftThresholds(
+            js_distance=float(self.drift_js_distance),
+            oov_rate_increase=self.drift_oov_rate_increase,
+            empty_rate=self.drift_empty_rate,
+            z_score=self.drift_z_score,
+            min_documents=int(self.drift_min_documents),
+        )
+
+
+_DURATION_UNITS = {
+    "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "min": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
+}  # fmt: skip
+
+
+def parse_duration(text: Any, key: str) -> float:
+    """Seconds of a duration such as ``"1 minute"``, ``"30 seconds"`` or ``"500 milliseconds"``.
+
+    Raises:
+        ConfigError: naming ``key``, the value and the form to use.
+    """
+    parts = str(text).strip().lower().split()
+    try:
+        number, unit = (parts[0], "seconds") if len(parts) == 1 else parts
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except (ValueError, KeyError):
+        raise ConfigError(
+            f"invalid config value {key}={text!r}: write a number and a unit, e.g. '1 minute', '30 seconds' "
+            "or '500 milliseconds'"
+        ) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"invalid config value {key}={text!r}: use a positive duration, e.g. '1 minute'")
+    return seconds
 
 
 @dataclass

@@ -20,12 +20,17 @@ Model folder (``ntm train``)::
 
     <model_dir>/
       model.pt  hparams.json  vocab.txt  manifest.json  config.yaml  metrics.json
-      topic_word.npy  topics.csv  topics.md  [lemmas.json, jvm/, added when registered]
+      topic_word.npy  topics.csv  topics.md  drift_baseline.json
+      [lemmas.json, jvm/, added when registered]
 
     jvm/                       the JVM scorer's export (``--trigger real_time``), written once when registered:
       scorer.json              format version, text rules, stop words, encoder layers, topic words
       unicode.json             this Python's \w, \s, isalpha..., str.lower() tables
       <tensor>.npy             float32 little-endian encoder weights, one file per tensor
+
+``manifest.json``'s ``splits.<split>`` entries hold ``documents``, and (since issue 21)
+``tokens`` and ``in_vocab_tokens``: the split's normalized tokens and, of those, the ones
+in the vocabulary, counted before short documents are dropped (:func:`split_token_counts`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ntm_spark.core import storage
+from ntm_spark.core.drift import DriftBaseline
 from ntm_spark.core.schema import MANIFEST_FILE, SPLITS, VOCAB_FILE
 from ntm_spark.core.text import LEGACY_TEXT_RULES, TEXT_RULE_SETS, resolve_text_rules
 from ntm_spark.core.vocab import Vocabulary
@@ -62,10 +68,16 @@ JVM_SCORER_FILE = "scorer.json"
 JVM_UNICODE_FILE = "unicode.json"
 #: The export's format; the Java scorer refuses any other.
 JVM_EXPORT_FORMAT_VERSION = 1
+#: The training split's topic prevalence and OOV rate (:class:`~ntm_spark.core.drift.DriftBaseline`).
+DRIFT_BASELINE_FILE = "drift_baseline.json"
 #: Files of a model folder that serving carries (checkpoints and logs stay behind).
 MODEL_FOLDER_FILES = (
     MODEL_FILE, HPARAMS_FILE, VOCAB_FILE, MANIFEST_FILE, CONFIG_FILE, METRICS_FILE, TOPIC_WORD_FILE, TOPICS_CSV, TOPICS_MD,
+    DRIFT_BASELINE_FILE,
 )  # fmt: skip
+#: Keys of a manifest's ``splits.<split>`` entry: normalized tokens, and those in the vocabulary.
+TOKENS_KEY = "tokens"
+IN_VOCAB_TOKENS_KEY = "in_vocab_tokens"
 
 
 class ContractError(ValueError):
@@ -159,6 +171,21 @@ def split_document_count(manifest: Optional[dict[str, Any]], split: str) -> Opti
         return int(entry["documents"])
     per_split = (manifest.get("documents") or {}).get("per_split") or {}
     return int(per_split[split]) if isinstance(per_split.get(split), int) else None
+
+
+def split_token_counts(manifest: Optional[dict[str, Any]], split: str) -> tuple[Optional[int], Optional[int]]:
+    """Return ``(tokens, in_vocab_tokens)`` the manifest records for ``split``; ``(None, None)`` when it does not.
+
+    A manifest written before these counts existed (or none at all) means "unknown": drift
+    then reports the stream's OOV rate without a baseline.
+    """
+    entry = ((manifest or {}).get("splits") or {}).get(split)
+    if not isinstance(entry, dict):
+        return None, None
+    tokens, in_vocab = entry.get(TOKENS_KEY), entry.get(IN_VOCAB_TOKENS_KEY)
+    if not isinstance(tokens, int) or not isinstance(in_vocab, int) or isinstance(tokens, bool) or isinstance(in_vocab, bool):
+        return None, None
+    return tokens, in_vocab
 
 
 def read_vocabulary(folder: PathLike) -> Vocabulary:
@@ -283,6 +310,27 @@ def read_lemma_table(folder_or_file: PathLike, vocab: Optional[Vocabulary] = Non
     if not isinstance(data, dict):
         raise ContractError(f"lemma table {str(path)!r} must hold a JSON object of token -> lemma, got {type(data).__name__}.")
     return dict(data), False
+
+
+def read_drift_baseline(folder: PathLike) -> Optional[DriftBaseline]:
+    """Read a model folder's ``drift_baseline.json``, or ``None`` when absent (a model trained before issue 21).
+
+    Raises:
+        ContractError: when the file is not valid JSON or not a baseline, naming the path.
+    """
+    data = read_json_file(folder, DRIFT_BASELINE_FILE)
+    if data is None:
+        return None
+    try:
+        return DriftBaseline.from_dict(data, where=str(storage.join(folder, DRIFT_BASELINE_FILE)))
+    except ValueError as err:
+        raise ContractError(str(err)) from err
+
+
+def write_drift_baseline(folder: PathLike, baseline: DriftBaseline) -> None:
+    """Write ``drift_baseline.json`` into a local model folder."""
+    path = Path(folder) / DRIFT_BASELINE_FILE
+    path.write_text(json.dumps(baseline.to_dict(), indent=2), encoding="utf-8")
 
 
 def check_vocabulary_matches(data_dir: PathLike, words: list) -> None:

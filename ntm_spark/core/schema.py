@@ -33,6 +33,9 @@ SCORED_AT_COL = "scored_at"
 #: Why a row was not scored (null when it was): the dead-letter, backfill and pyfunc error code.
 ERROR_CODE_COL = "error_code"
 ERROR_MESSAGE_COL = "error_message"
+#: A scored text's normalized tokens, and those outside the vocabulary (null: not normalized).
+N_TOKENS_COL = "n_tokens"
+N_OOV_TOKENS_COL = "n_oov_tokens"
 
 SPLITS = ("train", "validation", "test")
 

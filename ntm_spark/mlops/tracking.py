@@ -389,3 +389,45 @@ def train_and_track(
         reg = tracked.registration
         print(f"registered {mlflow_cfg.registered_model_name} version {reg.version}: {reg.decision.reason}")
     return tracked.train_result
+
+
+#: The figures of a stream drift window logged on the serving model's run (``drift/<name>``).
+DRIFT_METRICS = ("js_distance", "oov_rate", "empty_rate", "scored", "alert")
+
+
+def drift_metrics_sink(tracking_uri: Optional[str] = None) -> Callable[[dict], None]:
+    """Return a drift-record sink that logs each window's figures on the run of the version that scored it.
+
+    For a registered model (``model_name`` + ``model_version`` of the record), the metrics
+    ``drift/js_distance``, ``drift/oov_rate``, ``drift/empty_rate``, ``drift/scored`` and
+    ``drift/alert`` (0/1) go to that version's run, at the window's end time, with the window's
+    start (epoch seconds) as the step. A record whose model is not registered (a model folder) is skipped.
+    """
+    from datetime import datetime
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    runs: dict[tuple, Optional[str]] = {}
+
+    def log_drift_metrics(record: dict) -> None:
+        key = (record.get("model_name"), record.get("model_version"))
+        if key not in runs:
+            try:
+                runs[key] = client.get_model_version(*key).run_id if all(key) else None
+            except Exception:  # noqa: BLE001 - not a registered version (a model folder): nothing to log on
+                runs[key] = None
+        run_id = runs[key]
+        if not run_id:
+            return
+        end_ms = int(datetime.fromisoformat(record["window_end"].replace("Z", "+00:00")).timestamp() * 1000)
+        step = int(datetime.fromisoformat(record["window_start"].replace("Z", "+00:00")).timestamp())
+        metrics = [
+            Metric(f"drift/{name}", float(record[name]), end_ms, step)
+            for name in DRIFT_METRICS
+            if record.get(name) is not None
+        ]
+        client.log_batch(run_id, metrics=metrics)
+
+    return log_drift_metrics

@@ -20,6 +20,8 @@ import numpy as np
 from ntm_spark.core import storage
 from ntm_spark.core.checks import RowError, check_text
 from ntm_spark.core.contract import (
+    ContractError,
+    read_drift_baseline,
     read_lemma_table,
     read_manifest,
     read_topic_word,
@@ -72,10 +74,17 @@ class ScoringInputError(ValueError):
 
 @dataclass
 class ScoreResult:
-    """Per-row topic weights (``nan`` rows where :attr:`errors` has an entry)."""
+    """Per-row topic weights (``nan`` rows where :attr:`errors` has an entry).
+
+    For raw texts (:meth:`TopicScorer.score_texts`) :attr:`tokens` and :attr:`oov_tokens`
+    also give each row's normalized tokens and, of those, the ones outside the vocabulary
+    (``-1`` for a row that never reached normalization); the stream's drift monitor sums them.
+    """
 
     weights: np.ndarray  # (N, K) float32
     errors: list = field(default_factory=list)  # list[Optional[RowError]], len N
+    tokens: Optional[np.ndarray] = None  # (N,) int64
+    oov_tokens: Optional[np.ndarray] = None  # (N,) int64
 
     @property
     def ok(self) -> np.ndarray:
@@ -230,6 +239,10 @@ class TopicScorer:
         self.model_version = model_version
         self.max_count = float(max_count)
         self.max_row_total = float(max_row_total)
+        #: The training split's :class:`~ntm_spark.core.drift.DriftBaseline` (``None``: the model has none),
+        #: and why it could not be read when the file is damaged.
+        self.drift_baseline: Any = None
+        self.drift_baseline_error: Optional[str] = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
@@ -250,7 +263,12 @@ class TopicScorer:
             normalizer = get_normalizer(**rules, lemma_table=lemma_table)
         tw = read_topic_word(path, len(vocab))
         topic_words = top_words(tw, words) if tw is not None else None
-        return cls(model, vocab, normalizer, topic_words=topic_words, **kwargs)
+        scorer = cls(model, vocab, normalizer, topic_words=topic_words, **kwargs)
+        try:
+            scorer.drift_baseline = read_drift_baseline(path)
+        except ContractError as err:  # a damaged baseline costs the drift comparison, never the scoring
+            scorer.drift_baseline_error = str(err)
+        return scorer
 
     @property
     def num_topics(self) -> int:
@@ -298,8 +316,14 @@ class TopicScorer:
 
     def vectorize_texts(self, texts: Iterable[Any]) -> tuple[np.ndarray, list]:
         """Normalize and count texts with the model's vocabulary: ``(dense (N, V), errors)``."""
+        dense, errors, _tokens = self._vectorize_texts(texts)
+        return dense, errors
+
+    def _vectorize_texts(self, texts: Iterable[Any]) -> tuple[np.ndarray, list, np.ndarray]:
+        """:meth:`vectorize_texts` plus each row's normalized-token count (``-1``: not normalized)."""
         texts = list(texts)
         dense = np.zeros((len(texts), self.feature_dim), dtype=np.float32)
+        tokens = np.full(len(texts), -1, dtype=np.int64)
         errors: list = []
         rows: list[int] = []
         cols: list[int] = []
@@ -307,7 +331,9 @@ class TopicScorer:
         for i, text in enumerate(texts):
             err = self.check_text(text)
             if err is None:
-                hits = indices_of(normalize(text))
+                normalized = normalize(text)
+                tokens[i] = len(normalized)
+                hits = indices_of(normalized)
                 if not hits:
                     err = RowError(EMPTY_AFTER_NORMALIZATION, "no vocabulary word is left after normalization")
                 else:
@@ -316,12 +342,16 @@ class TopicScorer:
             errors.append(err)
         if cols:
             np.add.at(dense, (np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)), 1.0)  # counts
-        return dense, errors
+        return dense, errors, tokens
 
     def score_texts(self, texts: Iterable[Any]) -> ScoreResult:
-        """Topic weights for raw documents, normalized exactly as in preprocessing."""
-        dense, errors = self.vectorize_texts(texts)
-        return self._score_dense_checked(dense, errors)
+        """Topic weights for raw documents, normalized exactly as in preprocessing (with token counts)."""
+        dense, errors, tokens = self._vectorize_texts(texts)
+        result = self._score_dense_checked(dense, errors)
+        in_vocab = dense.sum(axis=1, dtype=np.float64).astype(np.int64)  # (N,)
+        result.tokens = tokens
+        result.oov_tokens = np.where(tokens >= 0, tokens - in_vocab, -1)
+        return result
 
     def score_dense(self, rows: Any, field: str = "counts") -> ScoreResult:
         """Topic weights for dense bag-of-words rows of length ``feature_dim``.

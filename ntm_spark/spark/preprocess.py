@@ -47,6 +47,7 @@ from ntm_spark.core.checks import (
     MISSING_TEXT,
     TOO_LARGE,
 )
+from ntm_spark.core.contract import IN_VOCAB_TOKENS_KEY, TOKENS_KEY
 from ntm_spark.core.schema import (
     ID_COL,
     INDICES_COL,
@@ -454,12 +455,15 @@ def vectorize_documents(
     indices_col: str = INDICES_COL,
     values_col: str = VALUES_COL,
     n_words_col: str = N_WORDS_COL,
+    n_tokens_col: Optional[str] = None,
 ) -> "DataFrame":
     """Add the bag-of-words columns: ascending ``int32`` indices, ``float32`` counts and their sum.
 
     Uses :meth:`Vocabulary.to_bow`, the same code the scorer runs, in ``mapInArrow``.
     ``input_col`` is an ``array<string>`` or a joined tokens string (see
-    :func:`tokenize_documents`); it is dropped.
+    :func:`tokenize_documents`); it is dropped. With ``n_tokens_col``, also add each
+    document's number of normalized tokens (in the vocabulary or not), so that
+    ``n_tokens - n_words`` are its out-of-vocabulary tokens.
     """
     from pyspark.sql import types as T
 
@@ -474,8 +478,10 @@ def vectorize_documents(
             T.StructField(indices_col, bow_fields[INDICES_COL].dataType, False),
             T.StructField(values_col, bow_fields[VALUES_COL].dataType, False),
         ]
+        + ([T.StructField(n_tokens_col, T.IntegerType(), False)] if n_tokens_col else [])
     )
     names = [f.name for f in kept]
+    out_names = [*names, n_words_col, indices_col, values_col] + ([n_tokens_col] if n_tokens_col else [])
 
     def vectorize_batches(batches):
         import numpy as np
@@ -496,7 +502,9 @@ def vectorize_documents(
                 pa.ListArray.from_arrays(offsets, _numpy_array(indices)),
                 pa.ListArray.from_arrays(offsets, _numpy_array(values)),
             ]
-            yield pa.RecordBatch.from_arrays(columns, names=[*names, n_words_col, indices_col, values_col])
+            if n_tokens_col:
+                columns.append(_numpy_array(np.fromiter((len(t or ()) for t in docs), dtype=np.int32, count=len(docs))))
+            yield pa.RecordBatch.from_arrays(columns, names=out_names)
 
     return df.mapInArrow(vectorize_batches, schema)
 
@@ -630,6 +638,9 @@ class PreprocessResult:
     manifest: dict[str, Any]
     documents: "DataFrame"
     candidates: dict[str, int] = field(default_factory=dict)
+    #: A ``pyspark.sql.Observation`` of each split's ``<split>_tokens`` and ``<split>_in_vocab``
+    #: (filled by the write); :meth:`finalize_manifest` records them per split.
+    token_counts: Any = None
 
     def finalize_manifest(self, written: dict[str, dict]) -> dict[str, Any]:
         """Complete the manifest with the per-split counts read back from the written Parquet.
@@ -644,6 +655,12 @@ class PreprocessResult:
         docs["too_short_per_split"] = too_short
         docs["per_split"] = {s: written[s]["documents"] for s in written}
         docs["kept"] = sum(docs["per_split"].values())
+        if self.token_counts is not None:
+            observed = self.token_counts.get
+            for split, info in written.items():
+                if f"{split}_tokens" in observed:
+                    info[TOKENS_KEY] = int(observed[f"{split}_tokens"])
+                    info[IN_VOCAB_TOKENS_KEY] = int(observed[f"{split}_in_vocab"])
         manifest["splits"] = written
         threshold = manifest["params"]["threshold"]
         if written.get("train", {}).get("documents", 0) == 0:
@@ -775,6 +792,7 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         EmptyCorpusError: when nothing is read, everything is dropped, or the vocabulary is empty.
     """
     from pyspark import StorageLevel
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     import ntm_spark
@@ -875,7 +893,22 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
 
     # All splits in one DataFrame (one vectorizing pass, one write job), partitioned by split and shard.
     partitions = split_partitions({s: cfg.num_train_shards if s == "train" else cfg.num_eval_shards for s in SPLITS})
-    bow = drop_short_documents(vectorize_documents(kept, vocabulary), cfg.threshold)
+    vectors = vectorize_documents(kept, vocabulary, n_tokens_col=_N_TOKENS_COL)
+    # The OOV baseline of the stream's drift monitor (docs/streaming.md): each split's normalized and
+    # in-vocabulary tokens, before short documents are dropped, observed during the one write pass.
+    token_counts = Observation("split_tokens")
+    vectors = vectors.observe(
+        token_counts,
+        *[
+            agg
+            for s in SPLITS
+            for agg in (
+                F.coalesce(F.sum(F.when(F.col(SPLIT_COL) == s, F.col(_N_TOKENS_COL).cast("long"))), F.lit(0)).alias(f"{s}_tokens"),
+                F.coalesce(F.sum(F.when(F.col(SPLIT_COL) == s, F.col(N_WORDS_COL).cast("long"))), F.lit(0)).alias(f"{s}_in_vocab"),
+            )
+        ],
+    )
+    bow = drop_short_documents(vectors, cfg.threshold)
     bow = shard_splits(bow, partitions).select(*[f.name for f in bow_spark_schema().fields], SPLIT_COL)
 
     manifest: dict[str, Any] = {
@@ -935,4 +968,5 @@ def preprocess_corpus(spark: "SparkSession", cfg: "PreprocessConfig") -> Preproc
         manifest=manifest,
         documents=documents,
         candidates=candidates,
+        token_counts=token_counts,
     )

@@ -7,10 +7,13 @@ functions it wires live in :mod:`ntm_spark.spark.streaming`, and the supervision
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from ntm_spark.core.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -63,7 +66,11 @@ def max_tasks(spark: "SparkSession", cfg: "StreamConfig") -> Optional[int]:
 
 
 def build_scored(
-    spark: "SparkSession", messages: "DataFrame", cfg: "StreamConfig", score: Optional[ScoreFn] = None
+    spark: "SparkSession",
+    messages: "DataFrame",
+    cfg: "StreamConfig",
+    score: Optional[ScoreFn] = None,
+    drift_topics: Optional[int] = None,
 ) -> "DataFrame":
     """Kafka rows -> parsed -> scored, with observed metrics attached.
 
@@ -73,25 +80,22 @@ def build_scored(
         cfg: The stream config.
         score: Scores the parsed rows instead of the NTM (same output columns as
             :func:`~ntm_spark.spark.streaming.score_batch`); the benchmarks pass their LDA peer here.
+        drift_topics: The model's number of topics: the observed metrics then carry the drift
+            monitor's sums (:mod:`ntm_spark.spark.drift_monitor`); ``None``: no drift sums.
     """
-    from ntm_spark.serving.model_loader import ModelSpec
+    from ntm_spark.spark.drift_monitor import model_spec
     from ntm_spark.spark.streaming import observe_metrics, parse_messages, score_batch
 
     parsed = parse_messages(messages, cfg.max_message_bytes, cfg.passthrough_fields)
     if score is not None:
         scored = score(parsed)
     else:
-        tracking_uri = cfg.tracking_uri
-        if tracking_uri is None and cfg.model_uri.startswith("models:/"):
-            from ntm_spark.core.uris import resolve_tracking_uri
-
-            tracking_uri = resolve_tracking_uri()
-        spec = ModelSpec(cfg.model_uri, cfg.model_refresh_interval_s, tracking_uri, cfg.max_message_bytes, cfg.scoring_threads)
+        spec = model_spec(cfg)
         if uses_jvm_scorer(cfg):
             scored = score_with_jvm(spark, parsed, spec, cfg)
         else:
             scored = score_batch(parsed, spec, cfg.top_k, cfg.top_words, cfg.scoring_udf)
-    return observe_metrics(scored)
+    return observe_metrics(scored, drift_topics=drift_topics)
 
 
 #: model_uri -> the version the running real-time query scores with (this driver's queries).
@@ -182,11 +186,15 @@ def write_batch(batch: "DataFrame", batch_id: int, cfg: "StreamConfig") -> None:
 
 
 def start_stream(
-    spark: "SparkSession", cfg: "StreamConfig", query_name: Optional[str] = None, score: Optional[ScoreFn] = None
+    spark: "SparkSession",
+    cfg: "StreamConfig",
+    query_name: Optional[str] = None,
+    score: Optional[ScoreFn] = None,
+    drift_topics: Optional[int] = None,
 ) -> "StreamingQuery":
     """Start the streaming query described by ``cfg`` and return it (the caller waits and stops it).
 
-    ``score`` replaces the NTM scorer (see :func:`build_scored`).
+    ``score`` replaces the NTM scorer, ``drift_topics`` adds the drift sums (see :func:`build_scored`).
 
     Raises:
         ConfigError: for a trigger the sinks cannot run with.
@@ -203,7 +211,7 @@ def start_stream(
             spark.conf.set("spark.sql.streaming.realTimeMode.allowlistCheck", "false")
     # Rows per Arrow batch: the unit between hot-swap checks and the scorer's batch.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.arrow_batch_size))
-    scored = build_scored(spark, read_messages(spark, cfg), cfg, score)
+    scored = build_scored(spark, read_messages(spark, cfg), cfg, score, drift_topics)
     if cfg.parquet_path:
         writer = scored.writeStream.foreachBatch(lambda df, batch_id: write_batch(df, batch_id, cfg))
     else:
@@ -237,6 +245,7 @@ def run_stream(
     timeout: Optional[float] = None,
     max_batches: Optional[int] = None,
     listener: Any = None,
+    drift_sinks: Sequence[Callable[[dict], None]] = (),
 ) -> dict:
     """Run the query until it ends (``available_now``), ``timeout`` passes or ``max_batches`` complete.
 
@@ -244,35 +253,99 @@ def run_stream(
     topics are waited out and the query restarts from its checkpoint
     (:mod:`ntm_spark.spark.stream_supervisor`).
 
+    ``drift_sinks`` also get every drift window record (``jobs/stream_score.py`` adds MLflow's).
+
     Returns:
-        The listener's last progress summary plus ``batches`` (completed this run).
+        The listener's last progress summary plus ``batches`` (completed this run), and with drift
+        on, ``drift`` (the last window), ``drift_windows`` and ``drift_alerts``.
     """
     from ntm_spark.spark.stream_supervisor import run_supervised
     from ntm_spark.spark.streaming import _progress_summary, make_listener, write_status
 
-    listener = listener or make_listener(cfg.status_file)
+    monitor, drift_topics = start_drift_monitor(spark, cfg)
+    if monitor is not None:
+        monitor.sinks.extend(drift_sinks)
+
+    def drift_status() -> dict:
+        return {"drift": monitor.latest} if monitor is not None else {}
+
+    listener = listener or make_listener(cfg.status_file, extra=drift_status)
     spark.streams.addListener(listener)
+    drift_listener = None
+    if monitor is not None:
+        from ntm_spark.spark.drift_monitor import make_drift_listener
+
+        drift_listener = make_drift_listener(monitor)
+        spark.streams.addListener(drift_listener)
+        if cfg.status_file:
+            monitor.sinks.append(lambda _record: write_status(cfg.status_file, {**(getattr(listener, "last", None) or {}), **drift_status()}))
 
     def write_state(state: dict) -> None:
         if cfg.status_file:
-            write_status(cfg.status_file, {**(getattr(listener, "last", None) or {}), **state})
+            write_status(cfg.status_file, {**(getattr(listener, "last", None) or {}), **drift_status(), **state})
 
     try:
         moved = (lambda: jvm_model_moved(cfg)) if uses_jvm_scorer(cfg) else None
         progresses = run_supervised(
-            spark, cfg, lambda: start_stream(spark, cfg), kafka_options(cfg), timeout, max_batches, write_state,
-            model_moved=moved, model_check_s=cfg.model_refresh_interval_s,
+            spark, cfg, lambda: start_stream(spark, cfg, drift_topics=drift_topics), kafka_options(cfg), timeout, max_batches,
+            write_state, model_moved=moved, model_check_s=cfg.model_refresh_interval_s,
         )  # fmt: skip
     finally:
         time.sleep(0.5)  # let the listener bus deliver the last progress events
         spark.streams.removeListener(listener)
+        if monitor is not None:
+            spark.streams.removeListener(drift_listener)
+            monitor.stop()
+            for sink in monitor.sinks:
+                try:
+                    getattr(sink, "close", lambda: None)()
+                except Exception as err:  # noqa: BLE001 - closing a producer of an unreachable broker may fail
+                    log.warning("drift: closing %s failed: %s", getattr(sink, "__name__", sink), err)
     # Summarize from the queries themselves: listener events are delivered asynchronously.
     totals: dict = {}
     summary: dict = {}
     for progress in progresses:
         summary = _progress_summary(progress, totals)
     summary["batches"] = sum(1 for p in progresses if p.numInputRows > 0)
+    if monitor is not None:
+        summary["drift"] = monitor.latest
+        summary["drift_windows"] = len(monitor.records)
+        summary["drift_alerts"] = sum(1 for r in monitor.records if r["alert"])
     if cfg.status_file:
         # The listener's last event may still be in flight: the final word is this summary.
         write_status(cfg.status_file, {**summary, "state": "stopped", "updated_at": time.time()})
     return summary
+
+
+def start_drift_monitor(spark: "SparkSession", cfg: "StreamConfig") -> tuple[Any, Optional[int]]:
+    """Start the drift monitor of ``cfg`` (``stream.drift``); return it and the model's number of topics.
+
+    ``(None, None)`` when drift is off, with the real-time trigger (its records flow without
+    micro-batch metrics), or when the driver cannot load the model (logged; the stream runs on).
+    """
+    from ntm_spark.spark.drift_monitor import (
+        DriftMonitor,
+        drift_parquet_folder,
+        kafka_sink,
+        model_spec,
+        parquet_sink,
+        serving_model,
+    )
+
+    if not cfg.drift:
+        return None, None
+    if cfg.trigger == "real_time":
+        log.warning("drift monitoring is off with trigger=real_time: it needs micro-batch metrics (docs/streaming.md)")
+        return None, None
+    from ntm_spark.serving.model_loader import get_loader
+
+    try:
+        num_topics = int(get_loader(model_spec(cfg)).get().scorer.num_topics)
+    except Exception as err:  # noqa: BLE001 - the workers report the same failure; the stream itself decides
+        log.warning("drift monitoring is off: the driver cannot load model_uri=%r: %s", cfg.model_uri, err)
+        return None, None
+    sinks = [kafka_sink(spark, kafka_options(cfg), cfg.drift_topic_name)]
+    if cfg.parquet_path:
+        sinks.append(parquet_sink(drift_parquet_folder(cfg.parquet_path)))
+    monitor = DriftMonitor(cfg.drift_window_s, cfg.drift_thresholds(), serving_model(cfg), tuple(sinks))
+    return monitor.start(), num_topics

@@ -44,6 +44,8 @@ from ntm_spark.core.schema import (
     ID_COL,
     MODEL_NAME_COL,
     MODEL_VERSION_COL,
+    N_OOV_TOKENS_COL,
+    N_TOKENS_COL,
     SCORED_AT_COL,
     TEXT_COL,
     TOP_TOPICS_COL,
@@ -197,6 +199,8 @@ def _scored_fields() -> list:
         T.StructField(MODEL_NAME_COL, T.StringType()),
         T.StructField(MODEL_VERSION_COL, T.StringType()),
         T.StructField(SCORED_AT_COL, T.TimestampType()),
+        T.StructField(N_TOKENS_COL, T.IntegerType()),
+        T.StructField(N_OOV_TOKENS_COL, T.IntegerType()),
     ]
 
 
@@ -271,10 +275,14 @@ def score_texts_frame(
     todo = [i for i, c in enumerate(codes) if c is None]
     weights: list = [None] * n
     tops: list = [None] * n
+    n_tokens: list = [None] * n
+    n_oov: list = [None] * n
     scorer = loaded.scorer
     if todo:
         result = scorer.score_texts([texts[i] for i in todo])
         for j, i in enumerate(todo):
+            if result.tokens is not None and result.tokens[j] >= 0:  # the drift monitor's OOV counts
+                n_tokens[i], n_oov[i] = int(result.tokens[j]), int(result.oov_tokens[j])
             err = result.errors[j]
             if err is not None:
                 codes[i], messages[i] = err.code, err.message
@@ -292,6 +300,8 @@ def score_texts_frame(
             MODEL_NAME_COL: [loaded.name] * n,
             MODEL_VERSION_COL: [loaded.version] * n,
             SCORED_AT_COL: [now] * n,
+            N_TOKENS_COL: pd.array(n_tokens, dtype="Int32"),
+            N_OOV_TOKENS_COL: pd.array(n_oov, dtype="Int32"),
         }
     )
 
@@ -495,8 +505,49 @@ def to_kafka_records(scored: "DataFrame", output_topic: str, dead_letter_topic: 
     )
 
 
-def observe_metrics(scored: "DataFrame", name: str = METRICS_NAME) -> "DataFrame":
-    """Attach per-batch counts (records, scored, dead letters) and the model version as observed metrics."""
+def drift_metric_columns(scored: "DataFrame", num_topics: int) -> list:
+    """The drift monitor's per-batch sums, as observed-metric aggregates (one pass, no extra Spark job).
+
+    ``drift_normalized``, ``drift_empty``, ``drift_tokens``, ``drift_oov_tokens`` (longs) and, over the
+    scored rows, ``drift_weight_sum`` / ``drift_weight_sumsq`` (``num_topics`` doubles) and
+    ``drift_argmax`` (``num_topics`` longs): what :class:`ntm_spark.core.drift.WindowCounts` adds up.
+    A row whose weights are shorter than ``num_topics`` (a hot swap to a model with fewer topics)
+    adds nothing to the missing topics: ``get`` gives null, never an error.
+    """
+    from pyspark.sql import functions as F
+
+    from ntm_spark.serving.scoring import EMPTY_AFTER_NORMALIZATION
+
+    if int(num_topics) < 1:
+        raise ValueError(f"num_topics={num_topics!r} must be >= 1.")
+
+    def col_or_null(name: str) -> Any:
+        return F.col(name) if name in scored.columns else F.lit(None).cast("int")
+
+    def total(expr: Any) -> Any:  # a long sum, 0 for a batch without such rows
+        return F.coalesce(F.sum(expr), F.lit(0).cast("long"))
+
+    w = F.col(TOPIC_WEIGHTS_COL)
+    argmax = F.array_position(w, F.array_max(w))  # 1-based; 0 or null for a dead letter
+    n_tokens = col_or_null(N_TOKENS_COL)
+    return [
+        total(n_tokens.isNotNull().cast("long")).alias("drift_normalized"),
+        total((F.col(ERROR_CODE_COL) == F.lit(EMPTY_AFTER_NORMALIZATION)).cast("long")).alias("drift_empty"),
+        total(n_tokens.cast("long")).alias("drift_tokens"),
+        total(col_or_null(N_OOV_TOKENS_COL).cast("long")).alias("drift_oov_tokens"),
+        F.array(*[F.coalesce(F.sum(F.get(w, k).cast("double")), F.lit(0.0)) for k in range(num_topics)]).alias("drift_weight_sum"),
+        F.array(*[F.coalesce(F.sum(F.pow(F.get(w, k).cast("double"), 2)), F.lit(0.0)) for k in range(num_topics)]).alias(
+            "drift_weight_sumsq"
+        ),
+        F.array(*[total((argmax == F.lit(k + 1)).cast("long")) for k in range(num_topics)]).alias("drift_argmax"),
+    ]
+
+
+def observe_metrics(scored: "DataFrame", name: str = METRICS_NAME, drift_topics: Optional[int] = None) -> "DataFrame":
+    """Attach per-batch counts (records, scored, dead letters) and the model version as observed metrics.
+
+    With ``drift_topics`` (the model's K), also the drift monitor's sums (:func:`drift_metric_columns`).
+    """
     from pyspark.sql import functions as F
 
     ok = F.col(ERROR_CODE_COL).isNull()
@@ -511,6 +562,7 @@ def observe_metrics(scored: "DataFrame", name: str = METRICS_NAME) -> "DataFrame
             if DECODE_FALLBACK_COL in scored.columns
             else []
         ),
+        *(drift_metric_columns(scored, drift_topics) if drift_topics else []),
     )
 
 
@@ -549,12 +601,12 @@ def _progress_summary(progress: Any, totals: dict) -> dict:
     }
 
 
-def make_listener(status_file: Optional[str] = None) -> Any:
+def make_listener(status_file: Optional[str] = None, extra: Optional[Any] = None) -> Any:
     """Return a ``StreamingQueryListener`` that logs each batch and writes the latest to ``status_file``.
 
     Logged per batch: input rate, processing rate, batch duration, scored and
     dead-letter counts (and running totals), and the model version. ``ntm stream
-    --status`` prints ``status_file``.
+    --status`` prints ``status_file``; ``extra()`` (e.g. the latest drift window) is added to it.
     """
     from pyspark.sql.streaming import StreamingQueryListener
 
@@ -588,7 +640,7 @@ def make_listener(status_file: Optional[str] = None) -> Any:
                 summary["model_version"],
             )
             if status_file:
-                write_status(status_file, summary)
+                write_status(status_file, {**summary, **(extra() if extra is not None else {})})
 
         def onQueryIdle(self, event: Any) -> None:  # noqa: N802
             pass  # idle triggers carry no data; the last progress stays in the status file

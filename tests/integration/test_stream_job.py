@@ -171,7 +171,8 @@ def test_max_tasks_per_batch_coalesces_the_kafka_partitions(spark, kafka_bootstr
         return read_messages(spark, cfg)._jdf.queryExecution().logical().toString()
 
     assert "Repartition 1, false" in plan(max_tasks_per_batch=1)  # coalesce: no shuffle
-    assert "Repartition 2, false" in plan()  # auto, the default: Spark's cores (local[2])
+    cores = spark.sparkContext.defaultParallelism  # auto, the default: Spark's cores
+    assert f"Repartition {cores}, false" in plan()
     assert "Repartition" not in plan(max_tasks_per_batch=None)  # one task per Kafka partition
     assert "Repartition" not in plan(trigger="real_time", max_tasks_per_batch="auto")
 

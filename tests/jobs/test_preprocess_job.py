@@ -51,6 +51,12 @@ def test_end_to_end_manifest_matches_parquet(spark, newsgroups_sample, tmp_path)
             assert row["n_words"] == sum(row["values"]) > 5
             assert row["label"] == row["id"].split("/")[1]
     assert manifest["splits"]["train"]["files"] == 3
+    # The drift monitor's OOV baseline: each split's normalized and in-vocabulary tokens, counted
+    # before short documents are dropped (so at least what the written split holds).
+    assert sum(manifest["splits"][s]["tokens"] for s in SPLITS) == docs["tokens"]
+    for split in SPLITS:
+        info = manifest["splits"][split]
+        assert info["tokens"] > info["in_vocab_tokens"] >= sum(_read_split(out / split).column("n_words").to_pylist()) > 0
 
     # An existing output is refused without --overwrite, and left alone.
     before = (out / "manifest.json").read_text()

@@ -130,6 +130,22 @@ def test_short_run_improves_val_loss_and_writes_model_folder(bow_corpus, tmp_pat
     x = torch.rand(3, 120)
     assert torch.allclose(model.infer_topics(x).sum(1), torch.ones(3), atol=1e-5)
     assert json.loads((tmp_path / "metrics.json").read_text())["npmi"] == pytest.approx(metrics["npmi"])
+    # The drift baseline: the training split scored as the scorer scores (softmax(mu), eval mode).
+    import pyarrow.parquet as pq
+
+    from ntm_spark.core.contract import read_drift_baseline, split_files
+
+    baseline = read_drift_baseline(tmp_path)
+    table = pq.ParquetDataset([str(f) for f in split_files(bow_corpus, "train")]).read()
+    dense = torch.zeros(table.num_rows, 120)
+    for i, (idx, val) in enumerate(zip(table.column("indices").to_pylist(), table.column("values").to_pylist())):
+        dense[i, idx] = torch.tensor(val)
+    with torch.no_grad():
+        weights = model.infer_topics(dense).numpy()
+    assert baseline.documents == table.num_rows and baseline.split == "train"
+    np.testing.assert_allclose(baseline.prevalence, weights.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(baseline.std, weights.std(axis=0), atol=1e-5)
+    assert baseline.oov_rate is None  # the synthetic corpus's manifest has no token counts: unknown
 
 
 def _csv_metric(out, key):

@@ -258,3 +258,37 @@ def test_check_single_json_rules():
     assert check_single_json(None) is None
     deep = '{"text": "car", "a": ' + "[" * 100_000 + "]" * 100_000 + "}"
     assert "nests too deeply" in check_single_json(deep)
+
+
+@pytest.mark.parametrize("scoring_udf", ["map_in_pandas", "pandas_udf"])
+def test_drift_sums_agree_with_the_scorer(spark, stream_model_folder, messages, scoring_udf):
+    """The drift monitor's per-batch aggregates equal the scorer's own weights, token and OOV counts."""
+    import numpy as np
+
+    from ntm_spark.serving.model_loader import ModelSpec
+    from ntm_spark.serving.scoring import TopicScorer
+    from ntm_spark.spark.drift_monitor import window_counts_from_metrics
+    from ntm_spark.spark.streaming import drift_metric_columns, parse_messages, score_batch
+
+    parsed = parse_messages(kafka_rows(spark, messages), max_message_bytes=1000)
+    scored = score_batch(parsed, ModelSpec(str(stream_model_folder)), scoring_udf=scoring_udf).cache()
+    row = scored.agg(*drift_metric_columns(scored, 10)).collect()[0].asDict()
+    counts = scored.groupBy().agg({"*": "count"}).collect()[0][0]
+    scored_n = scored.filter("error_code IS NULL").count()
+    window = window_counts_from_metrics({**row, "records": counts, "scored": scored_n})
+
+    scorer = TopicScorer.from_model_folder(stream_model_folder)
+    texts = {k: json.loads(v)["text"] for k, v in messages if k in ("g1", "g2", "emp", "ean") or k is None}
+    result = scorer.score_texts(list(texts.values()))
+    ok = result.ok
+    # "emp" (blank) never reaches normalization; "ean" does, and is empty after it.
+    assert window.normalized == 4 and window.empty == 1 and window.scored == 3 and window.records == len(messages)
+    assert window.tokens == int(result.tokens[result.tokens >= 0].sum())
+    assert window.oov_tokens == int(result.oov_tokens[result.oov_tokens >= 0].sum()) > 0
+    np.testing.assert_allclose(window.sums.weight_sum, result.weights[ok].sum(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(window.sums.weight_sumsq, (result.weights[ok].astype(float) ** 2).sum(axis=0), rtol=1e-5)
+    assert window.sums.argmax_count.tolist() == np.bincount(result.weights[ok].argmax(axis=1), minlength=10).tolist()
+    # Per row: the scorer's token counts travel as columns (they also reach the Parquet sink).
+    g1 = scored.filter("key = 'g1'").select("n_tokens", "n_oov_tokens").collect()[0]
+    assert g1["n_tokens"] == result.tokens[0] and g1["n_oov_tokens"] == result.oov_tokens[0]
+    assert scored.filter("key = 'nj'").select("n_tokens").collect()[0][0] is None
