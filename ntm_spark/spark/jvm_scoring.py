@@ -32,6 +32,8 @@ from ntm_spark.core.schema import (
     ERROR_MESSAGE_COL,
     MODEL_NAME_COL,
     MODEL_VERSION_COL,
+    N_OOV_TOKENS_COL,
+    N_TOKENS_COL,
     SCORED_AT_COL,
     TEXT_COL,
     TOP_TOPICS_COL,
@@ -208,6 +210,10 @@ def score_batch_jvm(
         F.lit(model_name).cast("string").alias(MODEL_NAME_COL),
         F.lit(model_version).cast("string").alias(MODEL_VERSION_COL),
         F.call_function(NOW_FUNCTION).alias(SCORED_AT_COL),
+        # The drift monitor's per-document token counts: not computed by the JVM scorer yet (drift
+        # monitoring is off in real-time mode), null so the columns match score_batch's.
+        F.lit(None).cast("int").alias(N_TOKENS_COL),
+        F.lit(None).cast("int").alias(N_OOV_TOKENS_COL),
     )
     if RAW_VALUE_COL in out.columns:
         out = out.withColumn(RAW_VALUE_COL, F.when(F.col(ERROR_CODE_COL).isNotNull(), F.col(RAW_VALUE_COL)))
