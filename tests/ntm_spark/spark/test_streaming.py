@@ -153,7 +153,9 @@ def test_loader_sets_the_scoring_processes_torch_threads(stream_model_folder, th
         "import torch; from ntm_spark.serving.model_loader import ModelSpec, ScorerLoader; "
         f"ScorerLoader(ModelSpec({str(stream_model_folder)!r}, threads={threads!r})).get(); print(torch.get_num_threads())"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    # Every *_NUM_THREADS set to 2: an in-process job earlier in the suite may have exported MKL_NUM_THREADS=1.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env.update(OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert int(out.stdout.strip().splitlines()[-1]) == expected
 
