@@ -16,18 +16,18 @@ skipped or not delivered (each reported), 2 bad usage or unreadable input (nothi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from typing import Optional
 
-from ntm_spark.core.config import ConfigError, load_config
+from ntm_spark.core.config import ConfigError
 from ntm_spark.tools.kafka_client import (
     KafkaClientConfigError,
+    add_connection_args,
     bootstrap_timeout,
     bytes_producer,
+    connection_from_args,
     error_text,
-    options_from_config,
 )
 from ntm_spark.tools.produce import (
     INPUT_FORMATS,
@@ -51,10 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text-col", default="text", help="the JSON field or CSV column holding the text (default text)")
     parser.add_argument("--id-col", default=None, help="the JSON field or CSV column holding the id (default: id when present, else derived keys)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--bootstrap-servers", default=None, help="Kafka bootstrap servers (stream.bootstrap_servers)")
-    parser.add_argument("--config", default=None, metavar="YAML", help="a YAML file laid over conf/base/stream.yaml and conf/local")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a stream config value, e.g. --set 'kafka_options={\"security.protocol\": \"SSL\"}'")  # fmt: skip
+    add_connection_args(parser, "override a stream config value, e.g. --set 'kafka_options={\"security.protocol\": \"SSL\"}'")
     return parser
 
 
@@ -80,12 +77,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     def say(text: str) -> None:
         print(f"{PROG}: {text}", file=sys.stderr)
 
-    overrides = list(args.overrides)
-    if args.bootstrap_servers:
-        overrides.append(f"bootstrap_servers={json.dumps(args.bootstrap_servers)}")
     try:
-        cfg = load_config("stream", overrides=overrides, config_file=args.config)
-        options = options_from_config(cfg)
+        cfg, options = connection_from_args(args)
         fmt = detect_format(args.input, args.input_format)
         items = read_documents(args.input, fmt, text_col=args.text_col, id_col=args.id_col)
         first = next(items, None)  # a problem with the whole input shows up here, before connecting

@@ -17,19 +17,19 @@ are the stream's (``stream.bootstrap_servers``, ``stream.kafka_options``). Exit 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from typing import Optional
 
-from ntm_spark.core.config import ConfigError, load_config
+from ntm_spark.core.config import ConfigError
 from ntm_spark.tools.kafka_client import (
     KafkaClientConfigError,
+    add_connection_args,
     bootstrap_timeout,
     bytes_consumer,
+    connection_from_args,
     error_text,
-    options_from_config,
 )
 from ntm_spark.tools.tail import DEAD_LETTERS, DRIFT, SCORED, TailError, TopicWords, tail_topics
 
@@ -50,10 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max", type=int, default=None, metavar="N", help="stop after printing N records")
     parser.add_argument("--words", type=int, default=5, metavar="N", help="words shown per topic (default 5)")
     parser.add_argument("--json", action="store_true", help="print each record as compact JSON")
-    parser.add_argument("--bootstrap-servers", default=None, help="Kafka bootstrap servers (stream.bootstrap_servers)")
-    parser.add_argument("--config", default=None, metavar="YAML", help="a YAML file laid over conf/base/stream.yaml and conf/local")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a stream config value (model_uri, tracking_uri, kafka_options...)")  # fmt: skip
+    add_connection_args(parser, "override a stream config value (model_uri, tracking_uri, kafka_options...)")
     return parser
 
 
@@ -79,12 +76,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.words < 0:
         say(f"--words {args.words} must be >= 0.")
         return 2
-    overrides = list(args.overrides)
-    if args.bootstrap_servers:
-        overrides.append(f"bootstrap_servers={json.dumps(args.bootstrap_servers)}")
     try:
-        cfg = load_config("stream", overrides=overrides, config_file=args.config)
-        options = options_from_config(cfg)
+        cfg, options = connection_from_args(args)
     except (ConfigError, KafkaClientConfigError) as err:
         say(str(err))
         return 2

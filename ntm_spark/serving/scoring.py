@@ -316,14 +316,15 @@ class TopicScorer:
 
     def vectorize_texts(self, texts: Iterable[Any]) -> tuple[np.ndarray, list]:
         """Normalize and count texts with the model's vocabulary: ``(dense (N, V), errors)``."""
-        dense, errors, _tokens = self._vectorize_texts(texts)
+        dense, errors, _tokens, _oov = self._vectorize_texts(texts)
         return dense, errors
 
-    def _vectorize_texts(self, texts: Iterable[Any]) -> tuple[np.ndarray, list, np.ndarray]:
-        """:meth:`vectorize_texts` plus each row's normalized-token count (``-1``: not normalized)."""
+    def _vectorize_texts(self, texts: Iterable[Any]) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+        """:meth:`vectorize_texts` plus each row's normalized tokens and out-of-vocabulary tokens (``-1``: not normalized)."""
         texts = list(texts)
         dense = np.zeros((len(texts), self.feature_dim), dtype=np.float32)
         tokens = np.full(len(texts), -1, dtype=np.int64)
+        oov = np.full(len(texts), -1, dtype=np.int64)
         errors: list = []
         rows: list[int] = []
         cols: list[int] = []
@@ -332,8 +333,8 @@ class TopicScorer:
             err = self.check_text(text)
             if err is None:
                 normalized = normalize(text)
-                tokens[i] = len(normalized)
                 hits = indices_of(normalized)
+                tokens[i], oov[i] = len(normalized), len(normalized) - len(hits)
                 if not hits:
                     err = RowError(EMPTY_AFTER_NORMALIZATION, "no vocabulary word is left after normalization")
                 else:
@@ -342,15 +343,13 @@ class TopicScorer:
             errors.append(err)
         if cols:
             np.add.at(dense, (np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)), 1.0)  # counts
-        return dense, errors, tokens
+        return dense, errors, tokens, oov
 
     def score_texts(self, texts: Iterable[Any]) -> ScoreResult:
         """Topic weights for raw documents, normalized exactly as in preprocessing (with token counts)."""
-        dense, errors, tokens = self._vectorize_texts(texts)
+        dense, errors, tokens, oov = self._vectorize_texts(texts)
         result = self._score_dense_checked(dense, errors)
-        in_vocab = dense.sum(axis=1, dtype=np.float64).astype(np.int64)  # (N,)
-        result.tokens = tokens
-        result.oov_tokens = np.where(tokens >= 0, tokens - in_vocab, -1)
+        result.tokens, result.oov_tokens = tokens, oov
         return result
 
     def score_dense(self, rows: Any, field: str = "counts") -> ScoreResult:

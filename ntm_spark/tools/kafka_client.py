@@ -195,6 +195,31 @@ def json_consumer(bootstrap: str, topics: Iterable[str], group: str) -> Any:
     )
 
 
+def add_connection_args(parser: Any, set_help: str) -> None:
+    """Add the flags every Kafka command shares with ``ntm stream``: ``--bootstrap-servers``, ``--config``, ``--set``."""
+    parser.add_argument("--bootstrap-servers", default=None, help="Kafka bootstrap servers (stream.bootstrap_servers)")
+    parser.add_argument("--config", default=None, metavar="YAML", help="a YAML file laid over conf/base/stream.yaml and conf/local")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+
+
+def connection_from_args(args: Any) -> tuple["StreamConfig", dict[str, Any]]:
+    """The stream config and kafka-python options from :func:`add_connection_args`' flags.
+
+    Raises:
+        ConfigError: for a bad config value.
+        KafkaClientConfigError: for a ``kafka_options`` setting kafka-python cannot apply.
+    """
+    import json
+
+    from ntm_spark.core.config import load_config
+
+    overrides = list(args.overrides)
+    if args.bootstrap_servers:
+        overrides.append(f"bootstrap_servers={json.dumps(args.bootstrap_servers)}")
+    cfg = load_config("stream", overrides=overrides, config_file=args.config)
+    return cfg, options_from_config(cfg)
+
+
 def bootstrap_timeout(cfg: "StreamConfig", options: dict[str, Any]) -> dict[str, Any]:
     """``bootstrap_timeout_ms`` from the stream's ``broker_probe_timeout_s`` unless ``kafka_options`` set it.
 
