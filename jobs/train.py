@@ -2,7 +2,8 @@ r"""Train the neural topic model on the preprocessing output and write the model
 
 Usage:
     ntm train [--data DIR] [--output DIR] [--num-topics K] [--epochs N] [--devices N] [--num-nodes N]
-              [--launcher local|torchrun|spark] [--resume CKPT|last] [--set KEY=VALUE ...] [--config YAML]
+              [--launcher local|torchrun|spark] [--resume CKPT|last] [--warm-start MODEL_URI]
+              [--set KEY=VALUE ...] [--config YAML]
 
     # one machine (Lightning starts one process per device)
     ntm train --data .ntm/data/20newsgroups --num-topics 50 --devices 2
@@ -14,6 +15,11 @@ Usage:
     # Spark: TorchDistributor starts the DDP processes on the executors' GPUs (one executor
     # = one instance: mini_batch_size per executor, divided over its --devices ranks)
     spark-submit --master yarn jobs/train.py --launcher spark --devices 4 --num-nodes 2 --data /shared/20ng
+
+    # warm start: from the champion's weights and vocabulary, on new data (a preprocessing output
+    # or the stream's Parquet sink), mixed with a replay sample of the old; topics keep their ids
+    ntm train --warm-start models:/ntm-20newsgroups@champion --data .ntm/data/new-month
+    ntm train --warm-start models:/ntm-20newsgroups@champion --data .ntm/stream/scored
 
     # Petastorm's Spark converter: read <data>/train as a DataFrame, train through
     # make_spark_converter(df).make_torch_dataloader() (in .venv-petastorm only)
@@ -55,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--resume", default=None, metavar="CKPT", help="resume from a checkpoint path, or 'last'")
     parser.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="MODEL_URI",
+        help="start from this model's weights and vocabulary (models:/<name>@champion, models:/<name>/<version> or a "
+        "model folder); --data may be a preprocessing output or the stream's Parquet sink (train.warm_start)",
+    )
+    parser.add_argument(
         "--from-spark-df",
         action="store_true",
         help="read <data>/train into a Spark DataFrame and train through Petastorm's Spark converter "
@@ -83,6 +96,7 @@ def resolve_config(args: argparse.Namespace):
         ("num_nodes", "num_nodes"),
         ("preset", "preset"),
         ("resume", "resume"),
+        ("warm_start", "warm_start.model"),
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -91,6 +105,19 @@ def resolve_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
+    if cfg.warm_start.model:
+        from ntm_spark.core.config import ConfigError
+
+        if args.from_spark_df or args.launcher == "spark":
+            raise ConfigError(
+                "--warm-start runs with --launcher local or torchrun (it prepares the data on this machine); "
+                "drop --from-spark-df / --launcher spark."
+            )
+        from lightning_module.train import train_model
+        from ntm_spark.serving.warm_start import prepare_warm_start
+
+        warm, cfg = prepare_warm_start(cfg, args.tracking_uri or _tracking_uri(args))
+        return train_model(cfg, loggers=loggers, warm_start=warm)
     if args.from_spark_df:
         from ntm_spark.core import storage
         from ntm_spark.spark.petastorm_train import check_converter_config, converter_spark_config, train_from_dataframe
@@ -116,6 +143,13 @@ def _train(args: argparse.Namespace, cfg, loggers: list) -> Any:
     from lightning_module.train import train_model
 
     return train_model(cfg, loggers=loggers)
+
+
+def _tracking_uri(args: argparse.Namespace) -> Optional[str]:
+    from ntm_spark.core.config import load_config
+    from ntm_spark.core.uris import resolve_tracking_uri
+
+    return resolve_tracking_uri(load_config("mlflow"))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -15,6 +15,8 @@ Layout (:func:`save_model_folder`)::
       topics.md        the same as a readable table, with per-topic NPMI and TU
       drift_baseline.json  the training split's topic prevalence and OOV rate, when given
                        (lightning_module.drift_baseline; the stream's drift monitor reads it)
+      topic_stability.json  a warm start's topic ids against the model it started from
+                       (lightning_module.warm_start; the registry gate reads it)
 
 :func:`load_model_folder` needs only torch and numpy (no Lightning, Spark or MLflow).
 The folder may be a local path or a URI (``s3://``, ``gs://``, ``abfss://``, ``hdfs://``...),
@@ -45,6 +47,7 @@ from ntm_spark.core.contract import (  # the model folder's file names: the cont
     TOPICS_CSV,
     TOPICS_MD,
     write_drift_baseline,
+    write_topic_stability,
 )
 from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE
 
@@ -67,6 +70,7 @@ def save_model_folder(
     topic_tu: Optional[np.ndarray] = None,
     top_n: int = 10,
     drift_baseline: Any = None,
+    topic_stability: Any = None,
 ) -> Path:
     """Write a model folder (see the module docstring).
 
@@ -83,6 +87,8 @@ def save_model_folder(
         top_n: Top words per topic in ``topics.csv``/``topics.md``.
         drift_baseline: The training split's :class:`~ntm_spark.core.drift.DriftBaseline`
             (``drift_baseline.json``; omitted when ``None``).
+        topic_stability: A warm start's :class:`~ntm_spark.core.topic_matching.TopicStability`
+            (``topic_stability.json``; omitted when ``None``).
 
     Returns:
         The folder path (a URI as given).
@@ -99,16 +105,21 @@ def save_model_folder(
                 staged_manifest = Path(tmp) / "_data_manifest.json"
                 storage.copy_file(manifest_path, staged_manifest)
             local = _save_local(
-                Path(tmp) / "model", model, vocab, metrics, config, staged_manifest, training, topic_npmi, topic_tu, top_n, drift_baseline
+                Path(tmp) / "model", model, vocab, metrics, config, staged_manifest, training, topic_npmi, topic_tu, top_n, drift_baseline,
+                topic_stability,
             )
             storage.make_dirs(path)
             for item in sorted(local.iterdir()):
                 storage.copy_file(item, storage.join(path, item.name))
         return path  # type: ignore[return-value]
-    return _save_local(Path(path), model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n, drift_baseline)
+    return _save_local(
+        Path(path), model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n, drift_baseline, topic_stability
+    )
 
 
-def _save_local(path: Path, model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n, drift_baseline=None) -> Path:
+def _save_local(
+    path: Path, model, vocab, metrics, config, manifest_path, training, topic_npmi, topic_tu, top_n, drift_baseline=None, topic_stability=None
+) -> Path:
     import yaml
 
     path.mkdir(parents=True, exist_ok=True)
@@ -130,6 +141,8 @@ def _save_local(path: Path, model, vocab, metrics, config, manifest_path, traini
     write_topics(path, topic_word, vocab, top_n, topic_npmi, topic_tu)
     if drift_baseline is not None:
         write_drift_baseline(path, drift_baseline)
+    if topic_stability is not None:
+        write_topic_stability(path, topic_stability)
     return path
 
 

@@ -136,8 +136,12 @@ def synthetic_csr_fast(
 
 
 def write_csr_split(folder: str | Path, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray,
-                    rows_per_file: int = 200_000, row_group_size: int = 1024, prefix: str = "doc") -> None:
-    """Write a CSR block as bag-of-words Parquet files (the preprocessing schema)."""
+                    rows_per_file: int = 200_000, row_group_size: int = 1024, prefix: str = "doc",
+                    ids: Optional[Sequence[str]] = None, labels: Optional[Sequence[Optional[str]]] = None) -> None:
+    """Write a CSR block as bag-of-words Parquet files (the preprocessing schema).
+
+    ``ids``/``labels``: one per row; default ids ``<prefix>-<row>``, labels null.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     n = len(indptr) - 1
@@ -147,8 +151,10 @@ def write_csr_split(folder: str | Path, indptr: np.ndarray, indices: np.ndarray,
         lo, hi = indptr[start], indptr[stop]
         table = pa.table(
             {
-                "id": pa.array([f"{prefix}-{i:08d}" for i in range(start, stop)], pa.string()),
-                "label": pa.nulls(stop - start, pa.string()),
+                "id": pa.array(
+                    [f"{prefix}-{i:08d}" for i in range(start, stop)] if ids is None else list(ids[start:stop]), pa.string()
+                ),
+                "label": pa.nulls(stop - start, pa.string()) if labels is None else pa.array(list(labels[start:stop]), pa.string()),
                 "n_words": pa.array(np.add.reduceat(values[lo:hi], offs[:-1]).astype(np.int32) if hi > lo else np.zeros(stop - start, np.int32)),
                 "indices": pa.ListArray.from_arrays(pa.array(offs), pa.array(indices[lo:hi], pa.int32())),
                 "values": pa.ListArray.from_arrays(pa.array(offs), pa.array(values[lo:hi], pa.float32())),

@@ -37,6 +37,7 @@ from lightning_module.drift_baseline import compute_drift_baseline
 from lightning_module.model import background_log_frequencies, ppmi_word_vectors
 from lightning_module.model_folder import save_model_folder
 from lightning_module.system import NTMSystem
+from lightning_module.warm_start import WarmStart, align_to_reference, procrustes_align
 from ntm_spark.core import paths, storage
 from ntm_spark.core.config import ConfigError, TrainConfig
 from ntm_spark.core.contract import DataNotFoundError, read_manifest, split_files
@@ -267,6 +268,16 @@ def word_vectors(cfg: TrainConfig, vocab_size: int, files: Optional[Sequence[str
     return torch.nn.functional.normalize(torch.as_tensor(arr, dtype=torch.float32), dim=1)
 
 
+def warm_start_vector_cfg(cfg: TrainConfig, warm_start: Optional[WarmStart]) -> TrainConfig:
+    """The config :func:`word_vectors` reads: ``cfg``, or for a warm start the champion's decoder and vector size."""
+    if warm_start is None:
+        return cfg
+    champion = warm_start.model.config
+    if champion.get("decoder") != "embedding":
+        return dataclasses.replace(cfg, decoder="linear")
+    return dataclasses.replace(cfg, decoder="embedding", embedding_dim=champion["embedding_dim"])
+
+
 def coherence_reference(cfg: TrainConfig, dm: Any) -> CoherenceReference:
     """Read NPMI's reference documents (``cfg.npmi_reference`` of ``cfg.data_dir``).
 
@@ -299,21 +310,48 @@ def background_bias(cfg: TrainConfig, dm: Any) -> Any:
 
 
 def build_system(
-    cfg: TrainConfig, vocab_size: int, num_threads: Optional[int] = None, vectors: Any = None, background: Any = None
+    cfg: TrainConfig,
+    vocab_size: int,
+    num_threads: Optional[int] = None,
+    vectors: Any = None,
+    background: Any = None,
+    warm_start: Optional[WarmStart] = None,
 ) -> NTMSystem:
     """Build the :class:`NTMSystem` that ``cfg`` describes.
 
     ``vectors``: see :func:`word_vectors`; ``background``: the linear decoder's initial bias
-    (:func:`background_bias`).
+    (:func:`background_bias`). ``warm_start``: the model takes the champion's architecture
+    (its ``hparams.json``, whatever ``cfg`` says; a differing value is logged) and weights; the
+    optimizer and schedule stay ``cfg``'s.
     """
     if cfg.feature_dim is not None and cfg.feature_dim != vocab_size:
         raise ConfigError(
             f"invalid config value train.feature_dim={cfg.feature_dim!r}: the vocabulary in {cfg.data_dir!r} "
             f"has {vocab_size} words; leave feature_dim null or set it to {vocab_size}."
         )
-    return NTMSystem.from_hparams(
-        resolve_hparams(cfg, cfg.preset), vocab_size, num_threads=num_threads, word_vectors=vectors, background=background
-    )
+    hparams = resolve_hparams(cfg, cfg.preset)
+    if warm_start is not None:
+        champion = {k: v for k, v in warm_start.model.config.items() if k != "vocab_size"}
+        changed = {k: (hparams.get(k), v) for k, v in champion.items() if k in hparams and hparams.get(k) != v}
+        ignored = {k: a for k, (a, _b) in changed.items() if k not in ("encoder_layers",) or a != "auto"}
+        if ignored:
+            log.info("warm start keeps the champion's architecture; ignoring %s", ", ".join(f"{k}={a!r}" for k, a in sorted(ignored.items())))
+        hparams.update(champion)
+        if int(warm_start.model.vocab_size) != vocab_size:
+            raise ConfigError(
+                f"the warm-start data in {cfg.data_dir!r} has {vocab_size} words but the champion {warm_start.reference} "
+                f"has {warm_start.model.vocab_size}: prepare the data with lightning_module.warm_start.prepare_warm_start_data."
+            )
+    system = NTMSystem.from_hparams(hparams, vocab_size, num_threads=num_threads, word_vectors=vectors, background=background)
+    if warm_start is not None:
+        system.model.load_state_dict(warm_start.state_dict())
+        if vectors is not None and system.model.decoder_kind == "embedding":
+            import torch
+
+            # Word vectors of the new data, rotated into the champion's basis (warm_start.procrustes_align).
+            with torch.no_grad():
+                system.model.word_embeddings.copy_(procrustes_align(vectors, system.model.word_embeddings))
+    return system
 
 
 def _interactive(cfg: TrainConfig) -> bool:
@@ -345,6 +383,7 @@ def train_model(
     loggers: Optional[Sequence[Any]] = None,
     ranks_per_instance: Optional[int] = None,
     datamodule: Optional["pl.LightningDataModule"] = None,
+    warm_start: Optional[WarmStart] = None,
 ) -> TrainResult:
     """Train an NTM on the preprocessing output and write the model folder.
 
@@ -364,6 +403,10 @@ def train_model(
             converter (:mod:`ntm_spark.spark.petastorm_train`). It must have ``vocab``, ``vocab_size``
             and ``has_split(split)``, and may have ``train_files`` (Parquet of the training documents,
             for the PPMI word vectors; default: ``cfg.data_dir``'s training split).
+        warm_start: Start from this champion's weights (:mod:`lightning_module.warm_start`); ``cfg.data_dir``
+            must be on its vocabulary (:func:`~lightning_module.warm_start.prepare_warm_start_data`). The
+            trained topics are then reordered to keep the champion's ids, and ``topic_stability.json``
+            says how far each moved.
 
     Returns:
         :class:`TrainResult` with the model folder (``cfg.output_dir``) and the final metrics.
@@ -401,8 +444,11 @@ def train_model(
         cfg,
         dm.vocab_size,
         num_threads=threads,
-        vectors=word_vectors(cfg, dm.vocab_size, getattr(dm, "train_files", None)),
-        background=background_bias(cfg, dm),
+        # A warm start's decoder bias comes with the champion's weights; its PPMI word vectors are
+        # recomputed on the new data (+ replay) and rotated into the champion's basis.
+        vectors=word_vectors(warm_start_vector_cfg(cfg, warm_start), dm.vocab_size, getattr(dm, "train_files", None)),
+        background=None if warm_start is not None else background_bias(cfg, dm),
+        warm_start=warm_start,
     )
     if reference.n_docs < MIN_REFERENCE_DOCS:
         warnings.warn(
@@ -478,6 +524,20 @@ def train_model(
     final_stage = "test" if has_test else ("val" if has_val else None)
     if final_stage and f"{final_stage}_perplexity" in metrics:
         metrics["perplexity"] = metrics[f"{final_stage}_perplexity"]
+    stability = None
+    if warm_start is not None:
+        # Keep the champion's topic ids: reorder the topics by the Hungarian match (every rank holds
+        # the same weights, so every rank reorders alike), then measure how far each id moved.
+        order, stability = align_to_reference(system.model, warm_start, dm.vocab, cfg.top_n_words, cfg.warm_start.move_threshold)
+        summary = stability.to_dict()["summary"]
+        metrics.update(
+            {
+                "topics_moved": float(stability.changed),
+                "topics_kept_share": summary["kept"] / max(1, system.model.num_topics),
+                "topic_distance_median": float(summary["median_distance"] or 0.0),
+                "topics_reordered": float(int((order != np.arange(len(order))).sum())),
+            }
+        )
     # The model's topic quality, from the final (best) weights and the configured reference: the
     # same figures whichever splits exist (never nan), and the ones the registry gate reads.
     topic_info = final_topic_quality(system, reference, cfg.top_n_words)
@@ -520,14 +580,22 @@ def train_model(
                 "data_manifest": data_manifest,
                 "npmi_reference": {"splits": reference.name, "documents": reference.n_docs, "setting": cfg.npmi_reference},
                 "collapsed": collapsed,
+                **(
+                    {"warm_start": {"from": warm_start.reference, "folder": warm_start.folder, **warm_start.facts}}
+                    if warm_start is not None
+                    else {}
+                ),
             },
             topic_npmi=topic_info["npmi_per_topic"],
             topic_tu=topic_info["tu_per_topic"],
             top_n=cfg.top_n_words,
             drift_baseline=baseline,
+            topic_stability=stability,
         )
         print(format_final_topics(system, dm.vocab, metrics, topic_info, cfg.top_n_words), flush=True)
         print(f"NPMI reference: {reference.describe()} (npmi_reference={cfg.npmi_reference})", flush=True)
+        if stability is not None:
+            print(stability.table(), flush=True)
         if collapsed:
             print(
                 f"WARNING: the model has collapsed: {collapsed}. It is marked collapsed=1 in metrics.json, and the "

@@ -125,6 +125,15 @@ class MlflowConfig:
     gate_guard_tolerance: float = 0.05
     #: No version whose top-25 topic diversity (TU where it has none) is below this becomes champion.
     gate_min_diversity: float = 0.5
+    #: Topic stability (docs/mlflow.md "Topic stability"): ``warm_start`` checks challengers trained with
+    #: ``--warm-start`` (they claim the champion's topic ids), ``always`` every challenger on the champion's
+    #: vocabulary, ``off`` none.
+    gate_topic_stability: Literal["warm_start", "always", "off"] = "warm_start"
+    #: At most this many topic ids may move (JS distance > ``gate_topic_move_threshold``), be new or retired;
+    #: null: 20% of the champion's topics.
+    gate_max_moved_topics: Optional[int] = None
+    #: null: :data:`ntm_spark.core.topic_matching.DEFAULT_MOVE_THRESHOLD`.
+    gate_topic_move_threshold: Optional[float] = None
 
 
 @dataclass
@@ -223,6 +232,30 @@ class PetastormConfig:
 
 
 @dataclass
+class WarmStartConfig:
+    """Warm start (``train.warm_start``, ``ntm train --warm-start``): docs/train.md "Warm start"."""
+
+    #: The model to start from: ``models:/<name>@champion``, ``models:/<name>/<version>``, a model
+    #: folder, or null (train from scratch).
+    model: Optional[str] = None
+    #: Old documents mixed in: ``auto`` (the champion's training data when that folder is still
+    #: reachable), ``none``, or a preprocessing output folder.
+    replay_data: Optional[str] = "auto"
+    #: Replayed documents per new document (training and validation splits).
+    replay_fraction: float = 1.0
+    #: A topic whose word distribution moved further than this (JS distance) is reported as moved.
+    move_threshold: Optional[float] = None
+
+    def validate(self) -> None:
+        """Check ranges."""
+        _check(self.replay_fraction >= 0, "train.warm_start.replay_fraction", self.replay_fraction, "use a number >= 0 (0: no replay)")
+        _check(
+            self.move_threshold is None or 0 < self.move_threshold <= 1,
+            "train.warm_start.move_threshold", self.move_threshold, "use null or a JS distance in (0, 1]",
+        )
+
+
+@dataclass
 class _TrainPaths:
     """The first keys of ``train.yaml``: where the data and the model folder are, and the preset."""
 
@@ -277,6 +310,8 @@ class TrainConfig(Hyperparameters, _TrainPaths):
     fail_on_collapse: bool = False  # true: a collapsed model fails training; false: it is marked (metrics, tags)
     # Petastorm's readers (reader: petastorm, --from-spark-df).
     petastorm: PetastormConfig = field(default_factory=PetastormConfig)
+    # Warm start from a registered model (--warm-start).
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def validate(self) -> None:
         """Check ranges: each hyperparameter's declared range (SageMaker's limits where it has them), then the run's."""

@@ -47,6 +47,7 @@ from ntm_spark.core import storage
 from ntm_spark.core.drift import DriftBaseline
 from ntm_spark.core.schema import MANIFEST_FILE, SPLITS, VOCAB_FILE
 from ntm_spark.core.text import LEGACY_TEXT_RULES, TEXT_RULE_SETS, resolve_text_rules
+from ntm_spark.core.topic_matching import TopicStability
 from ntm_spark.core.vocab import Vocabulary
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -70,10 +71,12 @@ JVM_UNICODE_FILE = "unicode.json"
 JVM_EXPORT_FORMAT_VERSION = 1
 #: The training split's topic prevalence and OOV rate (:class:`~ntm_spark.core.drift.DriftBaseline`).
 DRIFT_BASELINE_FILE = "drift_baseline.json"
+#: A warm-started model's topic ids against the model it started from (:class:`~ntm_spark.core.topic_matching.TopicStability`).
+TOPIC_STABILITY_FILE = "topic_stability.json"
 #: Files of a model folder that serving carries (checkpoints and logs stay behind).
 MODEL_FOLDER_FILES = (
     MODEL_FILE, HPARAMS_FILE, VOCAB_FILE, MANIFEST_FILE, CONFIG_FILE, METRICS_FILE, TOPIC_WORD_FILE, TOPICS_CSV, TOPICS_MD,
-    DRIFT_BASELINE_FILE,
+    DRIFT_BASELINE_FILE, TOPIC_STABILITY_FILE,
 )  # fmt: skip
 #: Keys of a manifest's ``splits.<split>`` entry: normalized tokens, and those in the vocabulary.
 TOKENS_KEY = "tokens"
@@ -331,6 +334,27 @@ def write_drift_baseline(folder: PathLike, baseline: DriftBaseline) -> None:
     """Write ``drift_baseline.json`` into a local model folder."""
     path = Path(folder) / DRIFT_BASELINE_FILE
     path.write_text(json.dumps(baseline.to_dict(), indent=2), encoding="utf-8")
+
+
+def read_topic_stability(folder: PathLike) -> Optional[TopicStability]:
+    """Read a model folder's ``topic_stability.json``, or ``None`` when absent (a model trained from scratch).
+
+    Raises:
+        ContractError: when the file is not valid JSON or not a stability report, naming the path.
+    """
+    data = read_json_file(folder, TOPIC_STABILITY_FILE)
+    if data is None:
+        return None
+    try:
+        return TopicStability.from_dict(data)
+    except ValueError as err:
+        raise ContractError(f"{str(storage.join(folder, TOPIC_STABILITY_FILE))!r}: {err}") from err
+
+
+def write_topic_stability(folder: PathLike, stability: TopicStability) -> None:
+    """Write ``topic_stability.json`` into a local model folder."""
+    path = Path(folder) / TOPIC_STABILITY_FILE
+    path.write_text(json.dumps(stability.to_dict(), indent=2), encoding="utf-8")
 
 
 def check_vocabulary_matches(data_dir: PathLike, words: list) -> None:

@@ -62,18 +62,41 @@ def js_distance(p: Any, q: Any) -> float:
     """
     p = _vector(p, "p")
     q = _vector(q, "q", len(p))
+    return float(js_distance_matrix(p[None, :], q[None, :])[0, 0])
+
+
+def js_distance_matrix(p: Any, q: Any) -> np.ndarray:
+    """Jensen–Shannon distances (base 2) between every row of ``p`` ``(n, V)`` and every row of ``q`` ``(m, V)``: ``(n, m)``.
+
+    The one implementation behind :func:`js_distance` (the stream's drift) and the topic
+    matching of warm starts (:mod:`ntm_spark.core.topic_matching`). Rows are normalized to
+    sum to 1 first.
+
+    Raises:
+        ValueError: for a shape mismatch, negative or non-finite values, or a row with no mass.
+    """
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if p.ndim != 2 or q.ndim != 2 or p.shape[1] != q.shape[1]:
+        raise ValueError(f"p {p.shape} and q {q.shape} must be 2-d with the same number of columns (one per outcome).")
     for name, v in (("p", p), ("q", q)):
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} holds a value that is not finite; pass finite non-negative weights.")
         if (v < 0).any():
-            raise ValueError(f"{name} holds a negative weight: {v.tolist()!r}; pass non-negative weights.")
-        if v.sum() <= 0:
-            raise ValueError(f"{name} has no mass (its weights sum to 0): a distance needs at least one document.")
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
+            raise ValueError(f"{name} holds a negative weight; pass non-negative weights.")
+        if (v.sum(axis=1) <= 0).any():
+            raise ValueError(f"{name} has a row with no mass (its weights sum to 0): a distance needs at least one document.")
+    p = p / p.sum(axis=1, keepdims=True)
+    q = q / q.sum(axis=1, keepdims=True)
+    out = np.empty((p.shape[0], q.shape[0]), dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        kl_pm = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
-        kl_qm = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
-    jsd = 0.5 * (kl_pm + kl_qm)
-    return float(math.sqrt(min(max(jsd, 0.0), 1.0)))
+        plogp = np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0).sum(axis=1)  # (n,)
+        qlogq = np.where(q > 0, q * np.log2(np.where(q > 0, q, 1.0)), 0.0).sum(axis=1)  # (m,)
+        for i in range(p.shape[0]):
+            m = 0.5 * (p[i][None, :] + q)  # (m, V)
+            mlogm = np.where(m > 0, m * np.log2(np.where(m > 0, m, 1.0)), 0.0).sum(axis=1)  # (m,)
+            # JSD = H(M) - (H(P) + H(Q)) / 2, with H(X) = -sum x log2 x
+            out[i] = 0.5 * (plogp[i] + qlogq) - mlogm
+    return np.sqrt(np.clip(out, 0.0, 1.0))
 
 
 def z_scores(window_mean: Any, n: int, baseline_mean: Any, baseline_std: Any) -> np.ndarray:

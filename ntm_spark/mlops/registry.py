@@ -31,8 +31,21 @@ from typing import Any, Optional
 import numpy as np
 
 from ntm_spark.core.config import MlflowConfig
-from ntm_spark.core.contract import METRICS_FILE, TOPIC_WORD_FILE, read_json_file, read_topic_word, read_vocabulary
+from ntm_spark.core.contract import (
+    METRICS_FILE,
+    TOPIC_STABILITY_FILE,
+    TOPIC_WORD_FILE,
+    read_json_file,
+    read_topic_word,
+    read_vocabulary,
+)
 from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE
+from ntm_spark.core.topic_matching import (
+    DEFAULT_MOVE_THRESHOLD,
+    DEFAULT_REPLACE_THRESHOLD,
+    max_moved_topics,
+    topic_stability,
+)
 from ntm_spark.core.topic_metrics import topic_diversity
 
 log = logging.getLogger(__name__)
@@ -163,14 +176,14 @@ def _download_run_files(client: Any, run_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ntm-reg-") as tmp:
         names = {a.path for a in client.list_artifacts(run_id)}
-        for name in (VOCAB_FILE, MANIFEST_FILE, TOPIC_WORD_FILE, METRICS_FILE):
+        for name in (VOCAB_FILE, MANIFEST_FILE, TOPIC_WORD_FILE, METRICS_FILE, TOPIC_STABILITY_FILE):
             if name in names:
                 client.download_artifacts(run_id, name, tmp)
         if VOCAB_FILE in names:
             out["vocab"] = read_vocabulary(tmp).words
         if TOPIC_WORD_FILE in names:
             out["topic_word"] = read_topic_word(tmp)
-        for key, name in (("manifest", MANIFEST_FILE), ("metrics", METRICS_FILE)):
+        for key, name in (("manifest", MANIFEST_FILE), ("metrics", METRICS_FILE), ("topic_stability", TOPIC_STABILITY_FILE)):
             if name in names:
                 out[key] = read_json_file(tmp, name)
     return out
@@ -268,6 +281,9 @@ def evaluate_gate(client: Any, name: str, candidate: Any, champion: Optional[Any
             v,
             c,
         )
+    unstable = topic_stability_problem(client, name, candidate, champion, cfg)
+    if unstable:
+        return GateDecision(False, unstable, v, c)
     metric, guard = cfg.gate_metric, cfg.gate_guard_metric
     new, old = version_metric(client, candidate, metric), version_metric(client, champion, metric)
     if new is None or old is None:
@@ -290,6 +306,46 @@ def evaluate_gate(client: Any, name: str, candidate: Any, champion: Optional[Any
                     c,
                 )
     return GateDecision(True, f"{metric} {new:.4f} beats the champion (v{c}) {old:.4f}, guard {guard} within tolerance", v, c)
+
+
+def topic_stability_problem(client: Any, name: str, candidate: Any, champion: Any, cfg: MlflowConfig) -> Optional[str]:
+    """Return why ``candidate`` would renumber too many of the champion's topics, or ``None``.
+
+    Applies per ``gate_topic_stability``: ``warm_start`` checks versions trained with
+    ``--warm-start`` (tag ``warm_start_from``: they claim the champion's topic ids), ``always``
+    every version, ``off`` none. Topic ``k`` of each is compared by id
+    (:func:`ntm_spark.core.topic_matching.topic_stability`, from both runs' ``topic_word.npy``);
+    more than ``gate_max_moved_topics`` moved, new or retired ids fail. The figures are written to
+    the candidate's tags (``topics_moved``, ``topic_stability``).
+    """
+    mode = cfg.gate_topic_stability
+    if mode == "off" or (mode == "warm_start" and not (candidate.tags or {}).get("warm_start_from")):
+        return None
+    v, c = str(candidate.version), str(champion.version)
+    files_new = _download_run_files(client, candidate.run_id) if candidate.run_id else {}
+    files_old = _download_run_files(client, champion.run_id) if champion.run_id else {}
+    if any(f.get("topic_word") is None or not f.get("vocab") for f in (files_new, files_old)):
+        return (
+            f"topic stability cannot be checked: version {v} or the champion v{c} has no topic_word.npy and vocab.txt "
+            "in its run; promote with --force --reason, or set gate_topic_stability: off"
+        )
+    threshold = cfg.gate_topic_move_threshold or DEFAULT_MOVE_THRESHOLD
+    report = topic_stability(
+        files_old["topic_word"], files_new["topic_word"], f"{name} v{c}", move_threshold=threshold,
+        replace_threshold=max(threshold, DEFAULT_REPLACE_THRESHOLD), vocabs=(files_old["vocab"], files_new["vocab"]),
+    )  # fmt: skip
+    budget = max_moved_topics(files_old["topic_word"].shape[0], cfg.gate_max_moved_topics)
+    client.set_model_version_tag(name, v, "topics_moved", str(report.changed))
+    client.set_model_version_tag(name, v, "topic_stability", json.dumps({"against": c, **report.to_dict()["summary"]})[:4900])
+    if report.changed > budget:
+        listed = ", ".join(str(k) for k in (report.moved + report.new + report.retired)[:20])
+        return (
+            f"topic ids unstable: {report.changed} of the champion v{c}'s {files_old['topic_word'].shape[0]} topics moved "
+            f"(JS distance > {threshold:g}), are new or retired (topics {listed}); at most {budget} may "
+            "(gate_max_moved_topics). Dashboards keyed on topic ids would break: warm-start from the champion "
+            "(ntm train --warm-start), or promote with --force --reason"
+        )
+    return None
 
 
 def topic_quality_problem(client: Any, mv: Any, cfg: MlflowConfig) -> Optional[str]:
@@ -560,6 +616,10 @@ def register_run_model(
             if key in run.data.metrics:
                 tags[tag] = f"{run.data.metrics[key]:.6g}"
                 break
+    stability = files.get("topic_stability") or {}
+    if stability:
+        tags["warm_start_from"] = str(stability.get("reference", ""))[:4900]
+        tags["topics_moved_at_training"] = str(len(stability.get("moved", [])) + len(stability.get("new", [])) + len(stability.get("retired", [])))
     if "topic_word" in files:
         # Measured here from the logged topics, not taken from the run: the gate's collapse check
         # must not depend on what the training code reported.

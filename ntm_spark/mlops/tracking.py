@@ -43,7 +43,10 @@ from ntm_spark.core.uris import artifact_location_for, resolve_tracking_uri
 log = logging.getLogger(__name__)
 
 #: Model-folder files logged as plain run artifacts (browsable in the UI).
-RUN_ARTIFACT_FILES = ("vocab.txt", "manifest.json", "topic_word.npy", "topics.csv", "topics.md", "hparams.json", "metrics.json")
+RUN_ARTIFACT_FILES = (
+    "vocab.txt", "manifest.json", "topic_word.npy", "topics.csv", "topics.md", "hparams.json", "metrics.json",
+    "topic_stability.json",
+)  # fmt: skip
 #: Packages whose versions each run records.
 ENV_PACKAGES = ("torch", "pytorch-lightning", "mlflow", "pyspark", "numpy", "pandas", "pyarrow", "nltk", "ntm-spark")
 #: The artifact path of the logged pyfunc model.

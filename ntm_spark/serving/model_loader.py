@@ -372,17 +372,9 @@ def jvm_model_folder(spec: ModelSpec) -> tuple[str, str, str]:
 
             folder = stage_model_folder(ref.uri, work / "model")
         else:
-            import mlflow
-
             from ntm_spark.serving.jvm_export import export_jvm_scorer
-            from ntm_spark.serving.pyfunc_model import MODEL_FOLDER_ARTIFACT
 
-            if spec.tracking_uri:
-                mlflow.set_tracking_uri(spec.tracking_uri)
-                mlflow.set_registry_uri(spec.tracking_uri)
-            uri = f"models:/{ref.name}/{version}" if ref.kind in ("alias", "version") else ref.uri
-            root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(work / "download")))
-            folder = root / "artifacts" / MODEL_FOLDER_ARTIFACT
+            folder = download_model_folder(ref, version, spec.tracking_uri, work / "download")
             if not (folder / "jvm" / "scorer.json").is_file():
                 export_jvm_scorer(folder)  # registered before the export existed: its lemmas.json is enough
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -398,3 +390,21 @@ def jvm_model_folder(spec: ModelSpec) -> tuple[str, str, str]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return str(dest), ref.name, version
+
+
+def download_model_folder(ref: ModelRef, version: str, tracking_uri: Optional[str], dest: Path) -> Path:
+    """Download the ``model_folder`` artifact of a registry or MLflow reference into ``dest``; return the folder.
+
+    Raises:
+        Whatever MLflow raises for an unknown model or version (callers wrap it with the reference).
+    """
+    import mlflow
+
+    from ntm_spark.serving.pyfunc_model import MODEL_FOLDER_ARTIFACT
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    uri = f"models:/{ref.name}/{version}" if ref.kind in ("alias", "version") else ref.uri
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    return root / "artifacts" / MODEL_FOLDER_ARTIFACT

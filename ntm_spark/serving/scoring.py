@@ -10,6 +10,7 @@ Per-row problems never fail a batch: each row gets either topic weights or an
 
 from __future__ import annotations
 
+import collections
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -319,8 +320,13 @@ class TopicScorer:
         dense, errors, _tokens, _oov = self._vectorize_texts(texts)
         return dense, errors
 
-    def _vectorize_texts(self, texts: Iterable[Any]) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
-        """:meth:`vectorize_texts` plus each row's normalized tokens and out-of-vocabulary tokens (``-1``: not normalized)."""
+    def _vectorize_texts(
+        self, texts: Iterable[Any], oov_words: Optional["collections.Counter"] = None
+    ) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+        """:meth:`vectorize_texts` plus each row's normalized tokens and out-of-vocabulary tokens (``-1``: not normalized).
+
+        ``oov_words``: a ``Counter`` that also counts the out-of-vocabulary tokens themselves.
+        """
         texts = list(texts)
         dense = np.zeros((len(texts), self.feature_dim), dtype=np.float32)
         tokens = np.full(len(texts), -1, dtype=np.int64)
@@ -335,6 +341,8 @@ class TopicScorer:
                 normalized = normalize(text)
                 hits = indices_of(normalized)
                 tokens[i], oov[i] = len(normalized), len(normalized) - len(hits)
+                if oov_words is not None and oov[i]:
+                    oov_words.update(t for t in normalized if t not in self.vocab)
                 if not hits:
                     err = RowError(EMPTY_AFTER_NORMALIZATION, "no vocabulary word is left after normalization")
                 else:
