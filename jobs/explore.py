@@ -10,7 +10,7 @@ Usage:
     ntm explore --model models:/ntm-20newsgroups@champion
     ntm explore --model .ntm/models/ntm --data .ntm/data/20newsgroups --out report
     xdg-open .ntm/reports/ntm-20newsgroups-v3/index.html
-    ntm explore --model models:/ntm-20newsgroups@champion --drift .ntm/stream/scored-drift
+    ntm explore --model models:/ntm-20newsgroups@champion --drift /data/scored-drift   # stream.parquet_path: /data/scored
     ntm explore --model models:/ntm-20newsgroups@champion --drift-topic --bootstrap-servers 127.0.0.1:9092
 
 The report folder holds top words (CSV, markdown), word clouds, the topic

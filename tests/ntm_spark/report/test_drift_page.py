@@ -47,16 +47,18 @@ def _skewed(n, rng):
     return rng.dirichlet([1.0, 1.0, 30.0, 1.0], size=n)
 
 
-@pytest.fixture(scope="module")
-def drift_env(tmp_path_factory):
-    """A model folder with its drift baseline, a corpus on its vocabulary, and the stream monitor's Parquet records."""
+def make_drift_env(root: Path) -> tuple[Path, Path, str, list[dict]]:
+    """A model folder with its drift baseline, a corpus on its vocabulary, and the stream monitor's Parquet records.
+
+    Returns:
+        ``(data folder, model folder, drift Parquet folder, the records the monitor wrote, oldest first)``.
+    """
     import torch
 
     from lightning_module.model import NTMModel
     from lightning_module.model_folder import save_model_folder
     from lightning_module.synthetic import write_synthetic_corpus
 
-    root = tmp_path_factory.mktemp("drift_page")
     data = write_synthetic_corpus(root / "data", n_docs=(40, 0, 30), vocab_size=V, num_topics=K, doc_len=30, row_group_size=16)
     words = (data / "vocab.txt").read_text().split()
     rng = np.random.default_rng(0)
@@ -82,6 +84,11 @@ def drift_env(tmp_path_factory):
     now[0] = T0 + 5 * WINDOW_S + 10
     monitor.flush()
     return data, model_dir, folder, monitor.records
+
+
+@pytest.fixture(scope="module")
+def drift_env(tmp_path_factory):
+    return make_drift_env(tmp_path_factory.mktemp("drift_page"))
 
 
 @pytest.fixture(scope="module")
