@@ -98,26 +98,48 @@ class DriftHistory:
 
 
 def _time(value: Any, name: str) -> datetime:
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{name}={value!r} is not an ISO time") from None
-    else:
+    if not isinstance(value, (str, datetime)):
         raise ValueError(f"{name}={value!r} is not an ISO time")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    try:
+        dt = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # not ISO, or out of range once in UTC
+        raise ValueError(f"{name}={value!r} is not an ISO time") from None
 
 
-def _number(value: Any, name: str) -> Optional[float]:
+def _number(value: Any, name: str, share: bool = True) -> Optional[float]:
+    """``None``, or ``value`` as a float; with ``share`` it must lie in ``[0, 1]`` (rates, distances, prevalences)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}={value!r} is not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{name}={value!r} is out of range") from None
+    if not math.isfinite(number) or (share and not 0.0 <= number <= 1.0):
+        raise ValueError(f"{name}={value!r} is not a {'share in [0, 1]' if share else 'finite number'}")
+    return number
+
+
+def _top_z(value: Any) -> list[dict]:
+    """The well-formed ``top_z`` entries (an int topic and finite numbers); others are dropped."""
+    if not isinstance(value, list):
+        return []
+    out = []
+    for entry in value:
+        if not isinstance(entry, dict) or isinstance(entry.get("topic"), bool) or not isinstance(entry.get("topic"), int):
+            continue
+        try:
+            z = _number(entry.get("z"), "z", share=False)
+            base = _number(entry.get("baseline"), "baseline")
+        except ValueError:
+            continue
+        if z is not None:
+            out.append({"topic": entry["topic"], "z": z, "baseline": base})
+    return out
 
 
 def _strings(value: Any, name: str) -> list[str]:
@@ -140,7 +162,7 @@ def parse_window(record: Any) -> DriftWindow:
     if missing:
         raise ValueError(f"missing field(s) {missing}")
     scored = record["scored"]
-    if isinstance(scored, bool) or not isinstance(scored, int) or scored < 0:
+    if isinstance(scored, bool) or not isinstance(scored, int) or not 0 <= scored < 2**63:
         raise ValueError(f"scored={scored!r} is not a count")
     prevalence = record["prevalence"]
     if prevalence is not None:
@@ -151,9 +173,6 @@ def parse_window(record: Any) -> DriftWindow:
             raise ValueError("prevalence holds a null")
     if not isinstance(record["alert"], bool):
         raise ValueError(f"alert={record['alert']!r} is not true/false")
-    top_z = record.get("top_z") or []
-    if not isinstance(top_z, list) or not all(isinstance(z, dict) for z in top_z):
-        raise ValueError(f"top_z={top_z!r} is not a list of objects")
     start, end = _time(record["window_start"], "window_start"), _time(record["window_end"], "window_end")
     if end < start:
         raise ValueError(f"window_end {record['window_end']!r} is before window_start {record['window_start']!r}")
@@ -169,7 +188,7 @@ def parse_window(record: Any) -> DriftWindow:
         empty_rate=_number(record["empty_rate"], "empty_rate"),
         alert=record["alert"],
         alert_reasons=_strings(record["alert_reasons"], "alert_reasons"),
-        top_z=top_z,
+        top_z=_top_z(record.get("top_z")),
         model_name=None if record.get("model_name") is None else str(record["model_name"]),
         model_version=None if version is None else str(version),
         partial=bool(record.get("partial")),
@@ -259,8 +278,8 @@ def training_prevalence(baseline: Optional[DriftBaseline], windows: Sequence[Dri
     for window in windows:
         for z in window.top_z:
             topic, value = z.get("topic"), z.get("baseline")
-            if isinstance(topic, int) and 0 <= topic < num_topics and isinstance(value, (int, float)):
-                out[topic] = float(value)
+            if 0 <= topic < num_topics and value is not None:
+                out[topic] = value
     return out, "the records' top_z baselines (the model has no drift_baseline.json over its topics)"
 
 

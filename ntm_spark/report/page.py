@@ -230,12 +230,7 @@ def render_drift(
     shown = history.alerts[-MAX_ALERT_ROWS:]
     rows = []
     for w in shown:
-        top = "; ".join(
-            f"{names[z['topic']] if isinstance(z.get('topic'), int) and 0 <= z['topic'] < k else z.get('topic')} "
-            f"z={z['z']:+.1f}"
-            for z in w.top_z[:3]
-            if isinstance(z.get("z"), (int, float))
-        )
+        top = "; ".join(f"{names[z['topic']] if 0 <= z['topic'] < k else z['topic']} z={z['z']:+.1f}" for z in w.top_z[:3])
         rows.append(
             _fill(
                 "drift_alert_row",

@@ -179,9 +179,15 @@ def _time_axis(ax: Any) -> None:
 
 
 def _shade_alerts(ax: Any, x0: np.ndarray, x1: np.ndarray, alerts: np.ndarray) -> None:
-    """Shade the alert windows ``[start, end)`` over the whole height of ``ax``."""
+    """Shade the alert windows ``[start, end)`` over the whole height of ``ax`` (back-to-back ones as one span)."""
+    spans: list[list[float]] = []
     for i in np.flatnonzero(alerts):
-        ax.axvspan(x0[i], x1[i], color=ALERT_COLOR, alpha=0.15, lw=0, zorder=0)
+        if spans and x0[i] <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], x1[i])
+        else:
+            spans.append([x0[i], x1[i]])
+    for start, end in spans:
+        ax.axvspan(start, end, color=ALERT_COLOR, alpha=0.15, lw=0, zorder=0)
 
 
 def _window_x(starts: Sequence[Any], ends: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -242,3 +242,44 @@ def test_drift_page_renders_in_headless_chromium(drift_report, tmp_path):
     body = re.search(r"<body[^>]*>", dom.stdout).group(0)
     assert 'data-images-ok="true"' in body, body
     assert not [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+
+
+def test_any_record_from_the_topic_is_drawn_or_skipped_never_raised(drift_env, tmp_path):
+    """Property: the topic carries bytes anyone can write; every record is kept or counted, and the kept ones draw."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from ntm_spark.report.drift import DriftHistory, write_drift_files
+    from ntm_spark.report.page import render_drift
+
+    records = drift_env[3]
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=12,
+    )
+    fields = sorted({key for rec in records for key in rec})
+    edits = st.lists(st.tuples(st.sampled_from(fields), json_values | st.just(KeyError)), max_size=4)
+    kept = []
+
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(records), edits, st.lists(json_values, max_size=3))
+    def check(record, changes, junk):
+        rec = dict(record)
+        for key, value in changes:
+            if value is KeyError:
+                rec.pop(key, None)
+            else:
+                rec[key] = value
+        history = drift_history([rec, *junk], "topic fuzz", DriftThresholds())
+        assert history.skipped + len(history.windows) + history.replaced == 1 + len(junk)
+        kept.extend(history.windows)
+
+    check()
+    assert kept, "some edited records must survive"
+    # Everything kept draws: the figures, the CSV and the section (odd dates, K, missing figures and all).
+    names = [f"T{t}: w" for t in range(K)]
+    history = DriftHistory("topic fuzz", sorted(kept, key=lambda w: w.start), DriftThresholds())
+    files = write_drift_files(history, None, names, tmp_path)
+    assert all(p.stat().st_size > 0 for p in files.values())
+    assert f"windows <b>{len(kept)}</b>" in render_drift(history, files, names)
