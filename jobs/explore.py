@@ -37,9 +37,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ntm_spark.tools.kafka_client import add_connection_args
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ntm_spark.report.drift import DriftHistory
 
 log = logging.getLogger("jobs.explore")
 #: ``--stream-config`` / ``--stream-set``: this command's own ``--config`` / ``--set`` are the report's.
@@ -84,7 +87,7 @@ def resolve_tracking_uri(flag: Optional[str]) -> str:
     return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
-def read_drift(args: argparse.Namespace) -> Any:
+def read_drift(args: argparse.Namespace) -> Optional["DriftHistory"]:
     """The drift windows ``--drift`` or ``--drift-topic`` names, read once (``None`` without either).
 
     Raises:
@@ -136,7 +139,7 @@ def read_drift(args: argparse.Namespace) -> Any:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run ``ntm explore``; return 0 on success, 2 for a bad model, data or flag."""
+    """Run ``ntm explore``; return 0 on success, 2 for a bad model, data, drift input or flag, 3 for no broker."""
     from ntm_spark.core.config import ConfigError, load_config
     from ntm_spark.core.paths import resolve_state_path
 
@@ -158,6 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("ntm explore: --model is required: a model folder, models:/<name>@champion or a run id.", file=sys.stderr)
         return 2
     from ntm_spark.report.explore import default_output_dir, load_model, log_report, write_report
+
     try:  # the drift input first: a wrong folder or topic fails before the split is scored
         drift = read_drift(args)
     except (ValueError, FileNotFoundError) as err:  # ExploreError, ConfigError, KafkaClientConfigError

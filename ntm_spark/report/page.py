@@ -3,6 +3,7 @@
 ``page.html`` is the skeleton, ``fragments.html`` holds the sections and rows, and
 ``report.css`` and ``report.js`` are inlined into the page, so it is self-contained:
 images are embedded as base64 data URIs and nothing (CSS, script, font) is fetched.
+:func:`render_drift` makes the drift section (the stream's drift windows) when the report has one.
 ``report.js`` sets ``data-images-ok`` on ``<body>`` once every image has decoded; the
 headless Chromium test reads it. The templates are package data, read with
 :mod:`importlib.resources`.
@@ -180,7 +181,7 @@ def render_drift(
     notes = []
     if history.skipped:
         examples = "; ".join(history.skip_examples)
-        notes.append(f"{history.skipped} record(s) of {history.source} were left out (missing or malformed fields: {examples}).")
+        notes.append(f"{history.skipped} record(s) of {history.source} were left out: {examples}.")
     if history.replaced:
         notes.append(f"{history.replaced} window(s) were read twice (a replayed record): the last record read is shown.")
     windows = history.windows
