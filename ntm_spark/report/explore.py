@@ -20,6 +20,13 @@ MLflow ``models:/`` URI or a run id) and a preprocessed corpus, and writes::
       topic_label.csv
       report.json              what was scored and the summary numbers
 
+With ``drift`` (the stream's drift records, :mod:`~ntm_spark.report.drift`) the page gains a
+drift section, and the folder::
+
+      drift_prevalence.png     per topic: prevalence per stream window against training, alerts shaded
+      drift_rates.png          per window: JS distance, OOV rate, empty rate, scored documents, thresholds
+      drift_windows.csv        one row per window: figures, alert, reasons, prevalence
+
 This module runs the steps and re-exports the report's public names; the work is
 done by one module per concern:
 
@@ -27,6 +34,7 @@ done by one module per concern:
 - :mod:`~ntm_spark.report.data`: streaming and scoring the split, the intertopic distances and MDS;
 - :mod:`~ntm_spark.report.plots`: the matplotlib figures and word clouds (the ``explore`` extra);
 - :mod:`~ntm_spark.report.writers`: the CSV, markdown and JSON files;
+- :mod:`~ntm_spark.report.drift`: the stream's drift records (either source) for the drift section;
 - :mod:`~ntm_spark.report.page`: ``index.html``, from the templates in ``templates/``.
 
 Example:
@@ -58,8 +66,9 @@ from ntm_spark.report.data import (
     split_files,
     summarize_split,
 )
+from ntm_spark.report.drift import DriftHistory, drift_history, drift_info, read_drift_folder, write_drift_files
 from ntm_spark.report.model import ARTIFACT_PATH, LoadedModel, default_output_dir, load_model, log_report
-from ntm_spark.report.page import render_html
+from ntm_spark.report.page import render_drift, render_html
 from ntm_spark.report.plots import (
     plot_label_heatmap,
     plot_prevalence,
@@ -78,6 +87,7 @@ from ntm_spark.report.writers import (
 
 __all__ = [
     "ARTIFACT_PATH",
+    "DriftHistory",
     "MAX_HEATMAP_LABELS",
     "MAX_LABELS",
     "ExploreError",
@@ -86,6 +96,7 @@ __all__ = [
     "SplitSummary",
     "classical_mds",
     "default_output_dir",
+    "drift_history",
     "iter_split_batches",
     "js_distances",
     "load_model",
@@ -95,6 +106,7 @@ __all__ = [
     "plot_sample_assignments",
     "plot_topic_map",
     "plot_wordclouds",
+    "read_drift_folder",
     "render_html",
     "split_files",
     "summarize_split",
@@ -127,6 +139,7 @@ def write_report(
     cloud_columns: int = 5,
     batch_size: int = 1024,
     seed: int = 0,
+    drift: Optional[DriftHistory] = None,
 ) -> Report:
     """Score a corpus split with the model and write the report folder (see the module docstring).
 
@@ -142,6 +155,7 @@ def write_report(
         cloud_columns: Word clouds per row of the grid.
         batch_size: Rows scored at a time.
         seed: Seed of the row-group sample and the word-cloud layouts.
+        drift: The stream's drift windows (:func:`drift_history`): adds the drift section.
 
     Returns:
         The :class:`Report`.
@@ -163,7 +177,7 @@ def write_report(
 
         with tempfile.TemporaryDirectory(prefix="ntm-report-") as tmp:
             local = write_report(
-                model, data_dir, tmp, split, sample_docs, max_docs, top_n, cloud_words, cloud_columns, batch_size, seed
+                model, data_dir, tmp, split, sample_docs, max_docs, top_n, cloud_words, cloud_columns, batch_size, seed, drift
             )
             storage.make_dirs(out_dir)
             for item in sorted(Path(tmp).iterdir()):
@@ -238,9 +252,16 @@ def write_report(
         "diversity": topic_diversity(tw, min(25, v)),
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+    drift_html = None
+    if drift is not None:
+        log.info("      drawing the drift page: %d windows, %d alerts from %s", len(drift.windows), len(drift.alerts), drift.source)
+        baseline = getattr(model.scorer, "drift_baseline", None)
+        out.update(write_drift_files(drift, baseline, names, out_dir, cloud_columns))
+        drift_html = render_drift(drift, out, names, baseline)
+        info["drift"] = drift_info(drift)
     log.info("[6/6] writing index.html")
     out["html"] = out_dir / "index.html"
-    out["html"].write_text(render_html(info, out, tw, model.words, top, names, summary), encoding="utf-8")
+    out["html"].write_text(render_html(info, out, tw, model.words, top, names, summary, drift_html), encoding="utf-8")
     info["seconds"] = round(time.time() - started, 2)
     info["files"] = {role: p.name for role, p in out.items()}
     out["json"] = write_json(out_dir / "report.json", info)

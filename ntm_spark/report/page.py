@@ -3,6 +3,7 @@
 ``page.html`` is the skeleton, ``fragments.html`` holds the sections and rows, and
 ``report.css`` and ``report.js`` are inlined into the page, so it is self-contained:
 images are embedded as base64 data URIs and nothing (CSS, script, font) is fetched.
+:func:`render_drift` makes the drift section (the stream's drift windows) when the report has one.
 ``report.js`` sets ``data-images-ok`` on ``<body>`` once every image has decoded; the
 headless Chromium test reads it. The templates are package data, read with
 :mod:`importlib.resources`.
@@ -17,12 +18,16 @@ import re
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ntm_spark.report._base import MAX_HEATMAP_LABELS
 from ntm_spark.report.data import SplitSummary
+from ntm_spark.report.drift import DriftHistory, prevalence_matrix, training_prevalence
+
+#: At most this many alert windows (the latest) are listed on the page; drift_windows.csv has them all.
+MAX_ALERT_ROWS = 200
 
 _FRAGMENT_RE = re.compile(r"^<!-- fragment: (\w+) -->\n(.*?)\n(?=<!-- fragment: |\Z)", re.S | re.M)
 
@@ -54,6 +59,7 @@ def render_html(
     top: np.ndarray,
     names: Sequence[str],
     summary: SplitSummary,
+    drift: Optional[str] = None,
 ) -> str:
     """Return the self-contained report page (inline CSS and script, images as data URIs).
 
@@ -65,6 +71,7 @@ def render_html(
         top: Each topic's top word ids, ``(K, n)``.
         names: A short name per topic (``"T3: a b c"``).
         summary: What scoring the split found.
+        drift: The drift section's HTML (:func:`render_drift`), or ``None`` for no drift section.
     """
     from ntm_spark.core.topic_metrics import topic_uniqueness
 
@@ -127,6 +134,8 @@ def render_html(
     if "label_heatmap" in files:
         shown = _fill("labels_shown_note", n=MAX_HEATMAP_LABELS) if len(summary.labels) > MAX_HEATMAP_LABELS else ""
         sections.append(("labels", "Topics by label", _fill("labels", shown_note=shown, image=_png(files["label_heatmap"]))))
+    if drift is not None:
+        sections.append(("drift", "Drift in the stream", drift))
     listed = [p.name for role, p in files.items() if role != "html"] + ["report.json"]
     links = " &middot; ".join(_fill("file_link", name=esc(n)) for n in listed)
     sections.append(("files", "Files", _fill("files", links=links)))
@@ -144,4 +153,110 @@ def render_html(
         body=body,
         css=read_template("report.css"),
         script=read_template("report.js"),
+    )
+
+
+def _num(value: Optional[float], digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _span(start: Any, end: Any) -> str:
+    """``2026-12-07 13:01:00 - 13:02:00`` (the end's date only when it differs)."""
+    end_fmt = "%H:%M:%S" if end.date() == start.date() else "%Y-%m-%d %H:%M:%S"
+    return f"{start:%Y-%m-%d %H:%M:%S} - {end.strftime(end_fmt)}"
+
+
+def render_drift(
+    history: DriftHistory, files: dict[str, Path], names: Sequence[str], baseline: Any = None
+) -> str:
+    """Return the drift section: the windows' figures, the alert table and notes (or "no windows yet").
+
+    Args:
+        history: The drift windows (:func:`ntm_spark.report.drift.drift_history`).
+        files: The report's files by role (``drift_prevalence`` and ``drift_rates`` are embedded).
+        names: A short name per topic.
+        baseline: The model's :class:`~ntm_spark.core.drift.DriftBaseline`, or ``None``.
+    """
+    esc = html.escape
+    notes = []
+    if history.skipped:
+        examples = "; ".join(history.skip_examples)
+        notes.append(f"{history.skipped} record(s) of {history.source} were left out: {examples}.")
+    if history.replaced:
+        notes.append(f"{history.replaced} window(s) were read twice (a replayed record): the last record read is shown.")
+    windows = history.windows
+    if not windows:
+        note_html = "".join(_fill("drift_note", text=esc(n)) for n in notes)
+        return _fill("drift_empty", source=esc(history.source), notes=note_html)
+    k = len(names)
+    _, other_k = prevalence_matrix(windows, k)
+    if other_k:
+        notes.append(f"{other_k} window(s) have a prevalence over another number of topics than this model's {k}: left out of the prevalence figure.")
+    training, training_source = training_prevalence(baseline, windows, k)
+    if np.isnan(training).all():
+        training_source = "unknown: the model has no drift_baseline.json and the records list no topic baselines"
+    partial = sum(w.partial for w in windows)
+    if partial:
+        notes.append(f"{partial} window(s) are partial (written when the stream stopped before the window ended).")
+    no_baseline = sum(w.scored > 0 and w.js_distance is None for w in windows)
+    if no_baseline:
+        notes.append(f"{no_baseline} window(s) have no JS distance: the serving model had no drift baseline (see the records' notes).")
+
+    th = history.thresholds
+    rules = [f"JS distance > {th.js_distance:g}"]
+    if th.oov_rate_increase is not None:
+        rules.append(f"OOV rate > training + {th.oov_rate_increase:g}")
+    if th.empty_rate is not None:
+        rules.append(f"empty rate > {th.empty_rate:g}")
+    if th.z_score is not None:
+        rules.append(f"|z| > {th.z_score:g}")
+    versions = sorted({f"{w.model_name} v{w.model_version}" for w in windows if w.model_version is not None})
+
+    def stat(label: str, value: Any) -> str:
+        return _fill("stat", label=esc(label), value=esc(str(value)))
+
+    stats = (
+        stat("windows", len(windows))
+        + stat("alerts", len(history.alerts))
+        + stat("from", f"{windows[0].start:%Y-%m-%d %H:%M}")
+        + stat("to", f"{windows[-1].end:%Y-%m-%d %H:%M} UTC")
+        + stat("documents scored", f"{sum(w.scored for w in windows):,}")
+    )
+    intro = (
+        f"The stream's drift windows from {history.source}, scored by {', '.join(versions) or 'an unnamed model'}: "
+        f"each window's topic prevalence against the training prevalence ({training_source}), its Jensen-Shannon "
+        f"distance, OOV and empty rates and scored documents. Alert rule (the stream's config): "
+        f"{' or '.join(rules)}, in windows of at least {th.min_documents} scored documents."
+    )
+    shown = history.alerts[-MAX_ALERT_ROWS:]
+    rows = []
+    for w in shown:
+        top = "; ".join(f"{names[z['topic']] if 0 <= z['topic'] < k else z['topic']} z={z['z']:+.1f}" for z in w.top_z[:3])
+        rows.append(
+            _fill(
+                "drift_alert_row",
+                start=esc(w.start.isoformat()),
+                window=esc(_span(w.start, w.end)),
+                scored=w.scored,
+                js=_num(w.js_distance),
+                oov=f"{_num(w.oov_rate)} ({_num(w.oov_rate_baseline)})",
+                empty=_num(w.empty_rate),
+                model=esc(f"{w.model_name} v{w.model_version}" if w.model_version is not None else ""),
+                reasons=esc("; ".join(w.alert_reasons)),
+                top_z=esc(top),
+            )
+        )
+    if rows:
+        more = f"<p>The latest {len(shown)} of {len(history.alerts)} alert windows; drift_windows.csv lists them all.</p>"
+        alerts = _fill("drift_alerts", rows="".join(reversed(rows)), shown_note=more if len(shown) < len(history.alerts) else "")
+    else:
+        alerts = _fill("drift_no_alerts")
+    return _fill(
+        "drift",
+        intro=esc(intro),
+        stats=stats,
+        notes="".join(_fill("drift_note", text=esc(n)) for n in notes),
+        prevalence=_png(files["drift_prevalence"]),
+        rates=_png(files["drift_rates"]),
+        alerts=alerts,
     )

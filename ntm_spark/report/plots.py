@@ -1,4 +1,4 @@
-"""The report's figures: word clouds, sample assignments, prevalence, the intertopic map and the label heatmap.
+"""The report's figures: word clouds, sample assignments, prevalence, the intertopic map, the label heatmap and drift.
 
 Each ``plot_*`` draws one PNG with matplotlib's Agg backend and returns its path.
 The word clouds use the font the ``wordcloud`` package ships, so nothing is fetched
@@ -163,6 +163,154 @@ def plot_label_heatmap(label_means: np.ndarray, labels: Sequence[str], path: Pat
                 ax.text(t, i, f"{val:.2f}", ha="center", va="center", fontsize=6.5, color="black" if val > 0.6 * hi else "white")
     fig.colorbar(im, ax=ax, label="mean topic weight", fraction=0.04)
     ax.set_title("Mean topic weight per label")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+ALERT_COLOR = "#d62728"
+
+
+def _time_axis(ax: Any) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _shade_alerts(ax: Any, x0: np.ndarray, x1: np.ndarray, alerts: np.ndarray) -> None:
+    """Shade the alert windows ``[start, end)`` over the whole height of ``ax`` (back-to-back ones as one span)."""
+    spans: list[list[float]] = []
+    for i in np.flatnonzero(alerts):
+        if spans and x0[i] <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], x1[i])
+        else:
+            spans.append([x0[i], x1[i]])
+    for start, end in spans:
+        ax.axvspan(start, end, color=ALERT_COLOR, alpha=0.15, lw=0, zorder=0)
+
+
+def _window_x(starts: Sequence[Any], ends: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import matplotlib.dates as mdates
+
+    x0 = np.asarray(mdates.date2num(list(starts)), dtype=np.float64)
+    x1 = np.asarray(mdates.date2num(list(ends)), dtype=np.float64)
+    return x0, x1, (x0 + x1) / 2
+
+
+def plot_drift_prevalence(
+    starts: Sequence[Any],
+    ends: Sequence[Any],
+    prevalence: np.ndarray,
+    training: np.ndarray,
+    alerts: np.ndarray,
+    topic_names: Sequence[str],
+    path: PathLike,
+    columns: int = 5,
+) -> Path:
+    """Draw each topic's prevalence per stream window against its training prevalence, alert windows shaded.
+
+    Args:
+        starts: Window starts (naive UTC datetimes), oldest first.
+        ends: Window ends.
+        prevalence: ``(W, K)`` mean topic weight per window (NaN: the window has none).
+        training: ``(K,)`` the training prevalence (NaN: unknown), drawn dashed.
+        alerts: ``(W,)`` the windows whose alert flag is up.
+        topic_names: A label per topic.
+        path: Output PNG.
+        columns: Topics per row.
+    """
+    plt = _pyplot()
+    w, k = prevalence.shape
+    x0, x1, mid = _window_x(starts, ends)
+    columns = max(1, min(columns, k))
+    rows = -(-k // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 1.0 + 2.4 * rows), squeeze=False, sharex=True)
+    marker = "o" if w <= 60 else None
+    for t, ax in enumerate(axes.ravel()):
+        if t >= k:
+            ax.axis("off")
+            continue
+        _shade_alerts(ax, x0, x1, alerts)
+        ax.plot(mid, prevalence[:, t], color="#4c72b0", lw=1.3, marker=marker, ms=3, label="stream window")
+        if np.isfinite(training[t]):
+            ax.axhline(training[t], color="#dd8452", ls="--", lw=1.3, label="training")
+        top = np.nanmax(np.append(prevalence[:, t], training[t]))
+        ax.set_ylim(0, max(float(top) * 1.25, 1e-3) if np.isfinite(top) else 1.0)
+        ax.set_title(topic_names[t], fontsize=9)
+        ax.tick_params(labelsize=7)
+        _time_axis(ax)
+    axes[0, 0].legend(fontsize=7, loc="lower left", frameon=False)
+    fig.suptitle("Topic prevalence per stream window (solid) against training (dashed); alert windows shaded", fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_drift_rates(
+    starts: Sequence[Any],
+    ends: Sequence[Any],
+    scored: np.ndarray,
+    js: np.ndarray,
+    oov: np.ndarray,
+    oov_baseline: np.ndarray,
+    empty: np.ndarray,
+    alerts: np.ndarray,
+    thresholds: Any,
+    path: PathLike,
+) -> Path:
+    """Draw the per-window JS distance, OOV rate, empty rate and scored documents with the alert thresholds.
+
+    Args:
+        starts: Window starts (naive UTC datetimes), oldest first.
+        ends: Window ends.
+        scored: ``(W,)`` documents scored per window.
+        js: ``(W,)`` JS distance to the training prevalence (NaN: none).
+        oov: ``(W,)`` OOV rate (NaN: none).
+        oov_baseline: ``(W,)`` the training OOV rate each record compared with (NaN: unknown).
+        empty: ``(W,)`` ``empty_after_normalization`` rate (NaN: none).
+        alerts: ``(W,)`` the windows whose alert flag is up (shaded).
+        thresholds: The stream's :class:`~ntm_spark.core.drift.DriftThresholds`.
+        path: Output PNG.
+    """
+    plt = _pyplot()
+    x0, x1, mid = _window_x(starts, ends)
+    marker = "o" if len(mid) <= 60 else None
+    fig, axes = plt.subplots(4, 1, figsize=(12, 10), sharex=True)
+    ax_js, ax_oov, ax_empty, ax_n = axes
+    for ax in axes:
+        _shade_alerts(ax, x0, x1, alerts)
+        _time_axis(ax)
+
+    ax_js.plot(mid, js, color="#4c72b0", marker=marker, ms=3, label="JS distance")
+    ax_js.axhline(thresholds.js_distance, color=ALERT_COLOR, ls="--", lw=1.2, label=f"alert above {thresholds.js_distance:g}")
+    ax_js.set_ylabel("JS distance")
+    ax_js.set_ylim(0, max(np.nanmax(np.append(js, 0.0)) * 1.2, thresholds.js_distance * 1.3))
+
+    ax_oov.plot(mid, oov, color="#4c72b0", marker=marker, ms=3, label="OOV rate")
+    if np.isfinite(oov_baseline).any():
+        ax_oov.step(mid, oov_baseline, where="mid", color="#dd8452", ls="--", lw=1.2, label="training OOV rate")
+        if thresholds.oov_rate_increase is not None:
+            ax_oov.step(
+                mid, oov_baseline + thresholds.oov_rate_increase, where="mid", color=ALERT_COLOR, ls="--", lw=1.2,
+                label=f"alert above training + {thresholds.oov_rate_increase:g}",
+            )  # fmt: skip
+    ax_oov.set_ylabel("OOV rate")
+    ax_oov.set_ylim(0, 1)
+
+    ax_empty.plot(mid, empty, color="#4c72b0", marker=marker, ms=3, label="empty rate")
+    if thresholds.empty_rate is not None:
+        ax_empty.axhline(thresholds.empty_rate, color=ALERT_COLOR, ls="--", lw=1.2, label=f"alert above {thresholds.empty_rate:g}")
+    ax_empty.set_ylabel("empty rate")
+    ax_empty.set_ylim(0, 1)
+
+    width = np.maximum((x1 - x0) * 0.8, 1e-9)
+    ax_n.bar(mid, scored, width=width, color="#8c8c8c", label="scored documents")
+    ax_n.axhline(thresholds.min_documents, color=ALERT_COLOR, ls=":", lw=1.2, label=f"no alert below {thresholds.min_documents}")
+    ax_n.set_ylabel("documents")
+    ax_n.set_xlabel("window (UTC)")
+    for ax in axes:
+        ax.legend(fontsize=8, loc="upper left", frameon=False)
+    ax_js.set_title("Drift per stream window against training; alert windows shaded")
     fig.tight_layout()
     return _save(fig, path)
 

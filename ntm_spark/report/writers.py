@@ -103,6 +103,34 @@ def write_label_means(path: Path, labels: Sequence[str], counts: np.ndarray, mea
     )
 
 
+def _cell(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def write_drift_windows(path: Path, windows: Sequence[Any], num_topics: int) -> Path:
+    """Write one row per drift window: its figures, alert and reasons, then ``prevalence_0..{K-1}``.
+
+    ``windows`` are :class:`~ntm_spark.report.drift.DriftWindow`; a window whose prevalence is
+    missing or over another number of topics leaves the prevalence cells empty.
+    """
+    rows = []
+    for w in windows:
+        prev = w.prevalence if w.prevalence is not None and len(w.prevalence) == num_topics else [None] * num_topics
+        rows.append(
+            [
+                w.start.isoformat(), w.end.isoformat(), w.model_name or "", w.model_version or "", w.scored,
+                _cell(w.js_distance), _cell(w.oov_rate), _cell(w.oov_rate_baseline), _cell(w.empty_rate),
+                int(w.alert), "; ".join(w.alert_reasons), int(w.partial),
+            ]  # fmt: skip
+            + [_cell(p) for p in prev]
+        )
+    header = [
+        "window_start", "window_end", "model_name", "model_version", "scored", "js_distance", "oov_rate",
+        "oov_rate_baseline", "empty_rate", "alert", "alert_reasons", "partial",
+    ]  # fmt: skip
+    return _write_csv(path, header + [f"prevalence_{t}" for t in range(num_topics)], rows)
+
+
 def write_json(path: Path, info: dict[str, Any]) -> Path:
     """Write ``info`` as indented JSON with a final newline."""
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -296,6 +296,28 @@ def parquet_sink(folder: str) -> Callable[[dict], None]:
     return write_parquet
 
 
+def read_drift_parquet(path: str) -> list[dict]:
+    """The records of one drift Parquet file (:func:`parquet_sink`'s), in the drift topic's JSON shape.
+
+    Timestamps come back as the topic's ISO strings (``2026-12-07T13:01:00.000Z``). A column the
+    file lacks is a key the record lacks: the reader (the report) counts and skips such records.
+
+    Raises:
+        OSError: for a file that cannot be read (pyarrow's ``ArrowInvalid`` is a ``ValueError``: also raised).
+    """
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(storage.open_input_file(path))
+    if "window_start" not in parquet.schema_arrow.names:  # the scored records' sink, say: do not read it all
+        raise ValueError(f"{path} is not a drift window file: it has no window_start column")
+    rows = parquet.read().to_pylist()
+    for row in rows:
+        for key in ("window_start", "window_end"):
+            if isinstance(row.get(key), datetime):
+                row[key] = _iso(row[key].timestamp())
+    return rows
+
+
 def drift_parquet_folder(parquet_path: str) -> str:
     """Where the drift records of a stream with ``parquet_path`` go: ``<parquet_path>-drift``."""
     return f"{str(parquet_path).rstrip('/')}-drift"

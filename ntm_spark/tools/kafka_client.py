@@ -195,28 +195,49 @@ def json_consumer(bootstrap: str, topics: Iterable[str], group: str) -> Any:
     )
 
 
-def add_connection_args(parser: Any, set_help: str) -> None:
-    """Add the flags every Kafka command shares with ``ntm stream``: ``--bootstrap-servers``, ``--config``, ``--set``."""
+def add_connection_args(parser: Any, set_help: str, prefix: str = "") -> None:
+    """Add the flags every Kafka command shares with ``ntm stream``: ``--bootstrap-servers``, ``--config``, ``--set``.
+
+    Args:
+        parser: The command's ``argparse`` parser.
+        set_help: The help line of ``--set``.
+        prefix: Put before ``config`` and ``set`` for a command whose own ``--config``/``--set`` are
+            taken (``ntm explore``: ``prefix="stream-"`` gives ``--stream-config``, ``--stream-set``).
+    """
+    dest = prefix.replace("-", "_")
     parser.add_argument("--bootstrap-servers", default=None, help="Kafka bootstrap servers (stream.bootstrap_servers)")
-    parser.add_argument("--config", default=None, metavar="YAML", help="a YAML file laid over conf/base/stream.yaml and conf/local")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    parser.add_argument(
+        f"--{prefix}config", dest=f"{dest}config", default=None, metavar="YAML",
+        help="a YAML file laid over conf/base/stream.yaml and conf/local",
+    )  # fmt: skip
+    parser.add_argument(f"--{prefix}set", dest=f"{dest}overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
 
 
-def connection_from_args(args: Any) -> tuple["StreamConfig", dict[str, Any]]:
-    """The stream config and kafka-python options from :func:`add_connection_args`' flags.
+def stream_config_from_args(args: Any, prefix: str = "") -> "StreamConfig":
+    """The stream config of :func:`add_connection_args`' flags (the same ``prefix``), without a Kafka client.
 
     Raises:
         ConfigError: for a bad config value.
-        KafkaClientConfigError: for a ``kafka_options`` setting kafka-python cannot apply.
     """
     import json
 
     from ntm_spark.core.config import load_config
 
-    overrides = list(args.overrides)
+    dest = prefix.replace("-", "_")
+    overrides = list(getattr(args, f"{dest}overrides"))
     if args.bootstrap_servers:
         overrides.append(f"bootstrap_servers={json.dumps(args.bootstrap_servers)}")
-    cfg = load_config("stream", overrides=overrides, config_file=args.config)
+    return load_config("stream", overrides=overrides, config_file=getattr(args, f"{dest}config"))
+
+
+def connection_from_args(args: Any, prefix: str = "") -> tuple["StreamConfig", dict[str, Any]]:
+    """The stream config and kafka-python options from :func:`add_connection_args`' flags (the same ``prefix``).
+
+    Raises:
+        ConfigError: for a bad config value.
+        KafkaClientConfigError: for a ``kafka_options`` setting kafka-python cannot apply.
+    """
+    cfg = stream_config_from_args(args, prefix)
     return cfg, options_from_config(cfg)
 
 

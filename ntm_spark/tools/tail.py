@@ -269,3 +269,35 @@ def tail_topics(
     except KeyboardInterrupt:
         pass
     return summary
+
+
+def read_topic_records(consumer: Any, topic: str, idle_timeout_s: float = 30.0) -> tuple[list[dict], int]:
+    """Read a topic of JSON records (the drift topic) once, from the first offset to the end offsets seen at start.
+
+    The same reading as ``ntm tail --drift`` (:func:`tail_topics`, no follow), collected instead of printed.
+
+    Args:
+        consumer: A kafka-python consumer in no group (:func:`ntm_spark.tools.kafka_client.bytes_consumer`).
+        topic: The topic.
+        idle_timeout_s: Give up when nothing arrives for this long before the end offsets.
+
+    Returns:
+        The JSON objects, in partition then offset order, and how many messages were not a JSON
+        object (tombstones, other bytes): those are left out, never raised.
+
+    Raises:
+        TailError: when the topic does not exist or stops delivering before its end offsets.
+    """
+    lines: list[str] = []
+    tail_topics(consumer, {topic: DRIFT}, lines.append, as_json=True, idle_timeout_s=idle_timeout_s)
+    records, not_json = [], 0
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:  # format_record's "(not a JSON object)" / "(no value)" line
+            rec = None
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            not_json += 1
+    return records, not_json

@@ -198,3 +198,17 @@ def test_drift_detected_when_the_stream_moves_to_the_other_newsgroups(spark, kaf
     assert stream_main(["--status", "--set", f"status_file={json.dumps(str(status_file))}"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["drift"]["window_start"] == records[-1]["window_start"]
+
+    # The report's drift page from these records, read from the Parquet folder and from the topic.
+    from jobs.explore import main as explore
+
+    data, _ = drift_model
+    common = ["--model", str(model), "--data", str(data), "--split", "validation", "--sample", "3", "--max-docs", "60", "--no-log"]
+    assert explore([*common, "--out", str(tmp_path / "page-parquet"), "--drift", str(tmp_path / "scored") + "-drift"]) == 0
+    assert explore([*common, "--out", str(tmp_path / "page-topic"), "--drift-topic", out + "-drift",
+                    "--bootstrap-servers", kafka_bootstrap]) == 0  # fmt: skip
+    for page in ("page-parquet", "page-topic"):
+        drift = json.loads((tmp_path / page / "report.json").read_text())["drift"]
+        assert (drift["windows"], drift["alerts"], drift["skipped"]) == (len(records), sum(r["alert"] for r in records), 0)
+        html = (tmp_path / page / "index.html").read_text()
+        assert html.count('<tr class="alert"') == drift["alerts"] and alerted["alert_reasons"][0].replace(">", "&gt;") in html
