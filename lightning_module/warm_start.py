@@ -306,7 +306,7 @@ def prepare_warm_start_data(
                 mapping = np.asarray([target.index_of(w) if w in target else -1 for w in source_vocab.words], dtype=np.int64)
                 before = float(block.values.sum())
                 block, dropped = _remap_block(block, mapping)
-                if kind == "new":
+                if kind == "new" and split == "train":
                     for i in np.flatnonzero(dropped):
                         new_word_counts[source_vocab.words[i]] += float(dropped[i])
                 dropped_tokens = before - float(block.values.sum())
