@@ -193,3 +193,72 @@ def test_gate_refuses_a_collapsed_model_whatever_its_npmi(mlflow_tracking, tmp_p
     again = promote_version(name, first.version, cfg)  # npmi 0.9 would beat 0.2: the collapse check comes first
     assert not again.promoted and "never becomes champion" in again.reason
     assert _aliases(client, name)["champion"] == healthy.version
+
+
+def test_gate_checks_topic_stability_both_ways(mlflow_tracking, tmp_path):
+    """A warm-started challenger that keeps the champion's topic ids passes; one whose ids were shuffled is refused
+    (unless forced); ``always`` checks fresh challengers too, ``off`` never."""
+    import dataclasses
+
+    import mlflow
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from lightning_module.model import NTMModel
+    from lightning_module.model_folder import save_model_folder
+    from lightning_module.warm_start import permute_topics
+    from ntm_spark.core.topic_matching import topic_stability
+    from ntm_spark.mlops.tracking import ensure_experiment, log_training_run
+
+    words = [f"word{i:03d}" for i in range(200)]
+    champion_tw = None
+
+    def folder(key, npmi, shuffle=None, warm=True):
+        nonlocal champion_tw
+        torch.manual_seed(0)
+        model = NTMModel(vocab_size=len(words), num_topics=10, decoder="linear", batch_norm=False)
+        with torch.no_grad():  # topic k lifts its own 20 words: 10 distinct topics
+            model.decoder.weight.copy_(10.0 * torch.eye(10).repeat_interleave(20, dim=0) + 0.01 * torch.randn(200, 10))
+        if shuffle is not None:
+            permute_topics(model, shuffle)
+        tw = model.topic_word().numpy()
+        champion_tw = tw if champion_tw is None else champion_tw
+        path = tmp_path / key
+        path.mkdir()
+        stability = topic_stability(champion_tw, tw, "champion") if warm else None
+        save_model_folder(path, model, words, metrics={"val_loss": 10.0, "npmi": npmi, "tu": 0.9}, config={"num_topics": 10},
+                          topic_stability=stability)
+        with mlflow.start_run(experiment_id=ensure_experiment("ntm-tests", mlflow_tracking), run_name=key) as run:
+            log_training_run(path, config={"num_topics": 10})
+        return run.info.run_id
+
+    name = "ntm-stability"
+    cfg = _cfg(mlflow_tracking, name)
+    client = MlflowClient(mlflow_tracking, mlflow_tracking)
+    assert register_run_model(folder("champion", 0.20, warm=False), cfg).decision.promoted
+
+    stable = register_run_model(folder("stable", 0.21), cfg)
+    assert stable.decision.promoted, stable.decision.reason
+    tags = client.get_model_version(name, stable.version).tags
+    assert tags["warm_start_from"] == "champion" and tags["topics_moved"] == "0"
+
+    swapped = [1, 0, 3, 2, 5, 4, 6, 7, 8, 9]  # 6 of 10 ids now carry another topic; 2 may move (20%)
+    shuffled = register_run_model(folder("shuffled", 0.30, swapped), cfg)
+    assert not shuffled.decision.promoted
+    assert "topic ids unstable: 6 of the champion" in shuffled.decision.reason and "topics 0, 1, 2, 3, 4, 5" in shuffled.decision.reason
+    assert client.get_model_version(name, shuffled.version).tags["topics_moved"] == "6"
+    assert _aliases(client, name)["champion"] == stable.version
+    loose = dataclasses.replace(cfg, gate_max_moved_topics=6)
+    assert promote_version(name, shuffled.version, loose).promoted  # within a budget of 6
+    assert rollback_champion(name, cfg).version == stable.version
+
+    fresh = register_run_model(folder("fresh-shuffled", 0.40, swapped, warm=False), cfg)
+    assert fresh.decision.promoted, "the default (warm_start) does not check a model that claims no topic ids"
+    rollback_champion(name, cfg)
+    always = dataclasses.replace(cfg, gate_topic_stability="always")
+    refused = promote_version(name, fresh.version, always)
+    assert not refused.promoted and "topic ids unstable" in refused.reason
+    forced = promote_version(name, fresh.version, always, force=True, reason="new topic set, dashboards rebuilt")
+    assert forced.promoted and _aliases(client, name)["champion"] == fresh.version
+    rollback_champion(name, cfg)
+    assert promote_version(name, shuffled.version, dataclasses.replace(cfg, gate_topic_stability="off")).promoted
