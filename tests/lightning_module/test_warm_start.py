@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lightning_module.model import NTMModel
-from lightning_module.model_folder import load_model_folder, save_model_folder
+from lightning_module.model_folder import load_model_folder
 from lightning_module.train import train_model
 from lightning_module.warm_start import (
     WarmStartError,
