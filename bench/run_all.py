@@ -141,6 +141,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         needs_data=True,
     ),
     Benchmark(
+        "bench_warm_start",
+        "warm start (issue 21): a champion on half the training split warm-started on the other half (replay 0, 0.5, 1) "
+        "vs a fresh run on all of it: NPMI, NMI, topic ids kept, time; 3 seeds",
+        ("--data", ".ntm/data/20newsgroups", "--k", "20", "--seeds", "42", "1", "2", "--replay", "0", "0.5", "1",
+         "--json", "/tmp/bench_warm_start.json"),
+        needs_data=True,
+    ),
+    Benchmark(
         "bench_threads",
         "training threads under load (issue 18): epoch time, 2 spinning threads vs the default (cores free // ranks, "
         "PASSIVE) vs 1 thread, beside a busy process",
