@@ -45,7 +45,6 @@ from ntm_spark.core.contract import (
 from ntm_spark.core.schema import ID_COL, INDICES_COL, LABEL_COL, MANIFEST_FILE, SPLITS, VALUES_COL, VOCAB_FILE
 from ntm_spark.core.topic_matching import (
     DEFAULT_MOVE_THRESHOLD,
-    DEFAULT_REPLACE_THRESHOLD,
     TopicStability,
     match_topics,
     topic_stability,
@@ -172,9 +171,8 @@ def align_to_reference(
     model.train(was_training)
     threshold = DEFAULT_MOVE_THRESHOLD if move_threshold is None else float(move_threshold)
     stability = topic_stability(
-        warm.topic_word, new_tw, warm.reference, move_threshold=threshold,
-        replace_threshold=max(threshold, DEFAULT_REPLACE_THRESHOLD), vocabs=(warm.vocab, list(vocab)), top_n=top_n,
-    )  # fmt: skip
+        warm.topic_word, new_tw, warm.reference, move_threshold=threshold, vocabs=(warm.vocab, list(vocab)), top_n=top_n
+    )
     return order, stability
 
 

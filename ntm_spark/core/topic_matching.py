@@ -18,9 +18,10 @@ Definitions (docs/train.md "Warm start"):
 - *distance* of topic id k: the JS distance (base 2, in ``[0, 1]``) between the two models'
   word distributions of topic k, both put on the union of their vocabularies (a word a
   model does not have gets probability 0 there).
-- *moved*: distance > ``move_threshold``; *replaced*: distance > ``replace_threshold`` (the
-  reference's topic is retired and a new one took its id); *new*: an id only the new model
-  has; *retired*: an id only the reference has.
+- *moved*: distance > ``move_threshold``; *replaced*: the new topic ``k`` is closer to another
+  of the reference's topics than to topic ``k`` (the id now carries something else); *new*: an
+  id only the new model has; *retired*: an id only the reference has. *Changed* ids (what the
+  gate counts) are the moved, replaced, new and retired ones.
 """
 
 from __future__ import annotations
@@ -41,9 +42,6 @@ STABILITY_FORMAT_VERSION = 1
 #: median 0.39). Topic-word distributions are flat over the vocabulary, so distinct topics are not
 #: far apart in JS terms: the threshold sits below the closest distinct pair.
 DEFAULT_MOVE_THRESHOLD = 0.2
-#: Beyond this the id carries another topic altogether (the old one retired, a new one took its
-#: id): past the 5th percentile of the distances between a model's distinct topics.
-DEFAULT_REPLACE_THRESHOLD = 0.3
 #: The gate's default budget of moved topics: this share of the champion's topics.
 DEFAULT_MAX_MOVED_SHARE = 0.2
 
@@ -176,9 +174,9 @@ class TopicStability:
         reference: What the topics were compared with, e.g. ``models:/ntm@champion (version 3)``.
         distances: Per id present in both models, the JS distance of its word distributions.
         move_threshold: A distance above this is *moved*.
-        replace_threshold: A distance above this is *replaced*.
-        moved: Ids with distance > ``move_threshold`` (replaced ones included).
-        replaced: Ids with distance > ``replace_threshold``.
+        nearest: Per id present in both, the reference topic closest to the new topic.
+        moved: Ids with distance > ``move_threshold``.
+        replaced: Ids whose new topic is closer to another reference topic than to their own.
         new: Ids only the new model has.
         retired: Ids only the reference has.
         top_words: Per id, ``{"before": [...], "after": [...]}`` top words, when vocabularies were given.
@@ -187,7 +185,7 @@ class TopicStability:
     reference: str
     distances: list[float]
     move_threshold: float
-    replace_threshold: float
+    nearest: list[int] = field(default_factory=list)
     moved: list[int] = field(default_factory=list)
     replaced: list[int] = field(default_factory=list)
     new: list[int] = field(default_factory=list)
@@ -196,17 +194,23 @@ class TopicStability:
     format_version: int = STABILITY_FORMAT_VERSION
 
     @property
+    def changed_ids(self) -> list[int]:
+        """Ids that do not carry the reference's topic as it was: moved, replaced, new and retired."""
+        return sorted(set(self.moved) | set(self.replaced) | set(self.new) | set(self.retired))
+
+    @property
     def changed(self) -> int:
-        """Ids that do not carry the reference's topic any more: moved, new and retired."""
-        return len(self.moved) + len(self.new) + len(self.retired)
+        """How many :attr:`changed_ids` there are."""
+        return len(self.changed_ids)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``topic_stability.json``), with a summary."""
         d = asdict(self)
-        kept = len(self.distances) - len(self.moved)
+        kept = len(set(range(len(self.distances))) - set(self.moved) - set(self.replaced))
         d["summary"] = {
             "topics_compared": len(self.distances),
             "kept": kept,
+            "changed": self.changed,
             "moved": len(self.moved),
             "replaced": len(self.replaced),
             "new": len(self.new),
@@ -233,7 +237,7 @@ class TopicStability:
                 reference=str(data["reference"]),
                 distances=[float(x) for x in data["distances"]],
                 move_threshold=float(data["move_threshold"]),
-                replace_threshold=float(data["replace_threshold"]),
+                nearest=[int(x) for x in data.get("nearest", [])],
                 moved=[int(x) for x in data.get("moved", [])],
                 replaced=[int(x) for x in data.get("replaced", [])],
                 new=[int(x) for x in data.get("new", [])],
@@ -248,19 +252,19 @@ class TopicStability:
         lines = [f"topic stability against {self.reference} (moved: JS distance > {self.move_threshold:g}):"]
         for k, d in enumerate(self.distances[:limit] if limit else self.distances):
             status = "replaced" if k in self.replaced else ("moved" if k in self.moved else "kept")
+            if k in self.replaced and k < len(self.nearest):
+                status += f" (now nearest to {self.nearest[k]})"
             words = ""
             if self.top_words and k < len(self.top_words):
                 w = self.top_words[k]
                 words = f"  {' '.join(w.get('before', [])[:5])} -> {' '.join(w.get('after', [])[:5])}"
-            lines.append(f"  topic {k:>3}  {d:.3f}  {status:<8}{words}")
+            lines.append(f"  topic {k:>3}  {d:.3f}  {status:<28}{words}")
         for k in self.new:
             lines.append(f"  topic {k:>3}  new")
         for k in self.retired:
             lines.append(f"  topic {k:>3}  retired")
         s = self.to_dict()["summary"]
-        lines.append(
-            f"  {s['kept']} kept, {s['moved']} moved ({s['replaced']} replaced), {s['new']} new, {s['retired']} retired"
-        )
+        lines.append(f"  {s['kept']} kept, {s['moved']} moved, {s['replaced']} replaced, {s['new']} new, {s['retired']} retired")
         return "\n".join(lines)
 
 
@@ -269,7 +273,6 @@ def topic_stability(
     other: Any,
     reference_name: str = "the reference model",
     move_threshold: float = DEFAULT_MOVE_THRESHOLD,
-    replace_threshold: float = DEFAULT_REPLACE_THRESHOLD,
     vocabs: Optional[tuple[Sequence[str], Sequence[str]]] = None,
     top_n: int = 10,
 ) -> TopicStability:
@@ -280,19 +283,15 @@ def topic_stability(
         other: The new model's ``(L, V2)``.
         reference_name: How the report names the reference.
         move_threshold: See :class:`TopicStability`.
-        replace_threshold: See :class:`TopicStability`.
         vocabs: ``(reference vocabulary, other vocabulary)``; ``None``: both matrices are on one
             vocabulary already (and no top words are recorded).
         top_n: Top words recorded per id, before and after.
 
     Raises:
-        ValueError: for thresholds out of ``(0, 1]`` or out of order, or shapes that do not fit.
+        ValueError: for a threshold out of ``(0, 1]``, or shapes that do not fit.
     """
-    if not 0 < move_threshold <= replace_threshold <= 1:
-        raise ValueError(
-            f"move_threshold={move_threshold!r}, replace_threshold={replace_threshold!r}: use 0 < move <= replace <= 1 "
-            "(JS distances lie in [0, 1])."
-        )
+    if not 0 < move_threshold <= 1:
+        raise ValueError(f"move_threshold={move_threshold!r}: use a JS distance in (0, 1] (JS distances lie in [0, 1]).")
     a, b = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
     top = None
     if vocabs is not None:
@@ -308,15 +307,17 @@ def topic_stability(
     elif a.shape[1] != b.shape[1]:
         raise ValueError(f"topic-word matrices {a.shape} and {b.shape} are on different vocabularies: pass vocabs.")
     n = min(a.shape[0], b.shape[0])
-    dist = np.diagonal(js_distance_matrix(a[:n], b[:n])) if n else np.zeros(0)
+    full = js_distance_matrix(a, b[:n]) if n else np.zeros((a.shape[0], 0))  # (K, n): reference x new
+    dist = np.diagonal(full[:n]) if n else np.zeros(0)
+    nearest = [int(i) for i in full.argmin(axis=0)] if n else []
     distances = [round(float(x), 6) for x in dist]
     return TopicStability(
         reference=reference_name,
         distances=distances,
         move_threshold=float(move_threshold),
-        replace_threshold=float(replace_threshold),
+        nearest=nearest,
         moved=[k for k, d in enumerate(distances) if d > move_threshold],
-        replaced=[k for k, d in enumerate(distances) if d > replace_threshold],
+        replaced=[k for k in range(n) if nearest[k] != k and full[nearest[k], k] < full[k, k]],
         new=list(range(n, b.shape[0])),
         retired=list(range(n, a.shape[0])),
         top_words=top,

@@ -42,7 +42,6 @@ from ntm_spark.core.contract import (
 from ntm_spark.core.schema import MANIFEST_FILE, VOCAB_FILE
 from ntm_spark.core.topic_matching import (
     DEFAULT_MOVE_THRESHOLD,
-    DEFAULT_REPLACE_THRESHOLD,
     max_moved_topics,
     topic_stability,
 )
@@ -332,16 +331,16 @@ def topic_stability_problem(client: Any, name: str, candidate: Any, champion: An
     threshold = cfg.gate_topic_move_threshold or DEFAULT_MOVE_THRESHOLD
     report = topic_stability(
         files_old["topic_word"], files_new["topic_word"], f"{name} v{c}", move_threshold=threshold,
-        replace_threshold=max(threshold, DEFAULT_REPLACE_THRESHOLD), vocabs=(files_old["vocab"], files_new["vocab"]),
+        vocabs=(files_old["vocab"], files_new["vocab"]),
     )  # fmt: skip
     budget = max_moved_topics(files_old["topic_word"].shape[0], cfg.gate_max_moved_topics)
     client.set_model_version_tag(name, v, "topics_moved", str(report.changed))
     client.set_model_version_tag(name, v, "topic_stability", json.dumps({"against": c, **report.to_dict()["summary"]})[:4900])
     if report.changed > budget:
-        listed = ", ".join(str(k) for k in (report.moved + report.new + report.retired)[:20])
+        listed = ", ".join(str(k) for k in report.changed_ids[:20])
         return (
             f"topic ids unstable: {report.changed} of the champion v{c}'s {files_old['topic_word'].shape[0]} topics moved "
-            f"(JS distance > {threshold:g}), are new or retired (topics {listed}); at most {budget} may "
+            f"(JS distance > {threshold:g}), now carry another topic, are new or retired (topics {listed}); at most {budget} may "
             "(gate_max_moved_topics). Dashboards keyed on topic ids would break: warm-start from the champion "
             "(ntm train --warm-start), or promote with --force --reason"
         )

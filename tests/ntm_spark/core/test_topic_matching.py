@@ -93,14 +93,20 @@ def test_stability_by_id_counts_moved_and_replaced_topics():
     ref = _topics(5, 80, 3)
     other = ref.copy()
     other[[1, 3]] = ref[[3, 1]]  # two ids swapped: each now carries another topic
-    s = topic_stability(ref, other, "champion v1", move_threshold=0.2, replace_threshold=0.3)
-    assert s.moved == [1, 3] and s.replaced == [1, 3] and s.changed == 2
+    s = topic_stability(ref, other, "champion v1", move_threshold=0.2)
+    assert s.moved == [1, 3] and s.replaced == [1, 3] and s.changed == 2 and s.nearest == [0, 3, 2, 1, 4]
     assert s.distances[0] == pytest.approx(0.0, abs=1e-6)
     back = TopicStability.from_dict(json.loads(json.dumps(s.to_dict())))
     assert back.moved == [1, 3] and back.reference == "champion v1"
     assert "replaced" in s.table()
-    with pytest.raises(ValueError, match="0 < move <= replace <= 1"):
-        topic_stability(ref, other, move_threshold=0.5, replace_threshold=0.4)
+    assert "replaced (now nearest to 3)" in s.table()
+    with pytest.raises(ValueError, match="use a JS distance in"):
+        topic_stability(ref, other, move_threshold=1.5)
+    # a topic that moved a little but is still nearest its old self is moved, not replaced
+    drifted = ref.copy()
+    drifted[2] = 0.6 * ref[2] + 0.4 * ref[4]
+    s = topic_stability(ref, drifted, move_threshold=0.05)
+    assert 2 in s.moved and s.replaced == [] and s.changed_ids == s.moved
     with pytest.raises(ValueError, match="format_version"):
         TopicStability.from_dict({"format_version": 99})
 
