@@ -9,7 +9,9 @@ definition; ``tests/ntm_spark/spark/test_jvm_scoring.py`` checks the two on 20 N
 :func:`register_jvm_scorer` registers two Java UDFs in a session:
 
 * ``ntm_score(text, model_folder, max_text_bytes, top_k, top_words)``: the struct of
-  ``error_code``, ``error_message``, ``topic_weights``, ``top_topics``;
+  ``error_code``, ``error_message``, ``topic_weights``, ``top_topics``, ``n_tokens``, ``n_oov_tokens``
+  (the drift monitor's token counts, as :meth:`~ntm_spark.serving.scoring.TopicScorer.score_texts`
+  gives them: null for a document that failed a document check);
 * ``ntm_bow(text, model_folder)``: the vocabulary indices of the document's lemmas, in order;
 * ``ntm_single_json(raw_value)``: why a value Spark parsed as a JSON object has trailing data
   (:func:`~ntm_spark.spark.streaming.check_single_json`'s ``not_json``), or null;
@@ -76,6 +78,8 @@ def score_struct_type() -> Any:
             T.StructField(ERROR_MESSAGE_COL, T.StringType()),
             T.StructField(TOPIC_WEIGHTS_COL, T.ArrayType(T.FloatType())),
             T.StructField(TOP_TOPICS_COL, T.ArrayType(top)),
+            T.StructField(N_TOKENS_COL, T.IntegerType()),
+            T.StructField(N_OOV_TOKENS_COL, T.IntegerType()),
         ]
     )
 
@@ -172,7 +176,8 @@ def score_batch_jvm(
     Returns:
         ``df`` without ``input_col``; ``raw_value`` kept only for dead letters; ``error_code`` and
         ``error_message`` updated; ``topic_weights``, ``top_topics``, ``model_name``,
-        ``model_version`` and ``scored_at`` added (in :func:`~ntm_spark.spark.streaming.score_batch`'s order).
+        ``model_version``, ``scored_at``, ``n_tokens`` and ``n_oov_tokens`` added (in
+        :func:`~ntm_spark.spark.streaming.score_batch`'s order).
     """
     from pyspark.sql import functions as F
 
@@ -210,10 +215,9 @@ def score_batch_jvm(
         F.lit(model_name).cast("string").alias(MODEL_NAME_COL),
         F.lit(model_version).cast("string").alias(MODEL_VERSION_COL),
         F.call_function(NOW_FUNCTION).alias(SCORED_AT_COL),
-        # The drift monitor's per-document token counts: not computed by the JVM scorer yet (drift
-        # monitoring is off in real-time mode), null so the columns match score_batch's.
-        F.lit(None).cast("int").alias(N_TOKENS_COL),
-        F.lit(None).cast("int").alias(N_OOV_TOKENS_COL),
+        # The drift monitor's per-document token counts (null where the scorer never ran: a parse error).
+        F.col(f"_s.{N_TOKENS_COL}").alias(N_TOKENS_COL),
+        F.col(f"_s.{N_OOV_TOKENS_COL}").alias(N_OOV_TOKENS_COL),
     )
     if RAW_VALUE_COL in out.columns:
         out = out.withColumn(RAW_VALUE_COL, F.when(F.col(ERROR_CODE_COL).isNotNull(), F.col(RAW_VALUE_COL)))
