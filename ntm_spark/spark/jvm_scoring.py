@@ -55,6 +55,8 @@ BOW_CLASS = "io.github.ntmspark.scorer.BowUdf"
 JSON_CLASS = "io.github.ntmspark.scorer.JsonCheckUdf"
 NOW_CLASS = "io.github.ntmspark.scorer.NowUdf"
 SCORER_CLASS = "io.github.ntmspark.scorer.NtmScorer"
+#: ``ScoreUdf.apiVersion()`` of the jar this code needs (2: the struct carries ``n_tokens`` and ``n_oov_tokens``).
+SCORER_API_VERSION = 2
 
 
 class JvmScorerError(RuntimeError):
@@ -99,10 +101,23 @@ def register_jvm_scorer(spark: "SparkSession") -> None:
     """Register ``ntm_score`` and ``ntm_bow`` (Java UDFs from ``ntm-scorer.jar``) in ``spark``.
 
     Raises:
-        JvmScorerError: when the jar is not on the session's class path, naming the fix.
+        JvmScorerError: when the jar is not on the session's class path, or was built from an older
+            ntm-spark (its ``ntm_score`` struct differs), naming the fix.
     """
+    from py4j.java_gateway import JavaClass
     from pyspark.sql import types as T
 
+    udf_class = spark.sparkContext._jvm.io.github.ntmspark.scorer.ScoreUdf
+    if isinstance(udf_class, JavaClass):  # else the jar is not on the class path: reported below
+        try:
+            version: Optional[int] = int(udf_class.apiVersion())
+        except Exception:  # noqa: BLE001 - py4j: no such method, a jar built before the version existed
+            version = None
+        if version != SCORER_API_VERSION:
+            raise JvmScorerError(
+                f"ntm-scorer.jar on the class path is the JVM scorer of another ntm-spark (API version {version!r}, "
+                f"this code needs {SCORER_API_VERSION}): rebuild it with `make jars` and restart the session."
+            )
     try:
         spark.udf.registerJavaFunction(SCORE_FUNCTION, SCORE_CLASS, score_struct_type())
         spark.udf.registerJavaFunction(BOW_FUNCTION, BOW_CLASS, T.ArrayType(T.IntegerType()))

@@ -138,6 +138,15 @@ def test_export_files_match_the_model(jvm_models):
     assert not torch.allclose(state["mu_bn.running_var"], torch.ones_like(state["mu_bn.running_var"]))
 
 
+def test_a_jar_of_another_version_is_refused_with_the_fix(jvm_spark, monkeypatch):
+    """A jar whose ntm_score struct is not the one this code reads (built before an upgrade) says `make jars`."""
+    from ntm_spark.spark import jvm_scoring
+
+    monkeypatch.setattr(jvm_scoring, "SCORER_API_VERSION", jvm_scoring.SCORER_API_VERSION + 1)
+    with pytest.raises(jvm_scoring.JvmScorerError, match=r"API version 2, this code needs 3\): rebuild it with `make jars`"):
+        jvm_scoring.register_jvm_scorer(jvm_spark)
+
+
 def test_model_without_export_is_refused_with_the_fix(jvm_spark, jvm_models, tmp_path):
     from ntm_spark.spark.jvm_scoring import JvmScorerError, check_jvm_model
 

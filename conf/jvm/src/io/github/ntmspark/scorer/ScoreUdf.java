@@ -17,6 +17,14 @@ import org.apache.spark.sql.api.java.UDF5;
 public class ScoreUdf implements UDF5<String, String, Long, Integer, Integer, Row> {
   private static final long serialVersionUID = 1L;
 
+  /**
+   * The struct this jar returns ({@code ntm_spark.spark.jvm_scoring.SCORER_API_VERSION}): 2 added
+   * {@code n_tokens} and {@code n_oov_tokens}. Python checks it, so an older jar fails with "make jars".
+   */
+  public static int apiVersion() {
+    return 2;
+  }
+
   @Override
   public Row call(String text, String folder, Long maxTextBytes, Integer topK, Integer topWords) {
     NtmScorer scorer = NtmScorer.load(folder);
