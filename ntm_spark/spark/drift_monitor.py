@@ -8,6 +8,8 @@ adds the batches up per window of ``stream.drift_window`` (by the batch's start 
 the window has ended, compares it with the model's :class:`~ntm_spark.core.drift.DriftBaseline`
 (:func:`ntm_spark.core.drift.evaluate_window`) and writes one record to ``<output_topic>-drift``
 (the driver JVM's Kafka producer) and, with ``parquet_path``, one file to ``<parquet_path>-drift``.
+In real-time mode the JVM scorer gives the same columns, and a long-running batch reports its
+metrics when it ends: one real-time batch counts in one window.
 
 A failure to write a record is logged and counted, never raised: the monitor must not stop the stream.
 """

@@ -9,7 +9,9 @@ definition; ``tests/ntm_spark/spark/test_jvm_scoring.py`` checks the two on 20 N
 :func:`register_jvm_scorer` registers two Java UDFs in a session:
 
 * ``ntm_score(text, model_folder, max_text_bytes, top_k, top_words)``: the struct of
-  ``error_code``, ``error_message``, ``topic_weights``, ``top_topics``;
+  ``error_code``, ``error_message``, ``topic_weights``, ``top_topics``, ``n_tokens``, ``n_oov_tokens``
+  (the drift monitor's token counts, as :meth:`~ntm_spark.serving.scoring.TopicScorer.score_texts`
+  gives them: null for a document that failed a document check);
 * ``ntm_bow(text, model_folder)``: the vocabulary indices of the document's lemmas, in order;
 * ``ntm_single_json(raw_value)``: why a value Spark parsed as a JSON object has trailing data
   (:func:`~ntm_spark.spark.streaming.check_single_json`'s ``not_json``), or null;
@@ -53,6 +55,8 @@ BOW_CLASS = "io.github.ntmspark.scorer.BowUdf"
 JSON_CLASS = "io.github.ntmspark.scorer.JsonCheckUdf"
 NOW_CLASS = "io.github.ntmspark.scorer.NowUdf"
 SCORER_CLASS = "io.github.ntmspark.scorer.NtmScorer"
+#: ``ScoreUdf.apiVersion()`` of the jar this code needs (2: the struct carries ``n_tokens`` and ``n_oov_tokens``).
+SCORER_API_VERSION = 2
 
 
 class JvmScorerError(RuntimeError):
@@ -76,6 +80,8 @@ def score_struct_type() -> Any:
             T.StructField(ERROR_MESSAGE_COL, T.StringType()),
             T.StructField(TOPIC_WEIGHTS_COL, T.ArrayType(T.FloatType())),
             T.StructField(TOP_TOPICS_COL, T.ArrayType(top)),
+            T.StructField(N_TOKENS_COL, T.IntegerType()),
+            T.StructField(N_OOV_TOKENS_COL, T.IntegerType()),
         ]
     )
 
@@ -95,10 +101,23 @@ def register_jvm_scorer(spark: "SparkSession") -> None:
     """Register ``ntm_score`` and ``ntm_bow`` (Java UDFs from ``ntm-scorer.jar``) in ``spark``.
 
     Raises:
-        JvmScorerError: when the jar is not on the session's class path, naming the fix.
+        JvmScorerError: when the jar is not on the session's class path, or was built from an older
+            ntm-spark (its ``ntm_score`` struct differs), naming the fix.
     """
+    from py4j.java_gateway import JavaClass
     from pyspark.sql import types as T
 
+    udf_class = spark.sparkContext._jvm.io.github.ntmspark.scorer.ScoreUdf
+    if isinstance(udf_class, JavaClass):  # else the jar is not on the class path: reported below
+        try:
+            version: Optional[int] = int(udf_class.apiVersion())
+        except Exception:  # noqa: BLE001 - py4j: no such method, a jar built before the version existed
+            version = None
+        if version != SCORER_API_VERSION:
+            raise JvmScorerError(
+                f"ntm-scorer.jar on the class path is the JVM scorer of another ntm-spark (API version {version!r}, "
+                f"this code needs {SCORER_API_VERSION}): rebuild it with `make jars` and restart the session."
+            )
     try:
         spark.udf.registerJavaFunction(SCORE_FUNCTION, SCORE_CLASS, score_struct_type())
         spark.udf.registerJavaFunction(BOW_FUNCTION, BOW_CLASS, T.ArrayType(T.IntegerType()))
@@ -172,7 +191,8 @@ def score_batch_jvm(
     Returns:
         ``df`` without ``input_col``; ``raw_value`` kept only for dead letters; ``error_code`` and
         ``error_message`` updated; ``topic_weights``, ``top_topics``, ``model_name``,
-        ``model_version`` and ``scored_at`` added (in :func:`~ntm_spark.spark.streaming.score_batch`'s order).
+        ``model_version``, ``scored_at``, ``n_tokens`` and ``n_oov_tokens`` added (in
+        :func:`~ntm_spark.spark.streaming.score_batch`'s order).
     """
     from pyspark.sql import functions as F
 
@@ -210,10 +230,9 @@ def score_batch_jvm(
         F.lit(model_name).cast("string").alias(MODEL_NAME_COL),
         F.lit(model_version).cast("string").alias(MODEL_VERSION_COL),
         F.call_function(NOW_FUNCTION).alias(SCORED_AT_COL),
-        # The drift monitor's per-document token counts: not computed by the JVM scorer yet (drift
-        # monitoring is off in real-time mode), null so the columns match score_batch's.
-        F.lit(None).cast("int").alias(N_TOKENS_COL),
-        F.lit(None).cast("int").alias(N_OOV_TOKENS_COL),
+        # The drift monitor's per-document token counts (null where the scorer never ran: a parse error).
+        F.col(f"_s.{N_TOKENS_COL}").alias(N_TOKENS_COL),
+        F.col(f"_s.{N_OOV_TOKENS_COL}").alias(N_OOV_TOKENS_COL),
     )
     if RAW_VALUE_COL in out.columns:
         out = out.withColumn(RAW_VALUE_COL, F.when(F.col(ERROR_CODE_COL).isNotNull(), F.col(RAW_VALUE_COL)))

@@ -320,8 +320,9 @@ def run_stream(
 def start_drift_monitor(spark: "SparkSession", cfg: "StreamConfig") -> tuple[Any, Optional[int]]:
     """Start the drift monitor of ``cfg`` (``stream.drift``); return it and the model's number of topics.
 
-    ``(None, None)`` when drift is off, with the real-time trigger (its records flow without
-    micro-batch metrics), or when the driver cannot load the model (logged; the stream runs on).
+    ``(None, None)`` when drift is off, or when the driver cannot load the model (logged; the stream
+    runs on). With ``trigger: real_time`` the sums come from the JVM scorer's columns and arrive once
+    per long-running batch (``real_time_batch_duration``), which is then the finest window (warned).
     """
     from ntm_spark.spark.drift_monitor import (
         DriftMonitor,
@@ -335,8 +336,17 @@ def start_drift_monitor(spark: "SparkSession", cfg: "StreamConfig") -> tuple[Any
     if not cfg.drift:
         return None, None
     if cfg.trigger == "real_time":
-        log.warning("drift monitoring is off with trigger=real_time: it needs micro-batch metrics (docs/streaming.md)")
-        return None, None
+        from ntm_spark.core.config import parse_duration
+
+        batch_s = parse_duration(cfg.real_time_batch_duration, "stream.real_time_batch_duration")
+        if batch_s > cfg.drift_window_s:
+            # Observed metrics come when a long-running batch ends, and a batch counts in one window.
+            log.warning(
+                "drift: with trigger=real_time each window record covers a whole real-time batch: "
+                "real_time_batch_duration=%r is longer than drift_window=%r, so records come every %r "
+                "(set drift_window to at least real_time_batch_duration; docs/streaming.md)",
+                cfg.real_time_batch_duration, cfg.drift_window, cfg.real_time_batch_duration,
+            )  # fmt: skip
     from ntm_spark.serving.model_loader import get_loader
 
     try:

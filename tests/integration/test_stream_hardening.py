@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -189,6 +190,43 @@ def read_status(path: Path) -> dict:
         return {}
 
 
+def start_stream_process(bootstrap: str, topic: str, sets: dict, log: Path, timeout_s: int = 400, env: Optional[dict] = None):
+    """``ntm stream`` (``python -m jobs.stream_score``) as a subprocess in its own process group, output to ``log``.
+
+    Reads ``topic``, writes ``<topic>-out`` / ``<topic>-dlq``; ``sets`` are ``--set`` overrides (JSON values).
+    The caller ends it with :func:`stop_stream_process` (or ``os.killpg``).
+    """
+    cmd = [sys.executable, "-m", "jobs.stream_score", "--bootstrap-servers", bootstrap, "--input-topics", topic,
+           "--output-topic", topic + "-out", "--dead-letter-topic", topic + "-dlq", "--timeout", str(timeout_s)]  # fmt: skip
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={json.dumps(v)}"]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
+    with open(log, "ab") as fh:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
+
+
+def stop_stream_process(proc) -> None:
+    """SIGTERM the stream's process group (the driver, its JVM, the Python workers); SIGKILL after 30 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def scorable_docs(model_folder: Path, newsgroups_test_docs: list, n: int) -> list:
+    """``n`` (id, text) 20NG test documents the model scores (no dead letter), ids ``d<i>``."""
+    from ntm_spark.serving.scoring import TopicScorer
+
+    candidates = [text for _, text in newsgroups_test_docs[: 4 * n] if len(text) < 20_000]
+    _, errors = TopicScorer.from_model_folder(model_folder).vectorize_texts(candidates)
+    docs = [(f"d{i}", text) for i, (text, err) in enumerate(zip(candidates, errors)) if err is None][:n]
+    assert len(docs) == n
+    return docs
+
+
 def wait_for(predicate, timeout: float, what: str, proc=None, log=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -214,19 +252,9 @@ def test_stream_waits_for_its_topic_and_outlives_a_kill_9_broker_outage(own_brok
         "model_uri": str(stream_model_folder), "status_file": str(status), "kafka_options": short,
         "restart_backoff_initial_s": 0.5, "restart_backoff_max_s": 2, "broker_probe_timeout_s": 2,
     }  # fmt: skip
-    cmd = [sys.executable, "-m", "jobs.stream_score", "--bootstrap-servers", bootstrap, "--input-topics", topic,
-           "--output-topic", topic + "-out", "--dead-letter-topic", topic + "-dlq", "--timeout", "400"]  # fmt: skip
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={json.dumps(v)}"]
     log = tmp_path / "stream.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARK_LOCAL_IP": "127.0.0.1"}
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    from ntm_spark.serving.scoring import TopicScorer
-
-    candidates = [text for _, text in newsgroups_test_docs[:400] if len(text) < 20_000]
-    _, errors = TopicScorer.from_model_folder(stream_model_folder).vectorize_texts(candidates)
-    docs = [(f"d{i}", text) for i, (text, err) in enumerate(zip(candidates, errors)) if err is None][:120]
+    proc = start_stream_process(bootstrap, topic, sets, log)
+    docs = scorable_docs(stream_model_folder, newsgroups_test_docs, 120)
     before, after = docs[:60], docs[60:]
     try:
         # 1. The input topic does not exist yet: one clear line per attempt, no stack trace, state waiting_for_topics.
@@ -258,10 +286,81 @@ def test_stream_waits_for_its_topic_and_outlives_a_kill_9_broker_outage(own_brok
         wait_for(lambda: read_status(status).get("state") == "running", 60, "state running again", proc, log)
         assert "is ready after" in log.read_text(errors="replace")
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_stream_process(proc)
+
+
+# --------------------------------------------------------------------------- kill -9 of the stream (real-time mode)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(KCAT is None, reason="kcat is installed by `make test` (Debian's kcat package)")
+def test_real_time_stream_killed_with_kill_9_restarts_from_its_checkpoint_losing_nothing(
+    kafka_bootstrap, stream_model_folder, newsgroups_test_docs, tmp_path
+):
+    """``ntm stream --trigger real_time`` (the JVM scorer) killed with -9 in the middle of a long-running batch.
+
+    Real-time mode writes its offset and commit logs when a batch ends. The first batch (messages A)
+    ends and is committed; messages B are scored in the second, and the whole process group is
+    killed with -9 before it ends; messages C arrive while the job is down. The restart on the same
+    checkpoint resumes after the committed batch: every message is in the output topic at least
+    once, A exactly once (not read again), B again (the cut batch is replayed: at-least-once, the
+    same records), and there are no dead letters. One input partition: real-time mode holds a core
+    per partition, and this machine has two.
+    """
+    bootstrap, topic = kafka_bootstrap, f"rt-kill-{uuid.uuid4().hex[:6]}"
+    create_topics(bootstrap, topic, topic + "-out", topic + "-dlq", partitions=1)
+    ckpt = tmp_path / "ckpt"
+    sets = {
+        "trigger": "real_time", "real_time_batch_duration": "20 seconds", "starting_offsets": "earliest",
+        "checkpoint_location": str(ckpt), "model_uri": str(stream_model_folder), "status_file": str(tmp_path / "status.json"),
+        "drift": False,
+    }  # fmt: skip
+    env = {"NTM_HOME": str(tmp_path / "home")}  # the JVM scorer's staged model goes there, not into the user's state
+    docs = scorable_docs(stream_model_folder, newsgroups_test_docs, 60)
+    a, b, c = docs[:20], docs[20:40], docs[40:]
+    log = tmp_path / "stream.log"
+
+    def records() -> list:
+        return kcat_consume(bootstrap, topic + "-out", 0, timeout=0)
+
+    proc = start_stream_process(bootstrap, topic, sets, log, timeout_s=300, env=env)
+    try:
+        # 1. A is scored as it arrives, and its batch ends and is committed.
+        kcat_produce(bootstrap, topic, a)
+        wait_for(lambda: len(records()) >= len(a), 240, "A's records", proc, log)
+        wait_for(lambda: (ckpt / "commits" / "0").is_file(), 60, "the first real-time batch's commit", proc, log)
+        # 2. B is scored inside the second batch; kill -9 of the process group (driver, JVM) before it ends.
+        kcat_produce(bootstrap, topic, b)
+        wait_for(lambda: len(records()) >= len(a) + len(b), 60, "B's records", proc, log)
+        assert not (ckpt / "commits" / "1").exists(), "the second batch ended before the kill: the kill must land mid-batch"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        before_restart = len(records())
+        # 3. C arrives while the job is down; the same command restarts on the same checkpoint.
+        kcat_produce(bootstrap, topic, c)
+        proc = start_stream_process(bootstrap, topic, sets, log, timeout_s=300, env=env)
+        want = {d for d, _ in docs}
+        out: list = []
+
+        def all_scored() -> bool:
+            out[:] = records()
+            return {r["value"]["id"] for r in out} >= want
+
+        wait_for(all_scored, 240, "every message's record after the restart", proc, log)
+    finally:
+        stop_stream_process(proc)
+    counts: dict = {}
+    weights: dict = {}
+    for r in out:  # a replayed record is the same record (same model version), scored_at aside
+        value = r["value"]
+        counts[value["id"]] = counts.get(value["id"], 0) + 1
+        assert weights.setdefault(value["id"], value["topic_weights"]) == value["topic_weights"]
+    assert set(counts) == want, log.read_text(errors="replace")[-3000:]  # nothing lost
+    assert all(counts[d] == 1 for d, _ in a), "the committed batch was read again after the restart"
+    assert all(counts[d] <= 2 for d, _ in b) and all(counts[d] == 1 for d, _ in c)
+    dead = kcat_consume(bootstrap, topic + "-dlq", 0, timeout=0)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"real-time kill -9: {len(docs)} messages, {before_restart} records before the kill, {len(out)} after the restart "
+          f"({duplicates} duplicates, all of B's {len(b)}: {sum(counts[d] - 1 for d, _ in b)}), {len(dead)} dead letters")  # fmt: skip
+    assert dead == []

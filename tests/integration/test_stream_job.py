@@ -252,12 +252,16 @@ def test_parquet_sink_writes_every_good_record_once_per_batch(spark, kafka_boots
 
 
 def test_real_time_trigger_scores_in_the_jvm(spark, kafka_bootstrap, input_topic, stream_model_folder, good_docs, tmp_path, monkeypatch):
-    """`trigger: real_time` scores with the JVM scorer (no Python operator): every message scored or dead-lettered, as the Python scorer would."""
+    """`trigger: real_time` scores with the JVM scorer (no Python operator): every message scored or dead-lettered, as the Python scorer would.
+
+    Drift monitoring runs too: its windows count every message, and the JVM scorer's token and OOV
+    counts add up to the Python scorer's.
+    """
     import numpy as np
 
     monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))  # the staged jvm-models/ copy goes there, not into the user's state
 
-    from ntm_spark.serving.model_loader import folder_version
+    from ntm_spark.serving.model_loader import ModelSpec, folder_version, jvm_model_folder
     from ntm_spark.serving.scoring import TopicScorer
     from ntm_spark.spark.stream_query import run_stream
 
@@ -265,8 +269,9 @@ def test_real_time_trigger_scores_in_the_jvm(spark, kafka_bootstrap, input_topic
         tmp_path, kafka_bootstrap, input_topic, stream_model_folder, trigger="real_time", real_time_batch_duration="20 seconds"
     )
     start = time.monotonic()
-    run_stream(spark, cfg, timeout=75)
-    print(f"real-time stream ran {time.monotonic() - start:.1f}s")
+    windows: list = []
+    summary = run_stream(spark, cfg, timeout=75, drift_sinks=[windows.append])
+    print(f"real-time stream ran {time.monotonic() - start:.1f}s; drift windows {len(windows)}")
     good, dead = check_outputs(kafka_bootstrap, cfg, expect_exact=False)
     assert {r["id"] for _, r in good} == {d for d, _ in good_docs}
     assert {r["model_version"] for _, r in good} == {folder_version(stream_model_folder)}
@@ -280,6 +285,21 @@ def test_real_time_trigger_scores_in_the_jvm(spark, kafka_bootstrap, input_topic
     for rec, weights in zip(sample, result.weights):
         assert np.abs(np.asarray(rec["topic_weights"]) - weights).max() <= 1e-5
         assert [t["words"] for t in rec["top_topics"]] == [t["words"] for t in scorer.top_topics(weights, k=3, words=5)]
+    # Drift: every message was read in the first real-time batch (the topic was full), so the windows
+    # count each once; the texts that reached normalization are the good ones and the
+    # empty_after_normalization ones, and their token and OOV counts are the Python scorer's on the
+    # folder the stream scored with (staged as the registry stages it: its closed lemma table keeps
+    # a token whose WordNet lemma is a stop word, so the training folder's WordNet counts differ).
+    assert summary["drift_windows"] == len(windows) >= 1
+    staged, _, _ = jvm_model_folder(ModelSpec(str(stream_model_folder)))
+    normalized = [t for _, t in good_docs] + [json.loads(bad_message("empty_after_normalization", i)[1])["text"] for i in range(N_BAD)]
+    counted = TopicScorer.from_model_folder(staged).score_texts(normalized)
+    total = {key: sum(w[key] for w in windows) for key in ("records", "scored", "normalized", "empty", "tokens", "oov_tokens")}
+    assert total == {
+        "records": N_GOOD + N_BAD * len(BAD_KINDS), "scored": N_GOOD, "normalized": len(normalized), "empty": N_BAD,
+        "tokens": int(counted.tokens.sum()), "oov_tokens": int(counted.oov_tokens.sum()),
+    }  # fmt: skip
+    assert all(w["oov_rate"] is not None and len(w["prevalence"]) == scorer.num_topics for w in windows if w["scored"])
 
 
 def test_real_time_moving_champion_restarts_with_the_new_version(spark, kafka_bootstrap, stream_model_folder, newsgroups_test_docs, good_docs, mlflow_tracking, tmp_path, monkeypatch):

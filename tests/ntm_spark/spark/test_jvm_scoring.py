@@ -138,6 +138,15 @@ def test_export_files_match_the_model(jvm_models):
     assert not torch.allclose(state["mu_bn.running_var"], torch.ones_like(state["mu_bn.running_var"]))
 
 
+def test_a_jar_of_another_version_is_refused_with_the_fix(jvm_spark, monkeypatch):
+    """A jar whose ntm_score struct is not the one this code reads (built before an upgrade) says `make jars`."""
+    from ntm_spark.spark import jvm_scoring
+
+    monkeypatch.setattr(jvm_scoring, "SCORER_API_VERSION", jvm_scoring.SCORER_API_VERSION + 1)
+    with pytest.raises(jvm_scoring.JvmScorerError, match=r"API version 2, this code needs 3\): rebuild it with `make jars`"):
+        jvm_scoring.register_jvm_scorer(jvm_spark)
+
+
 def test_model_without_export_is_refused_with_the_fix(jvm_spark, jvm_models, tmp_path):
     from ntm_spark.spark.jvm_scoring import JvmScorerError, check_jvm_model
 
@@ -177,7 +186,7 @@ def test_damaged_tensor_is_refused(jvm_spark, jvm_models, tmp_path):
 
 
 def _parity(spark, folder: Path, docs: list, min_scored: float = 0.9) -> dict:
-    """Score ``docs`` with both scorers; assert identical bags of words, codes and top topics, weights within tolerance."""
+    """Score ``docs`` with both scorers; assert identical bags of words, codes, token and OOV counts and top topics, weights within tolerance."""
     from pyspark.sql import functions as F
 
     from ntm_spark.serving.scoring import TopicScorer
@@ -201,6 +210,9 @@ def _parity(spark, folder: Path, docs: list, min_scored: float = 0.9) -> dict:
     for i in range(len(docs)):
         row, err = scored[i], result.errors[i]
         assert (row.error_code, row.error_message) == ((err.code, err.message) if err else (None, None)), i
+        # The drift monitor's counts: null where Python never normalized (-1), else Python's exactly.
+        want_counts = (None, None) if result.tokens[i] < 0 else (int(result.tokens[i]), int(result.oov_tokens[i]))
+        assert (row.n_tokens, row.n_oov_tokens) == want_counts, i
         if err is not None:
             assert row.topic_weights is None
             continue
@@ -214,15 +226,20 @@ def _parity(spark, folder: Path, docs: list, min_scored: float = 0.9) -> dict:
     assert max_err <= PARITY_TOLERANCE
     assert scored_rows >= min_scored * len(docs)
     codes = sorted({r.error_code for r in scored.values() if r.error_code})
-    return {"docs": len(docs), "scored": scored_rows, "codes": codes, "max_abs_error": max_err, "jvm_s": jvm_s, "python_s": py_s}
+    oov = sum(r.n_oov_tokens or 0 for r in scored.values())
+    return {
+        "docs": len(docs), "scored": scored_rows, "codes": codes, "max_abs_error": max_err, "jvm_s": jvm_s, "python_s": py_s,
+        "tokens": sum(r.n_tokens or 0 for r in scored.values()), "oov_tokens": oov,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("key", MODELS, ids=[f"{p}-{r}" for p, r in MODELS])
 def test_parity_on_500_documents(jvm_spark, jvm_models, all_newsgroups_docs, key):
-    """500 documents spread over both splits and every group: identical token counts, weights within 1e-5."""
+    """500 documents spread over both splits and every group: identical bags of words, token and OOV counts, weights within 1e-5."""
     docs = all_newsgroups_docs[7::37][:500]
     report = _parity(jvm_spark, jvm_models[key], docs)
     print(f"parity {key}: {report}")
+    assert 0 < report["oov_tokens"] < report["tokens"]  # the counts were compared on documents that have both
 
 
 @pytest.mark.slow
@@ -330,6 +347,7 @@ def test_score_batch_jvm_gives_the_python_paths_columns_and_records(jvm_spark, r
     """Same schema as score_batch, and the same output and dead-letter records (weights within 1e-5)."""
     import json
 
+    from ntm_spark.core.schema import N_OOV_TOKENS_COL, N_TOKENS_COL
     from ntm_spark.core.vocab import Vocabulary
     from ntm_spark.serving.model_loader import ModelSpec, folder_version, parse_model_ref
     from ntm_spark.spark.jvm_scoring import score_batch_jvm
@@ -345,6 +363,13 @@ def test_score_batch_jvm_gives_the_python_paths_columns_and_records(jvm_spark, r
         model_name=parse_model_ref(folder).name, model_version=folder_version(folder),
     )  # fmt: skip
     assert [(f.name, f.dataType) for f in jvm.schema] == [(f.name, f.dataType) for f in python.schema]
+    # The drift monitor's token counts (not in the Kafka records): the same per message, null where
+    # parsing or a document check stopped the row.
+    counts = [N_TOKENS_COL, N_OOV_TOKENS_COL]
+    want_counts = {r.source_offset: (r[counts[0]], r[counts[1]]) for r in python.select("source_offset", *counts).collect()}
+    got_counts = {r.source_offset: (r[counts[0]], r[counts[1]]) for r in jvm.select("source_offset", *counts).collect()}
+    assert got_counts == want_counts
+    assert sum(1 for n, _ in want_counts.values() if n is not None) >= 4 and any(o for _, o in want_counts.values())
 
     def records(df):
         out = {}

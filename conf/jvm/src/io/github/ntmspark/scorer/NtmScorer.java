@@ -47,16 +47,26 @@ public final class NtmScorer {
   private final List<List<String>> topicWords = new ArrayList<>();
   private final String unicodeSource;
 
-  /** A scored document: weights, or an error code and message (the dead-letter codes). */
+  /**
+   * A scored document: weights, or an error code and message (the dead-letter codes), and its token
+   * counts ({@code ScoreResult.tokens} / {@code oov_tokens}: -1 when the document never reached
+   * normalization, i.e. a document check failed).
+   */
   public static final class Result {
     public final String errorCode;
     public final String errorMessage;
     public final float[] weights;
+    /** The normalized tokens (lemmas) of the document, or -1. */
+    public final int tokens;
+    /** Of those, the ones outside the vocabulary, or -1. */
+    public final int oovTokens;
 
-    Result(String errorCode, String errorMessage, float[] weights) {
+    Result(String errorCode, String errorMessage, float[] weights, int tokens, int oovTokens) {
       this.errorCode = errorCode;
       this.errorMessage = errorMessage;
       this.weights = weights;
+      this.tokens = tokens;
+      this.oovTokens = oovTokens;
     }
   }
 
@@ -199,7 +209,10 @@ public final class NtmScorer {
 
   /** The vocabulary indices of the document's lemmas in order, as {@code Vocabulary.indices_of(normalize(text))}. */
   public int[] vocabIndices(String text) {
-    List<String> lemmas = rules.normalize(text);
+    return vocabIndices(rules.normalize(text));
+  }
+
+  private int[] vocabIndices(List<String> lemmas) {
     int[] out = new int[lemmas.size()];
     int n = 0;
     for (String l : lemmas) {
@@ -260,11 +273,16 @@ public final class NtmScorer {
   public Result score(String text, long maxTextBytes) {
     String[] problem = checkText(text, maxTextBytes);
     if (problem != null) {
-      return new Result(problem[0], problem[1], null);
+      return new Result(problem[0], problem[1], null, -1, -1);
     }
-    int[] hits = vocabIndices(text);
+    List<String> lemmas = rules.normalize(text);
+    int[] hits = vocabIndices(lemmas);
+    // TopicScorer._vectorize_texts: len(normalized), len(normalized) - len(hits), for every
+    // document that passed the checks (empty_after_normalization and nonfinite_weights included).
+    int tokens = lemmas.size();
+    int oov = lemmas.size() - hits.length;
     if (hits.length == 0) {
-      return new Result("empty_after_normalization", "no vocabulary word is left after normalization", null);
+      return new Result("empty_after_normalization", "no vocabulary word is left after normalization", null, tokens, oov);
     }
     java.util.Arrays.sort(hits);
     int distinct = 0;
@@ -292,9 +310,11 @@ public final class NtmScorer {
       return new Result(
           "nonfinite_weights",
           "the model gave weights that are not finite or do not sum to 1 for this row: send smaller counts (or report the model)",
-          null);
+          null,
+          tokens,
+          oov);
     }
-    return new Result(null, null, out);
+    return new Result(null, null, out, tokens, oov);
   }
 
   /** The {@code k} heaviest topics: descending weight, the lower index first among equals. */
