@@ -298,3 +298,18 @@ def make_stream_model_folder(path, docs, vocab_size=1000, num_topics=10, seed=0)
 def stream_model_folder(tmp_path_factory, newsgroups_test_docs) -> Path:
     """A tiny NTM model folder (20NG rules, vocabulary from 300 test documents) for the streaming tests."""
     return make_stream_model_folder(tmp_path_factory.mktemp("stream_model") / "ntm", newsgroups_test_docs[:300])
+
+
+def stop_process_group(proc) -> None:
+    """SIGTERM a subprocess started with ``start_new_session=True`` and its whole group (a JVM, Python workers);
+    SIGKILL after 30 s."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

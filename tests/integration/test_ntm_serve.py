@@ -9,8 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from tests.conftest import TINY_VOCAB
+from tests.conftest import TINY_VOCAB, stop_process_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow]
 
@@ -69,13 +67,7 @@ def guarded(mlflow_tracking, logged_runs, tmp_path_factory):
         yield f"{base}/invocations"
         assert proc.poll() is None, f"ntm serve died during the tests:\n{log.read_text()[-3000:]}"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc)
 
 
 def _post(url: str, body: bytes, content_type: Optional[str]) -> tuple[int, bytes]:

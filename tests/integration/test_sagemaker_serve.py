@@ -13,8 +13,6 @@ import http.client
 import io
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from ntm_spark.core import recordio
-from tests.conftest import TINY_VOCAB
+from tests.conftest import TINY_VOCAB, stop_process_group
 from tests.integration.test_ntm_serve import ANY_BODY, CONTENT_TYPES, DOCS, ROWS, json_requests
 from tests.integration.test_sagemaker_sdk import load_sagemaker_sdk
 
@@ -78,13 +76,7 @@ def server(mlflow_tracking, logged_runs, tmp_path_factory):
         yield base
         assert proc.poll() is None, f"ntm serve died during the tests:\n{log.read_text()[-3000:]}"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")

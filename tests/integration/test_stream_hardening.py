@@ -25,6 +25,7 @@ from typing import Optional
 import pytest
 
 from ntm_spark.tools.services import create_topics
+from tests.conftest import stop_process_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.spark]
 
@@ -194,7 +195,7 @@ def start_stream_process(bootstrap: str, topic: str, sets: dict, log: Path, time
     """``ntm stream`` (``python -m jobs.stream_score``) as a subprocess in its own process group, output to ``log``.
 
     Reads ``topic``, writes ``<topic>-out`` / ``<topic>-dlq``; ``sets`` are ``--set`` overrides (JSON values).
-    The caller ends it with :func:`stop_stream_process` (or ``os.killpg``).
+    The caller ends it with :func:`stop_process_group` (or ``os.killpg``).
     """
     cmd = [sys.executable, "-m", "jobs.stream_score", "--bootstrap-servers", bootstrap, "--input-topics", topic,
            "--output-topic", topic + "-out", "--dead-letter-topic", topic + "-dlq", "--timeout", str(timeout_s)]  # fmt: skip
@@ -203,17 +204,6 @@ def start_stream_process(bootstrap: str, topic: str, sets: dict, log: Path, time
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
     with open(log, "ab") as fh:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
-
-
-def stop_stream_process(proc) -> None:
-    """SIGTERM the stream's process group (the driver, its JVM, the Python workers); SIGKILL after 30 s."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def scorable_docs(model_folder: Path, newsgroups_test_docs: list, n: int) -> list:
@@ -286,7 +276,7 @@ def test_stream_waits_for_its_topic_and_outlives_a_kill_9_broker_outage(own_brok
         wait_for(lambda: read_status(status).get("state") == "running", 60, "state running again", proc, log)
         assert "is ready after" in log.read_text(errors="replace")
     finally:
-        stop_stream_process(proc)
+        stop_process_group(proc)
 
 
 # --------------------------------------------------------------------------- kill -9 of the stream (real-time mode)
@@ -349,7 +339,7 @@ def test_real_time_stream_killed_with_kill_9_restarts_from_its_checkpoint_losing
 
         wait_for(all_scored, 240, "every message's record after the restart", proc, log)
     finally:
-        stop_stream_process(proc)
+        stop_process_group(proc)
     counts: dict = {}
     weights: dict = {}
     for r in out:  # a replayed record is the same record (same model version), scored_at aside

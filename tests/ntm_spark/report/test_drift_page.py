@@ -18,6 +18,7 @@ from jobs.explore import main
 from ntm_spark.core.drift import DriftBaseline, DriftThresholds, TopicSums
 from ntm_spark.report.drift import drift_history, read_drift_folder
 from ntm_spark.spark.drift_monitor import DriftMonitor, drift_parquet_folder, parquet_sink
+from tests.ntm_spark.spark.test_drift_monitor import metrics
 
 K, V = 4, 60
 WINDOW_S = 60.0
@@ -28,13 +29,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def _metrics(weights, tokens=100, oov=10, empty=0, version="3"):
     """A micro-batch's observed metrics with drift sums, as the stream's query reports them."""
-    w = np.asarray(weights, dtype=float)
-    return {
-        "records": len(w) + empty, "scored": len(w), "dead_letters": empty, "model_version": version,
-        "drift_normalized": len(w) + empty, "drift_empty": empty, "drift_tokens": tokens, "drift_oov_tokens": oov,
-        "drift_weight_sum": w.sum(axis=0).tolist(), "drift_weight_sumsq": (w * w).sum(axis=0).tolist(),
-        "drift_argmax": np.bincount(w.argmax(axis=1), minlength=w.shape[1]).tolist(),
-    }  # fmt: skip
+    return metrics(weights, tokens=tokens, oov=oov, empty=empty, version=version)
 
 
 def _even(n, rng):
