@@ -364,10 +364,20 @@ def prepare_warm_start_data(
     manifest["warm_start"] = facts
     (work / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     (work / DONE_FILE).write_text("")
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(work, dest)
+    publish_folder(work, dest)
     return facts
+
+
+def publish_folder(work: Path, dest: Path) -> None:
+    """Move a finished ``work`` folder to ``dest``; when another process (a DDP rank) got there first, keep theirs."""
+    if dest.exists() and not (dest / DONE_FILE).is_file():
+        shutil.rmtree(dest, ignore_errors=True)  # an unfinished folder of a killed run
+    try:
+        os.replace(work, dest)
+    except OSError:
+        if not (dest / DONE_FILE).is_file():
+            raise
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def describe_facts(facts: dict[str, Any]) -> str:

@@ -120,6 +120,7 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
     from tqdm import tqdm
 
     from lightning_module.synthetic import write_csr_split
+    from lightning_module.warm_start import DONE_FILE, publish_folder
     from ntm_spark.serving.scoring import TopicScorer
 
     sink, dest = Path(sink), Path(dest)
@@ -200,10 +201,9 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
     manifest = dict(read_manifest(model_folder, required=False) or {})
     manifest.update({"splits": splits, "documents": {"per_split": {s: v["documents"] for s, v in splits.items()}}, "source": facts})
     (work / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    if dest.exists():
-        shutil.rmtree(dest)
+    (work / DONE_FILE).write_text("")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(work, dest)
+    publish_folder(work, dest)
     log.info(
         "stream sink %s: %d records, %d unique documents, %d without a vocabulary word; %d new words (most frequent: %s)",
         sink, records, len(seen), empty, len(oov_words), ", ".join(w for w, _c in oov_words.most_common(10)),
@@ -224,6 +224,7 @@ def prepare_warm_start(cfg: TrainConfig, tracking_uri: Optional[str] = None) -> 
         ConfigError: for a reference that cannot be resolved, or data that cannot be read, naming the fix.
     """
     from lightning_module.warm_start import (
+        DONE_FILE,
         WarmStartError,
         describe_facts,
         load_warm_start,
@@ -245,7 +246,7 @@ def prepare_warm_start(cfg: TrainConfig, tracking_uri: Optional[str] = None) -> 
     if is_stream_sink(new_data):
         files = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in _sink_files(Path(new_data))]
         bow = root / f"sink-{_fingerprint(new_data, files, folder, cfg.seed)}"
-        if not (bow / MANIFEST_FILE).is_file():
+        if not (bow / DONE_FILE).is_file():
             stream_sink_to_bow(new_data, folder, bow, cfg.seed)
         sink_facts = (read_manifest(bow) or {}).get("source")
         new_data = str(bow)
