@@ -313,7 +313,7 @@ def prepare_warm_start_data(
             block, labels, empty = _nonempty(block, labels)
             if kind == "replay":
                 n_new = split_facts.get("new_documents", 0)
-                rows = _sample(len(block), int(round(fraction * n_new)), seed, f"{split}:{folder}")
+                rows = _sample(len(block), int(round(fraction * n_new)), seed, split)  # the same sample wherever the folder is
                 block, labels = block.take(rows), [labels[i] for i in rows]
             else:
                 new_train_docs += len(block) if split == "train" else 0

@@ -94,7 +94,8 @@ def build_scored(
         if uses_jvm_scorer(cfg):
             scored = score_with_jvm(spark, parsed, spec, cfg)
         else:
-            scored = score_batch(parsed, spec, cfg.top_k, cfg.top_words, cfg.scoring_udf)
+            # The Parquet sink keeps each document's text: the next warm start retrains on it (docs/train.md "Warm start").
+            scored = score_batch(parsed, spec, cfg.top_k, cfg.top_words, cfg.scoring_udf, keep_input=bool(cfg.parquet_path))
     return observe_metrics(scored, drift_topics=drift_topics)
 
 

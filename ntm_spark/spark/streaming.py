@@ -321,6 +321,7 @@ def score_batch(
     top_words: int = 5,
     scoring_udf: str = "map_in_pandas",
     input_col: str = TEXT_COL,
+    keep_input: bool = False,
 ) -> "DataFrame":
     """Score parsed messages with the shared :class:`~ntm_spark.serving.scoring.TopicScorer`.
 
@@ -334,10 +335,12 @@ def score_batch(
         top_k: Topics listed in ``top_topics``.
         top_words: Words listed per top topic.
         scoring_udf: ``map_in_pandas`` (default) or ``pandas_udf`` (a scalar Arrow UDF).
-        input_col: The text column; it is dropped from the result.
+        input_col: The text column; it is dropped from the result unless ``keep_input``.
+        keep_input: Keep ``input_col`` (the stream's Parquet sink does, so that ``ntm train
+            --warm-start --data <sink>`` retrains on what the stream saw).
 
     Returns:
-        ``df`` without ``input_col``, ``raw_value`` kept only for dead letters, and
+        ``df`` without ``input_col`` (unless ``keep_input``), ``raw_value`` kept only for dead letters, and
         ``error_code``/``error_message`` updated plus ``topic_weights``, ``top_topics``,
         ``model_name``, ``model_version`` and ``scored_at``.
     """
@@ -353,7 +356,7 @@ def score_batch(
     top_k, top_words = int(top_k), int(top_words)
     new_fields = _scored_fields()
     new_names = {f.name for f in new_fields}
-    keep = [c for c in df.columns if c != input_col and c not in new_names]
+    keep = [c for c in df.columns if (keep_input or c != input_col) and c not in new_names]
     has_raw = RAW_VALUE_COL in df.columns
 
     if scoring_udf == "map_in_pandas":

@@ -241,6 +241,9 @@ def test_parquet_sink_writes_every_good_record_once_per_batch(spark, kafka_boots
     rows = spark.read.parquet(str(parquet)).select("id", "topic_weights", "model_version", "error_code").collect()
     assert sorted(r["id"] for r in rows) == sorted(d for d, _ in good_docs)  # good records only, each once
     assert all(r["error_code"] is None and abs(sum(r["topic_weights"]) - 1) < 1e-5 for r in rows)
+    # ... with each document's text, which `ntm train --warm-start --data <sink>` retrains on
+    texts = {r["id"]: r["text"] for r in spark.read.parquet(str(parquet)).select("id", "text").collect()}
+    assert texts == dict(good_docs)
 
     # A replayed batch (same batch_id, as after a failure) replaces its folder instead of adding rows.
     first = spark.read.parquet(str(parquet / batches[0]))
