@@ -133,6 +133,7 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
     records = skipped_files = empty = tokens_total = tokens_in = 0
     oov_words: collections.Counter = collections.Counter()
     texts: list[tuple[str, str]] = []
+    first_error: Optional[str] = None
 
     def flush() -> None:
         nonlocal empty, tokens_total, tokens_in
@@ -155,6 +156,7 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
             table = pq.read_table(f, columns=[ID_COL, TEXT_COL])
         except (OSError, KeyError, ValueError) as err:
             skipped_files += 1
+            first_error = first_error or f"{f.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
             log.warning("skipping %s: not a stream sink file with id and text columns (%s)", f, err)
             continue
         for doc_id, text in zip(table.column(ID_COL).to_pylist(), table.column(TEXT_COL).to_pylist()):
@@ -167,6 +169,13 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
                 flush()
     if texts:
         flush()
+    if skipped_files == len(files):
+        # Not "no vocabulary word": no file could be read at all (e.g. a sink written without the text column).
+        raise ConfigError(
+            f"the stream sink {str(sink)!r} has no readable file with the {ID_COL!r} and {TEXT_COL!r} columns "
+            f"({len(files)} files, first: {first_error}): warm-start training reads each record's text; point "
+            "--data at a sink that keeps it, or at a preprocessing output."
+        )
     if not ids["train"]:
         raise ConfigError(
             f"the stream sink {str(sink)!r} has no document with a word of the model's vocabulary "
