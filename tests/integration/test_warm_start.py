@@ -10,6 +10,8 @@ pyarrow reads of the data folders).
 
 import hashlib
 import json
+import shutil
+import subprocess
 import tarfile
 import uuid
 from pathlib import Path
@@ -157,8 +159,11 @@ def test_warm_start_keeps_the_champions_topic_ids_and_vocabulary(ws_env, halves,
     assert stab["moved"] == [k for k, d in enumerate(stab["distances"]) if d > THRESHOLD]
     assert stab["new"] == stab["retired"] == []
     assert stab["summary"]["kept"] == kept
+    assert stab["replaced"] == [k for k, d in enumerate(stab["distances"]) if d > 0.3]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["topics_moved"] == len(stab["moved"]) and metrics["topics_kept_share"] == pytest.approx(kept / K)
+    logged = _client(ws_env).get_run(mv.run_id).data.metrics  # the same figures in MLflow
+    assert logged["topics_moved"] == metrics["topics_moved"] and logged["topics_kept_share"] == pytest.approx(kept / K)
     assert mv.tags["topics_moved_at_training"] == str(len(stab["moved"]))
     print(f"\nwarm start: JS distance per topic id {np.round(ours, 3).tolist()}, "
           f"the champion's own closest distinct pair {dist[~np.eye(K, dtype=bool)].min():.3f}")  # fmt: skip
@@ -231,10 +236,13 @@ def stream_sink(spark, kafka_bootstrap, ws_env, halves, warm, tmp_path_factory):
     create_topics(kafka_bootstrap, topic, out, out + "-dlq")
     docs = halves["stream_docs"]
     prod = producer(kafka_bootstrap)
-    for doc_id, text in docs + docs[:STREAM_DUPLICATES]:  # the duplicates come last: later micro-batches
+    for doc_id, text in docs:
         prod.send(topic, key=doc_id.encode(), value=json.dumps({"id": doc_id, "text": text}).encode())
     prod.flush()
     prod.close()
+    # The duplicates come last (later micro-batches), sent by a client the project did not write: kcat.
+    lines = "".join(f"{d}\t{json.dumps({'id': d, 'text': t})}\n" for d, t in docs[:STREAM_DUPLICATES])
+    subprocess.run(["kcat", "-P", "-b", kafka_bootstrap, "-t", topic, "-K", "\t"], input=lines.encode(), check=True, timeout=60)
     sink = work / "scored"
     assert stream_main([
         "--bootstrap-servers", kafka_bootstrap, "--input-topics", topic, "--output-topic", out, "--dead-letter-topic", out + "-dlq",
@@ -275,7 +283,18 @@ def _check_retrained_from_sink(ws_env, sink, expected, folder, before):
                for i in pq.read_table(str(data_dir / s), columns=["id"]).column("id").to_pylist()]  # fmt: skip
     new = [i for i in trained if not i.startswith("replay/")]
     assert len(new) == len(set(new)) == kept and set(new) <= expected["ids"]
-    assert (folder / "topic_stability.json").is_file()
+    # Its topics keep the champion's ids as well as any assignment can (scipy's Hungarian is the identity).
+    from scipy.optimize import linear_sum_assignment
+
+    dst = folder.parent / f"{folder.name}-champion"
+    dst.mkdir(exist_ok=True)
+    champion_run = client.get_model_version(NAME, expected["champion_version"]).run_id
+    old_tw = np.load(Path(client.download_artifacts(champion_run, "topic_word.npy", str(dst))))
+    new_tw = np.load(folder / "topic_word.npy")
+    _, cols = linear_sum_assignment([[_js(old_tw[i], new_tw[j]) for j in range(K)] for i in range(K)])
+    assert cols.tolist() == list(range(K))
+    stab = json.loads((folder / "topic_stability.json").read_text())
+    print(f"\nwarm start from the sink: JS distance per topic id {stab['distances']}, gate: {_gate_reason(mv)!r}")
 
 
 @pytest.mark.kafka
@@ -407,6 +426,14 @@ def test_bad_warm_start_or_data_exits_2_naming_the_fix(ws_env, halves, champion,
         code, err = run("--warm-start", str(bad), "--data", str(halves["b"]))
         assert code == 2 and str(bad) in err and "model folder" in err, err
 
+    # Fault injection: the champion's folder with its weights cut short.
+    corrupt = tmp_path / "corrupt_model"
+    shutil.copytree(champion, corrupt)
+    weights = (corrupt / "model.pt").read_bytes()
+    (corrupt / "model.pt").write_bytes(weights[: len(weights) // 3])
+    code, err = run("--warm-start", str(corrupt), "--data", str(halves["b"]))
+    assert code == 2 and str(corrupt) in err and "model.pt" in err, err
+
     neither = tmp_path / "neither"
     neither.mkdir()
     (neither / "readme.txt").write_text("just a file")
@@ -424,3 +451,48 @@ def test_bad_warm_start_or_data_exits_2_naming_the_fix(ws_env, halves, champion,
     code, err = run("--warm-start", str(champion), "--data", str(no_text))
     said = err.replace(str(no_text), "<sink>")  # the path itself holds "text"
     assert code == 2 and "<sink>" in said and "text" in said and "column" in said, err
+
+
+# --------------------------------------------------------------------------- the sink reader, fuzzed
+
+
+def test_sink_reader_takes_arbitrary_texts_and_ids(champion, tmp_path_factory):
+    """Any ids and texts in a sink-shaped folder: the reader de-duplicates by id, or says there is nothing to train on."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from ntm_spark.core.config import ConfigError
+    from ntm_spark.core.contract import read_vocabulary
+    from ntm_spark.serving.warm_start import stream_sink_to_bow
+
+    words = read_vocabulary(champion).words[:40]
+    text = st.lists(st.one_of(st.sampled_from(words), st.text(max_size=12)), max_size=12).map(" ".join)
+    record = st.tuples(st.one_of(st.none(), st.text(min_size=1, max_size=6)), st.one_of(st.none(), text))
+    root = tmp_path_factory.mktemp("fuzz_sink")
+    counter = iter(range(10**6))
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(batches=st.lists(st.lists(record, max_size=8), min_size=1, max_size=3))
+    def check(batches):
+        n = next(counter)
+        sink, dest = root / f"sink{n}", root / f"bow{n}"
+        for b, recs in enumerate(batches):
+            (sink / f"batch_id={b}").mkdir(parents=True)
+            table = pa.table({"id": pa.array([i for i, _ in recs], pa.string()), "text": pa.array([t for _, t in recs], pa.string())})
+            pq.write_table(table, sink / f"batch_id={b}" / "part-0.parquet")
+        unique = {i for recs in batches for i, t in recs if i is not None and t is not None}
+        try:
+            facts = stream_sink_to_bow(sink, str(champion), dest)
+        except ConfigError as err:
+            assert "nothing to train on" in str(err) and str(sink) in str(err)
+            return
+        assert facts["records"] == sum(len(r) for r in batches)
+        assert facts["documents"] <= len(unique)  # the first text of each id counts; null ids/texts are skipped
+        written = [i for s in ("train", "validation") if (dest / s).is_dir()
+                   for i in pq.read_table(str(dest / s), columns=["id"]).column("id").to_pylist()]  # fmt: skip
+        assert len(written) == len(set(written)) == facts["documents"] - facts["dropped_no_vocabulary_word"]
+        assert set(written) <= unique
+
+    check()
