@@ -63,7 +63,16 @@ def resolve_champion(model_uri: str, tracking_uri: Optional[str] = None) -> tupl
     except (ValueError, ModelLoadError) as err:
         raise ConfigError(f"invalid config value train.warm_start.model={model_uri!r}: {err}") from err
     label = f"{ref.uri} (version {version})" if ref.kind in ("alias", "version") else ref.uri
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{ref.name}-{version}")
+    # Name and version number alone are not unique: another registry (or one recreated at the same
+    # URI) has its own version 1. Key the download on the store and the version's run too.
+    try:
+        key = _registry_key(ref, version, tracking_uri)
+    except Exception as err:  # noqa: BLE001 - any registry error is reported with the fix
+        raise ConfigError(
+            f"cannot look up the warm-start model {label}: {type(err).__name__}: {err}. Check --tracking-uri and "
+            "`ntm registry list`, or pass a model folder."
+        ) from err
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{ref.name}-{version}-{key}")
     dest = paths.state_dir() / "warm-start" / "models" / safe
     if (dest / "model.pt").is_file():
         return str(dest), label
@@ -83,6 +92,17 @@ def resolve_champion(model_uri: str, tracking_uri: Optional[str] = None) -> tupl
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return str(dest), label
+
+
+def _registry_key(ref: Any, version: str, tracking_uri: Optional[str]) -> str:
+    """A short fingerprint of the registry store and, for a registered version, its run id."""
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    run_id = None
+    if ref.kind in ("alias", "version"):
+        run_id = mlflow.MlflowClient(uri, uri).get_model_version(ref.name, version).run_id
+    return _fingerprint(uri, run_id)[:10]
 
 
 # --------------------------------------------------------------------------- the stream's Parquet sink
