@@ -396,6 +396,43 @@ def test_gate_passes_the_stable_challenger_and_refuses_a_renumbered_one(ws_env, 
     assert mv.tags["promotion"] == "forced" and mv.tags["forced_promotion_reason"] == why
 
 
+# --------------------------------------------------------------------------- two registries
+
+
+def test_same_name_and_version_in_another_registry_is_its_own_champion(ws_env, halves, champion, warm, tmp_path, capsys):
+    """models:/<name>@champion of a second store (also version 1) must warm-start from that store's model, not a cached one."""
+    import mlflow
+
+    from jobs.registry import main as registry
+    from lightning_module.model_folder import load_model_folder, save_model_folder
+    from lightning_module.warm_start import permute_topics
+    from ntm_spark.core.config import MlflowConfig
+    from ntm_spark.mlops.tracking import configure_tracking, ensure_experiment, log_training_run
+
+    # The second registry's version 1: the champion's model with its topics in another order.
+    model, hparams, vocab = load_model_folder(champion)
+    permute_topics(model, [(k + 2) % K for k in range(K)])
+    other = tmp_path / "other_champion"
+    save_model_folder(other, model, vocab, metrics=json.loads((champion / "metrics.json").read_text()),
+                      config={"num_topics": K}, manifest_path=champion / "manifest.json")  # fmt: skip
+    uri2 = f"sqlite:///{tmp_path / 'mlflow2.db'}"
+    cfg = MlflowConfig(tracking_uri=uri2)
+    configure_tracking(cfg)
+    with mlflow.start_run(experiment_id=ensure_experiment(cfg.experiment, uri2), run_name="other") as run:
+        log_training_run(other, config={"num_topics": K})
+    assert registry(["register", run.info.run_id, "--tracking-uri", uri2]) == 0
+    assert "now champion" in capsys.readouterr().out or str(_champion(_client({"uri": uri2})).version) == "1"
+    assert str(_champion(_client({"uri": uri2})).version) == "1" == str(_client(ws_env).get_model_version(NAME, "1").version)
+
+    from jobs.train import main as train
+
+    out = tmp_path / "from_other"
+    assert train(["--warm-start", f"models:/{NAME}@champion", "--data", str(halves["b"]), "--output", str(out), "--epochs", "1",
+                  *TRAIN_FLAGS, "--tracking-uri", uri2, "--no-mlflow"]) == 0  # fmt: skip
+    started_from = Path(json.loads((out / "hparams.json").read_text())["training"]["warm_start"]["folder"])
+    np.testing.assert_array_equal(np.load(started_from / "topic_word.npy"), np.load(other / "topic_word.npy"))
+
+
 # --------------------------------------------------------------------------- bad input
 
 
