@@ -477,6 +477,15 @@ def test_bad_warm_start_or_data_exits_2_naming_the_fix(ws_env, halves, champion,
     code, err = run("--warm-start", str(champion), "--data", str(neither))
     assert code == 2 and str(neither) in err and "preprocessing output" in err and "parquet_path" in err, err
 
+    code, err = run("--warm-start", str(champion), "--data", str(tmp_path / "no_such_folder"))
+    assert code == 2 and "no_such_folder" in err and "preprocessing output" in err, err
+    code, err = run("--warm-start", str(champion), "--data", str(halves["b"]), "--set", f"warm_start.replay_data={neither}")
+    assert code == 2 and "warm_start.replay_data" in err and str(neither) in err and "none" in err, err
+    code, err = run("--warm-start", str(champion), "--data", str(halves["b"]), "--set", "warm_start.replay_fraction=-1")
+    assert code == 2 and "replay_fraction" in err and "-1" in err and ">= 0" in err, err
+    code, err = run("--warm-start", str(champion), "--data", str(halves["b"]), "--launcher", "spark")
+    assert code == 2 and "--launcher spark" in err, err
+
     # A sink folder the stream has not written to yet, and one whose Parquet has no text column.
     empty_sink = tmp_path / "empty_sink"
     (empty_sink / "batch_id=0").mkdir(parents=True)
