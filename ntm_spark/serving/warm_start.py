@@ -150,14 +150,15 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
     seen: set[str] = set()
     rows: dict[str, list] = {"train": [], "validation": []}
     ids: dict[str, list] = {"train": [], "validation": []}
-    records = skipped_files = empty = tokens_total = tokens_in = 0
+    records = skipped_files = empty = tokens_total = tokens_in = tokens_all = 0
     oov_words: collections.Counter = collections.Counter()
     texts: list[tuple[str, str]] = []
     first_error: Optional[str] = None
 
     def flush() -> None:
-        nonlocal empty, tokens_total, tokens_in
+        nonlocal empty, tokens_total, tokens_in, tokens_all
         dense, errors, tokens, _oov = scorer._vectorize_texts([t for _i, t in texts], oov_words)
+        tokens_all += int(tokens[tokens > 0].sum())  # every normalized token, the new words' share is of these
         for (doc_id, _t), row, err, n_tok in zip(texts, dense, errors, tokens):
             if err is not None:
                 empty += 1
@@ -225,6 +226,9 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
         "documents": len(seen),
         "dropped_no_vocabulary_word": empty,
         "new_words": [[w, c] for w, c in oov_words.most_common(50)],
+        "new_words_distinct": len(oov_words),
+        "new_word_tokens": int(sum(oov_words.values())),
+        "tokens": tokens_all,
     }
     manifest = dict(read_manifest(model_folder, required=False) or {})
     manifest.update({"splits": splits, "documents": {"per_split": {s: v["documents"] for s, v in splits.items()}}, "source": facts})
@@ -293,7 +297,17 @@ def prepare_warm_start(cfg: TrainConfig, tracking_uri: Optional[str] = None) -> 
     except WarmStartError as err:
         raise ConfigError(str(err)) from err
     if sink_facts is not None:
-        facts = {**facts, "stream_sink": sink_facts}
+        # The sink was put on the champion's vocabulary as it was read: its new words are counted there
+        # (prepare_warm_start_data saw none), and reported where a preprocessing output's are.
+        new_tokens = int(sink_facts.get("new_word_tokens") or 0)
+        new_words = {
+            **(facts.get("new_words") or {}),
+            "distinct": int(sink_facts.get("new_words_distinct") or 0),
+            "tokens": new_tokens,
+            "share_of_new_tokens": round(new_tokens / sink_facts["tokens"], 6) if sink_facts.get("tokens") else None,
+            "top": sink_facts.get("new_words") or [],
+        }
+        facts = {**facts, "stream_sink": sink_facts, "new_words": new_words}
     warm.facts = facts
     log.info("warm start from %s on %s:\n%s", label, cfg.data_dir, describe_facts(facts))
     # The champion is trained already: no KL warm-up from 0, and early stopping from epoch
