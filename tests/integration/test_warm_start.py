@@ -331,6 +331,12 @@ def test_stream_sink_with_its_texts_retrains_a_challenger(ws_env, stream_sink):
     folder = ws_env["root"] / "model_sink_text"
     assert _train(ws_env, "--warm-start", f"models:/{NAME}@champion", "--data", str(sink), "--output", str(folder)) == 0
     _check_retrained_from_sink(ws_env, sink, stream_sink, folder, before)
+    # The streamed words the champion lacks are reported where a preprocessing output's are (training.warm_start.new_words).
+    facts = json.loads((folder / "hparams.json").read_text())["training"]["warm_start"]
+    listed = dict(facts["stream_sink"]["new_words"])
+    assert listed, "20NG test documents hold words outside a 700-word vocabulary"
+    assert facts["new_words"]["distinct"] >= len(listed) and facts["new_words"]["tokens"] >= sum(listed.values()), facts["new_words"]
+    assert 0 < facts["new_words"]["share_of_new_tokens"] < 1
 
 
 # --------------------------------------------------------------------------- the gate, both ways
