@@ -5,13 +5,20 @@ trained by `ntm train` (jobs.train.main) and tracked in a real SQLite MLflow sto
 module, the registry driven by `ntm registry`, and `ntm stream` on the real broker writing the
 Parquet sink that `ntm train --warm-start` then reads. The checks recompute what the product
 reports with code it did not write (scipy's Jensen-Shannon distance and Hungarian assignment,
-pyarrow reads of the data folders).
+pyarrow reads of the data folders); duplicates reach the stream through kcat; the sink reader
+is fuzzed with Hypothesis, and the champion's weights are corrupted on purpose.
+
+Known bug, pinned by a strict xfail: the stream's Parquet sink holds no ``text`` column, so
+``--data <stream.parquet_path>`` cannot train (the sink test with the texts added back by id
+covers the rest of that path).
 """
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -54,6 +61,9 @@ def ws_env(tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         yield {"root": root, "uri": uri}
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and os.environ.get("MLFLOW_TRACKING_URI"):  # jobs set it globally: follow the session's store again
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
 
 
 @pytest.fixture(scope="module")
