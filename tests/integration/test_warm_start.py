@@ -399,10 +399,17 @@ def test_gate_passes_the_stable_challenger_and_refuses_a_renumbered_one(ws_env, 
     assert "topic ids unstable" in reason and f"{moved} of the champion v{champ.version}'s {K} topics moved" in reason, reason
     assert "--force --reason" in reason and "gate_max_moved_topics" in reason and reason in printed
     assert str(_champion(client).version) == str(champ.version)  # refused: the champion stays
-    # The default mode checks only warm starts (no warm_start_from tag here): stability is not what it judges.
+    # The settings (the gate's decision without promoting): the default mode checks only warm starts (no
+    # warm_start_from tag here), and a larger budget or threshold lets the renumbered ids through.
+    from ntm_spark.mlops.registry import evaluate_gate
+
     assert "warm_start_from" not in mv.tags
-    assert registry(["promote", v, *common]) == 0
-    assert "unstable" not in capsys.readouterr().out
+    for sets, unstable in (({}, False), ({"gate_topic_stability": "always"}, True),
+                           ({"gate_topic_stability": "always", "gate_max_moved_topics": K}, False),
+                           ({"gate_topic_stability": "always", "gate_topic_move_threshold": 0.99}, False),
+                           ({"gate_topic_stability": "off"}, False)):  # fmt: skip
+        decision = evaluate_gate(client, NAME, mv, _champion(client), MlflowConfig(tracking_uri=ws_env["uri"], **sets))
+        assert ("topic ids unstable" in decision.reason) == unstable, (sets, decision.reason)
 
     # --force --reason promotes it anyway and records why.
     why = "dashboards re-keyed to the new topic ids (test)"
