@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -180,7 +181,7 @@ def load_model_folder(path: str | os.PathLike, map_location: str = "cpu") -> tup
         ``hparams.json`` and the vocabulary words.
 
     Raises:
-        ModelFolderError: when a required file is missing or the vocabulary size differs.
+        ModelFolderError: when a required file is missing, the vocabulary size differs or the weights cannot be loaded.
     """
     path = path if storage.is_remote(path) else Path(path)
     for name in (MODEL_FILE, HPARAMS_FILE, VOCAB_FILE):
@@ -200,7 +201,14 @@ def load_model_folder(path: str | os.PathLike, map_location: str = "cpu") -> tup
         )
     weights = storage.join(path, MODEL_FILE)
     source = io.BytesIO(storage.read_bytes(weights)) if storage.is_remote(weights) else weights
-    state = torch.load(source, map_location=map_location, weights_only=True)
-    model.load_state_dict(state)
+    try:
+        state = torch.load(source, map_location=map_location, weights_only=True)
+        model.load_state_dict(state)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # torch reports a truncated or foreign file so
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelFolderError(
+            f"{MODEL_FILE} in {str(path)!r} cannot be loaded ({type(err).__name__}: {first}): the file is corrupt, "
+            "truncated or from another model; copy the model folder again or retrain."
+        ) from err
     model.eval()
     return model, hparams, vocab

@@ -63,7 +63,16 @@ def resolve_champion(model_uri: str, tracking_uri: Optional[str] = None) -> tupl
     except (ValueError, ModelLoadError) as err:
         raise ConfigError(f"invalid config value train.warm_start.model={model_uri!r}: {err}") from err
     label = f"{ref.uri} (version {version})" if ref.kind in ("alias", "version") else ref.uri
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{ref.name}-{version}")
+    # Name and version number alone are not unique: another registry (or one recreated at the same
+    # URI) has its own version 1. Key the download on the store and the version's run too.
+    try:
+        key = _registry_key(ref, version, tracking_uri)
+    except Exception as err:  # noqa: BLE001 - any registry error is reported with the fix
+        raise ConfigError(
+            f"cannot look up the warm-start model {label}: {type(err).__name__}: {err}. Check --tracking-uri and "
+            "`ntm registry list`, or pass a model folder."
+        ) from err
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{ref.name}-{version}-{key}")
     dest = paths.state_dir() / "warm-start" / "models" / safe
     if (dest / "model.pt").is_file():
         return str(dest), label
@@ -83,6 +92,17 @@ def resolve_champion(model_uri: str, tracking_uri: Optional[str] = None) -> tupl
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return str(dest), label
+
+
+def _registry_key(ref: Any, version: str, tracking_uri: Optional[str]) -> str:
+    """A short fingerprint of the registry store and, for a registered version, its run id."""
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    run_id = None
+    if ref.kind in ("alias", "version"):
+        run_id = mlflow.MlflowClient(uri, uri).get_model_version(ref.name, version).run_id
+    return _fingerprint(uri, run_id)[:10]
 
 
 # --------------------------------------------------------------------------- the stream's Parquet sink
@@ -131,13 +151,15 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
     seen: set[str] = set()
     rows: dict[str, list] = {"train": [], "validation": []}
     ids: dict[str, list] = {"train": [], "validation": []}
-    records = skipped_files = empty = tokens_total = tokens_in = 0
+    records = skipped_files = empty = tokens_total = tokens_in = tokens_all = 0
     oov_words: collections.Counter = collections.Counter()
     texts: list[tuple[str, str]] = []
+    first_error: Optional[str] = None
 
     def flush() -> None:
-        nonlocal empty, tokens_total, tokens_in
+        nonlocal empty, tokens_total, tokens_in, tokens_all
         dense, errors, tokens, _oov = scorer._vectorize_texts([t for _i, t in texts], oov_words)
+        tokens_all += int(tokens[tokens > 0].sum())  # every normalized token, the new words' share is of these
         for (doc_id, _t), row, err, n_tok in zip(texts, dense, errors, tokens):
             if err is not None:
                 empty += 1
@@ -156,6 +178,7 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
             table = pq.read_table(f, columns=[ID_COL, TEXT_COL])
         except (OSError, KeyError, ValueError) as err:
             skipped_files += 1
+            first_error = first_error or f"{f.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
             log.warning("skipping %s: not a stream sink file with id and text columns (%s)", f, err)
             continue
         for doc_id, text in zip(table.column(ID_COL).to_pylist(), table.column(TEXT_COL).to_pylist()):
@@ -168,6 +191,13 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
                 flush()
     if texts:
         flush()
+    if skipped_files == len(files):
+        # Not "no vocabulary word": no file could be read at all (e.g. a sink written without the text column).
+        raise ConfigError(
+            f"the stream sink {str(sink)!r} has no readable file with the {ID_COL!r} and {TEXT_COL!r} columns "
+            f"({len(files)} files, first: {first_error}): warm-start training reads each record's text; point "
+            "--data at a sink that keeps it, or at a preprocessing output."
+        )
     if not ids["train"]:
         raise ConfigError(
             f"the stream sink {str(sink)!r} has no document with a word of the model's vocabulary "
@@ -197,6 +227,9 @@ def stream_sink_to_bow(sink: str | os.PathLike, model_folder: str, dest: str | o
         "documents": len(seen),
         "dropped_no_vocabulary_word": empty,
         "new_words": [[w, c] for w, c in oov_words.most_common(50)],
+        "new_words_distinct": len(oov_words),
+        "new_word_tokens": int(sum(oov_words.values())),
+        "tokens": tokens_all,
     }
     manifest = dict(read_manifest(model_folder, required=False) or {})
     manifest.update({"splits": splits, "documents": {"per_split": {s: v["documents"] for s, v in splits.items()}}, "source": facts})
@@ -265,7 +298,17 @@ def prepare_warm_start(cfg: TrainConfig, tracking_uri: Optional[str] = None) -> 
     except WarmStartError as err:
         raise ConfigError(str(err)) from err
     if sink_facts is not None:
-        facts = {**facts, "stream_sink": sink_facts}
+        # The sink was put on the champion's vocabulary as it was read: its new words are counted there
+        # (prepare_warm_start_data saw none), and reported where a preprocessing output's are.
+        new_tokens = int(sink_facts.get("new_word_tokens") or 0)
+        new_words = {
+            **(facts.get("new_words") or {}),
+            "distinct": int(sink_facts.get("new_words_distinct") or 0),
+            "tokens": new_tokens,
+            "share_of_new_tokens": round(new_tokens / sink_facts["tokens"], 6) if sink_facts.get("tokens") else None,
+            "top": sink_facts.get("new_words") or [],
+        }
+        facts = {**facts, "stream_sink": sink_facts, "new_words": new_words}
     warm.facts = facts
     log.info("warm start from %s on %s:\n%s", label, cfg.data_dir, describe_facts(facts))
     # The champion is trained already: no KL warm-up from 0, and early stopping from epoch
