@@ -104,7 +104,8 @@ def test_train_config_keys_and_defaults_are_unchanged():
         "checkpoint": True, "resume": None, "progress_bar": None, "log_every_n_steps": 50, "top_n_words": 10,
         "npmi_reference": "train+heldout", "npmi_reference_max_docs": 100000, "fail_on_collapse": False,
     }  # fmt: skip
-    assert list(cfg) == ["data_dir", "output_dir", *expected, "petastorm"]
+    assert list(cfg) == ["data_dir", "output_dir", *expected, "petastorm", "warm_start"]
+    assert cfg["warm_start"] == {"model": None, "replay_data": "auto", "replay_fraction": 1.0, "move_threshold": None}
     assert {k: cfg[k] for k in expected} == expected
     petastorm = dict(cfg["petastorm"])
     assert petastorm.pop("cache_dir_url").endswith("petastorm-cache")  # a .ntm/ path: resolved to the state folder
