@@ -65,6 +65,38 @@ def max_tasks(spark: "SparkSession", cfg: "StreamConfig") -> Optional[int]:
     return int(cfg.max_tasks_per_batch)
 
 
+def real_time_slots_problem(partitions: Optional[int], slots: int) -> Optional[str]:
+    """Why real-time mode cannot serve every input partition with ``slots`` task slots, or ``None``.
+
+    Real-time mode runs one long-running task per Kafka partition for the whole batch
+    (``real_time_batch_duration``), each holding a task slot: with fewer slots than partitions
+    the partitions left over wait for the next batch (measured: half of a 4-partition topic's
+    records arrived within a 60 s batch on ``local[2]``; docs/streaming.md).
+    """
+    if partitions is None or partitions <= slots:
+        return None
+    return (
+        f"trigger=real_time needs a task slot per input partition: the input topics have {partitions} partitions "
+        f"but Spark has {slots} task slots, so {partitions - slots} partitions wait for the next real-time batch. "
+        f"Give the stream at least {partitions} slots: --master local[{partitions}] (ntm stream sizes a local master "
+        "itself), or on a cluster spark.executor.cores x executors >= partitions (docs/streaming.md)."
+    )
+
+
+def check_real_time_slots(spark: "SparkSession", cfg: "StreamConfig") -> Optional[str]:
+    """Warn (and return the warning) when the session has fewer task slots than the input topics have partitions."""
+    from ntm_spark.spark.stream_supervisor import count_partitions
+
+    topics = [t.strip() for t in (cfg.input_topics or "").split(",") if t.strip()]
+    problem = real_time_slots_problem(
+        count_partitions(spark, kafka_options(cfg), topics, cfg.broker_probe_timeout_s),
+        int(spark.sparkContext.defaultParallelism),
+    )
+    if problem:
+        log.warning("%s", problem)
+    return problem
+
+
 def build_scored(
     spark: "SparkSession",
     messages: "DataFrame",
@@ -209,6 +241,7 @@ def start_stream(
             )
         if cfg.real_time_allow_python:
             spark.conf.set("spark.sql.streaming.realTimeMode.allowlistCheck", "false")
+        check_real_time_slots(spark, cfg)
     # Rows per Arrow batch: the unit between hot-swap checks and the scorer's batch.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.arrow_batch_size))
     scored = build_scored(spark, read_messages(spark, cfg), cfg, score, drift_topics)
