@@ -542,6 +542,16 @@ def main(argv=None):
     parser.add_argument("--warmup-run-seconds", type=float, default=20,
                         help="one discarded NTM run at the highest rate first (JIT, workers): the first run of a process is always slower")  # fmt: skip
     parser.add_argument("--triggers", nargs="*", default=["processing_time:100 milliseconds", "processing_time:500 milliseconds"])
+    parser.add_argument("--vary", nargs="*", default=[{}], type=json.loads, metavar="JSON",
+                        help="NTM stream-config overrides measured in turn, each a JSON object, e.g. '{}' "
+                             "'{\"real_time_sink_options\": {}}'")  # fmt: skip
+    parser.add_argument("--lda-set", nargs="*", default={}, metavar="KEY=JSON",
+                        type=lambda kv: (kv.partition("=")[0], json.loads(kv.partition("=")[2])),
+                        help="stream-config overrides for the LDA peer's queries only, e.g. max_tasks_per_batch=2 "
+                             "(its best on 2 cores when --master gives the NTM more slots)")  # fmt: skip
+    parser.add_argument("--lda-triggers", nargs="*", default=None,
+                        help="the LDA peer's triggers when they differ from --triggers (its scorer is Python: no "
+                             "real_time_jvm), e.g. 'processing_time:100 milliseconds'")  # fmt: skip
     parser.add_argument("--drain-docs", type=int, default=20000)
     parser.add_argument("--drain-batch", type=int, default=5000, help="maxOffsetsPerTrigger while draining")
     parser.add_argument("--arrow-batch", type=int, default=None, help="stream.arrow_batch_size (default: the config's)")
@@ -574,6 +584,7 @@ def main(argv=None):
                         help="stream.scoring_threads values measured in turn (give each explicitly, e.g. 2 1: a Python "
                              "worker keeps the last count it was set to); none given: the config's default")  # fmt: skip
     args = parser.parse_args(argv)
+    args.lda_set = dict(args.lda_set)
     global SEPARATE_PROCESSES, INPUT_PARTITIONS, DRIFT_TOPICS, CONSUMER_FETCH_MAX_WAIT_MS, CLIENTS
     CLIENTS = args.clients
     SEPARATE_PROCESSES = args.separate_processes
@@ -617,17 +628,20 @@ def main(argv=None):
             DRIFT_TOPICS = 20 if drift == "on" else None  # build_models' K
             for kind in args.kinds:
                 udfs = args.scoring_udfs if kind == "ntm" else [None]  # the LDA peer has no scoring UDF choice
-                for trig in args.triggers:
+                for trig in args.lda_triggers if kind == "lda" and args.lda_triggers else args.triggers:
                     extra = trigger_kwargs(trig)
                     for udf in udfs:
                         kw = {**extra, "scoring_udf": udf} if udf else extra
-                        combos = itertools.product(args.rates, args.input_partitions, args.kafka_options, args.max_tasks_per_batch,
-                                                   args.scoring_threads)  # fmt: skip
-                        for rate, parts, kafka_opts, tasks, threads in combos:
+                        combos = itertools.product(args.rates, args.input_partitions, args.kafka_options, args.vary if kind == "ntm" else [{}],
+                                                   args.max_tasks_per_batch, args.scoring_threads)  # fmt: skip
+                        for rate, parts, kafka_opts, varied, tasks, threads in combos:
                             INPUT_PARTITIONS = parts
                             tasks_kw = {} if tasks is None else {"max_tasks_per_batch": tasks or None}
                             if kafka_opts is not None:
                                 tasks_kw["kafka_options"] = kafka_opts
+                            tasks_kw.update(varied)
+                            if kind == "lda":
+                                tasks_kw.update(args.lda_set)
                             if threads is not None:
                                 tasks_kw["scoring_threads"] = threads
                             r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
@@ -637,6 +651,7 @@ def main(argv=None):
                             r["scoring_threads"] = tasks_kw.get("scoring_threads", STREAM_OVERRIDES.get("scoring_threads", "config"))
                             r["drift"] = drift
                             r["kafka_options"] = kafka_opts if kafka_opts is not None else STREAM_OVERRIDES.get("kafka_options", "config")
+                            r["varied"] = varied
                             print(json.dumps(r), flush=True)
                             results["latency"].append(r)
                 for udf in udfs if args.drain_docs else []:

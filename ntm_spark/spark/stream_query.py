@@ -25,17 +25,31 @@ if TYPE_CHECKING:  # pragma: no cover
 ScoreFn = Callable[["DataFrame"], "DataFrame"]
 
 
-def kafka_options(cfg: "StreamConfig") -> dict:
-    """Return the ``kafka.*`` options of the source and sinks: ``bootstrap_servers`` plus ``cfg.kafka_options``."""
+def kafka_options(cfg: "StreamConfig", role: Optional[str] = None) -> dict:
+    """Return the ``kafka.*`` options of the source and sinks: ``bootstrap_servers`` plus ``cfg.kafka_options``.
+
+    With ``trigger: real_time``, ``role="source"`` (the query's Kafka source) adds
+    ``real_time_source_options`` and ``role="sink"`` (its Kafka sink) ``real_time_sink_options``,
+    under ``kafka_options``, which win.
+    """
+    extra: dict = {}
+    if cfg.trigger == "real_time" and role is not None:
+        if role not in ("source", "sink"):
+            raise ValueError(f"role={role!r}: use 'source', 'sink' or None.")
+        extra = (cfg.real_time_source_options if role == "source" else cfg.real_time_sink_options) or {}
     opts = {"kafka.bootstrap.servers": cfg.bootstrap_servers}
-    for key, value in cfg.kafka_options.items():
-        opts[key if key.startswith("kafka.") else f"kafka.{key}"] = str(value)
+    for key, value in {**_prefixed(extra), **_prefixed(cfg.kafka_options)}.items():
+        opts[key] = str(value)
     return opts
+
+
+def _prefixed(options: dict) -> dict:
+    return {key if key.startswith("kafka.") else f"kafka.{key}": value for key, value in options.items()}
 
 
 def read_messages(spark: "SparkSession", cfg: "StreamConfig") -> "DataFrame":
     """``spark.readStream.format("kafka")`` with the configured subscription and options."""
-    reader = spark.readStream.format("kafka").options(**kafka_options(cfg))
+    reader = spark.readStream.format("kafka").options(**kafka_options(cfg, "source"))
     if cfg.input_pattern:
         reader = reader.option("subscribePattern", cfg.input_pattern)
     else:
@@ -251,7 +265,7 @@ def start_stream(
         writer = (
             to_kafka_records(scored, cfg.output_topic, cfg.dead_letter_topic)
             .writeStream.format("kafka")
-            .options(**kafka_options(cfg))
+            .options(**kafka_options(cfg, "sink"))
         )
     writer = writer.option("checkpointLocation", cfg.checkpoint_location)
     if query_name:
