@@ -175,7 +175,7 @@ def count_partitions(options: dict[str, Any], topics: Iterable[str]) -> Optional
     from kafka.errors import KafkaError
 
     try:
-        consumer = bytes_consumer(options)
+        consumer = bytes_consumer(options, allow_auto_create_topics=False)  # counting never creates a topic
     except KafkaError as err:  # NoBrokersAvailable: no count; the stream's supervisor waits for the broker
         log.info("cannot count the partitions of %s: %s", ", ".join(topics), error_text(err))
         return None
