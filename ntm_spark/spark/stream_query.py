@@ -99,13 +99,14 @@ def real_time_slots_problem(partitions: Optional[int], slots: int) -> Optional[s
 
 def check_real_time_slots(spark: "SparkSession", cfg: "StreamConfig") -> Optional[str]:
     """Warn (and return the warning) when the session has fewer task slots than the input topics have partitions."""
+    from ntm_spark.spark.session import local_master_threads
     from ntm_spark.spark.stream_supervisor import count_partitions
 
     topics = [t.strip() for t in (cfg.input_topics or "").split(",") if t.strip()]
-    problem = real_time_slots_problem(
-        count_partitions(spark, kafka_options(cfg), topics, cfg.broker_probe_timeout_s),
-        int(spark.sparkContext.defaultParallelism),
-    )
+    # A local master's slots are its threads (spark.default.parallelism may say otherwise); on a
+    # cluster, defaultParallelism is the executors' cores unless it was set.
+    slots = local_master_threads(spark.sparkContext.master) or int(spark.sparkContext.defaultParallelism)
+    problem = real_time_slots_problem(count_partitions(spark, kafka_options(cfg), topics, cfg.broker_probe_timeout_s), slots)
     if problem:
         log.warning("%s", problem)
     return problem
