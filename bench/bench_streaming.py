@@ -9,7 +9,13 @@ Latency is measured from the producer's send time (carried in the message) to th
 moment a consumer of the output topic receives the record. Throughput is the
 time to drain a backlog with ``trigger=available_now`` (query start excluded via
 the query's own progress durations). Everything runs on this machine: the real
-KRaft broker (started on free ports unless ``--bootstrap``) and Spark ``local[2]``.
+KRaft broker (started on free ports unless ``--bootstrap``) and Spark ``local[2]`` (``--master``).
+
+Each latency window also splits every record's path at the broker (the input topic is created with
+``LogAppendTime``; the output record's ``CreateTime`` is the stream's sink send): ``stages`` gives
+producer -> broker, the stream, and sink -> consumer, with what the slowest 1 % spent in each, and
+``cores_used`` the CPU of the Spark JVM, the broker and the machine. ``--clients kcat`` offers and
+reads with kcat (librdkafka) in their own processes instead of kafka-python threads of this one.
 """
 
 from __future__ import annotations
