@@ -9,7 +9,13 @@ Latency is measured from the producer's send time (carried in the message) to th
 moment a consumer of the output topic receives the record. Throughput is the
 time to drain a backlog with ``trigger=available_now`` (query start excluded via
 the query's own progress durations). Everything runs on this machine: the real
-KRaft broker (started on free ports unless ``--bootstrap``) and Spark ``local[2]``.
+KRaft broker (started on free ports unless ``--bootstrap``) and Spark ``local[2]`` (``--master``).
+
+Each latency window also splits every record's path at the broker (the input topic is created with
+``LogAppendTime``; the output record's ``CreateTime`` is the stream's sink send): ``stages`` gives
+producer -> broker, the stream, and sink -> consumer, with what the slowest 1 % spent in each, and
+``cores_used`` the CPU of the Spark JVM, the broker and the machine. ``--clients kcat`` offers and
+reads with kcat (librdkafka) in their own processes instead of kafka-python threads of this one.
 """
 
 from __future__ import annotations
@@ -153,32 +159,39 @@ DRIFT_TOPICS = None
 
 
 def _consume_process(bootstrap, topic, ready, done, results):
-    """Child process: record each output record's receive time by key until ``done`` is set."""
+    """Child process: record each output record's receive time by key until ``done`` is set.
+
+    Results: ``{key: receive time}`` and ``{key: the output record's Kafka timestamp (s)}``.
+    """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=200, fetch_max_wait_ms=10, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=200, fetch_max_wait_ms=CONSUMER_FETCH_MAX_WAIT_MS, enable_auto_commit=False)
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
     consumer.assign(parts)
     consumer.seek_to_end(*parts)
     for tp in parts:
         consumer.position(tp)  # resolve the end offsets now, before the producer starts
     ready.set()
-    received = {}
+    received, stamped = {}, {}
     while not done.is_set():
         for msg in consumer:
             received.setdefault(msg.key.decode(), time.time())
+            stamped.setdefault(msg.key.decode(), msg.timestamp / 1000.0)
     for msg in consumer:  # what arrived while stopping
         received.setdefault(msg.key.decode(), time.time())
+        stamped.setdefault(msg.key.decode(), msg.timestamp / 1000.0)
     consumer.close()
-    results.put(received)
+    results.put((received, stamped))
 
 
-def offer(prod, topic, texts, rate, seconds, offset=0, prefix="", sent_at=None, stop=None) -> int:
+def offer(prod, topic, texts, rate, seconds, offset=0, prefix="", sent_at=None, stop=None, due_at=None) -> int:
     """Send ``rate`` messages/s of ``texts`` (from ``offset``) for ``seconds``; return how many.
 
-    Keys are ``<prefix><n>:<doc id>``; with ``sent_at``, each send time is recorded by key.
+    Keys are ``<prefix><n>:<doc id>``; with ``sent_at``, each send time is recorded by key, and with
+    ``due_at`` the time the schedule wanted it sent (a late, bursty producer shows as the difference).
     """
     n, start = 0, time.monotonic()
+    wall_start = time.time()
     while (stop is None or not stop.is_set()) and time.monotonic() - start < seconds:
         due = start + n / rate
         now = time.monotonic()
@@ -186,6 +199,8 @@ def offer(prod, topic, texts, rate, seconds, offset=0, prefix="", sent_at=None, 
             time.sleep(due - now)
         doc_id, text = texts[(offset + n) % len(texts)]
         key = f"{prefix}{n}:{doc_id}"
+        if due_at is not None:
+            due_at[key] = wall_start + n / rate
         if sent_at is not None:
             sent_at[key] = time.time()
         prod.send(topic, key=key.encode(), value=json.dumps({"id": key, "text": text}).encode())
@@ -200,9 +215,10 @@ def _produce_process(bootstrap, topic, texts, rate, seconds, offset, results):
 
     prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     sent_at: dict = {}
-    offer(prod, topic, texts, rate, seconds, offset, sent_at=sent_at)
+    due_at: dict = {}
+    offer(prod, topic, texts, rate, seconds, offset, sent_at=sent_at, due_at=due_at)
     prod.close()
-    results.put(sent_at)
+    results.put((sent_at, due_at))
 
 
 def _measure_in_processes(bootstrap, topic, output_topic, docs, rate, seconds, offset):
@@ -211,7 +227,7 @@ def _measure_in_processes(bootstrap, topic, output_topic, docs, rate, seconds, o
     Closer to a deployment, where they are other programs; by default they are threads of
     the driver's process and share its GIL. On this 2-core machine, separate processes
     compete for the cores at full speed and the stream got slower (BENCHMARKS.md).
-    Returns (latencies in s, messages offered).
+    Returns the per-key times of :func:`stage_times`' ``times`` (without the input topic's).
     """
     import multiprocessing as mp
 
@@ -224,15 +240,165 @@ def _measure_in_processes(bootstrap, topic, output_topic, docs, rate, seconds, o
     sent_results = ctx.Queue()
     producer = ctx.Process(target=_produce_process, args=(bootstrap, topic, docs, rate, seconds, offset, sent_results), daemon=True)
     producer.start()
-    sent_at = sent_results.get(timeout=seconds + 120)
+    sent_at, due_at = sent_results.get(timeout=seconds + 120)
     producer.join()
     # Wait for the stream to catch up (or 30 s), then collect the receive times.
     time.sleep(min(30.0, 3.0 + seconds / 5))
     done.set()
-    received = results.get(timeout=120)
+    received, stamped = results.get(timeout=120)
     consumer.join()
-    latencies = [received[k] - t for k, t in sent_at.items() if k in received]
-    return latencies, len(sent_at)
+    return {"due": due_at, "sent": sent_at, "out_ts": stamped, "recv": received}
+
+
+#: kafka-python's ``fetch_max_wait_ms`` for the benchmark's output consumers (``--consumer-fetch-max-wait-ms``).
+CONSUMER_FETCH_MAX_WAIT_MS = 10
+
+
+def create_input_topic(bootstrap, topic, partitions):
+    """The measured input topic, with ``LogAppendTime``: each record's timestamp is when the broker appended it.
+
+    So a record's path splits at the broker: the producer's send -> the input append -> the
+    stream's output record (whose ``CreateTime`` is the sink's send) -> the consumer's receive.
+    """
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                      topic_configs={"message.timestamp.type": "LogAppendTime"})])  # fmt: skip
+    finally:
+        admin.close()
+
+
+def read_timestamps(bootstrap, topic, keys, timeout_s=60.0):
+    """``{key: record timestamp (s)}`` for ``keys``, read from the beginning of ``topic``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=1000, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    wanted, found = set(keys), {}
+    deadline = time.monotonic() + timeout_s
+    while len(found) < len(wanted) and time.monotonic() < deadline:
+        for msg in consumer:
+            key = msg.key.decode()
+            if key in wanted:
+                found[key] = msg.timestamp / 1000.0
+    consumer.close()
+    return found
+
+
+#: A record's path, stage by stage: (name, from, to) over the per-key times of :func:`stage_times`.
+STAGES = (
+    ("producer_late", "due", "sent"),  # the benchmark's producer behind its schedule (not in the latency)
+    ("to_broker", "sent", "in_ts"),  # send() -> the broker appended it to the input topic
+    ("stream", "in_ts", "out_ts"),  # input append -> the stream's sink sent the output record
+    ("to_consumer", "out_ts", "recv"),  # the sink's send -> the benchmark's consumer has it
+)
+
+
+def stage_times(times):
+    """Percentiles of each stage of a record's path, and what the slowest 1 % spent in each.
+
+    ``times``: per-key dicts ``due``, ``sent``, ``in_ts`` (input LogAppendTime), ``out_ts`` (output
+    record CreateTime), ``recv``; Kafka timestamps are in whole milliseconds.
+    """
+    import numpy as np
+
+    keys = [k for k in times["sent"] if all(k in times[d] for d in ("due", "in_ts", "out_ts", "recv"))]
+    if not keys:
+        return {}
+    total = np.array([times["recv"][k] - times["sent"][k] for k in keys])
+    slow = total >= np.percentile(total, 99)
+    out = {"n": len(keys)}
+    for name, a, b in STAGES:
+        d = np.array([times[b][k] - times[a][k] for k in keys]) * 1000.0
+        out[name] = {"p50_ms": float(np.percentile(d, 50)), "p99_ms": float(np.percentile(d, 99)), "max_ms": float(d.max()),
+                     "mean_ms_of_slowest_1pct": float(d[slow].mean())}  # fmt: skip
+    return out
+
+
+def cpu_ticks(pids):
+    """``{name: user+system clock ticks}`` of each process (``/proc/<pid>/stat``) and the whole machine (``all``, busy ticks)."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    out["all"] = sum(cpu) - cpu[3] - cpu[4]  # minus idle and iowait
+    return out
+
+
+def cpu_share(before, after, seconds):
+    """Cores used by each process between two :func:`cpu_ticks` snapshots."""
+    hz = os.sysconf("SC_CLK_TCK")
+    return {k: round((after[k] - before[k]) / hz / seconds, 3) for k in after if k in before}
+
+
+#: Processes whose CPU use is reported beside each window: the Spark JVM and the broker (set in main).
+PIDS: dict = {"bench_python": os.getpid()}
+
+
+#: Which clients offer and read the measured window (``--clients``): ``kafka-python`` (threads of this
+#: process, or processes with ``--separate-processes``) or ``kcat`` (librdkafka, in its own processes).
+CLIENTS = "kafka-python"
+
+
+def _measure_with_kcat(bootstrap, topic, output_topic, docs, rate, seconds, offset):
+    """The measured window with kcat (librdkafka) as the producer and the consumer, each its own process.
+
+    This process only writes ``key<TAB>json`` lines to the producer's stdin on the schedule (the send
+    time is taken just before the write) and reads ``key<TAB>timestamp`` lines from the consumer's
+    stdout (the receive time is taken when the line arrives): neither client shares this process's GIL.
+    Returns the per-key times of :func:`stage_times` (without the input topic's).
+    """
+    import subprocess
+
+    kcat = shutil.which("kcat") or shutil.which("kafkacat")
+    if not kcat:
+        raise RuntimeError("--clients kcat: kcat is not on PATH (apt-get install kcat)")
+    consumer = subprocess.Popen(
+        [kcat, "-C", "-b", bootstrap, "-t", output_topic, "-o", "beginning", "-u", "-q", "-f", "%k\t%T\n",
+         "-X", f"fetch.wait.max.ms={CONSUMER_FETCH_MAX_WAIT_MS}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+    )  # fmt: skip
+    recv, out_ts = {}, {}
+
+    def read():
+        for line in consumer.stdout:
+            now = time.time()
+            key, _, stamp = line.rstrip("\n").partition("\t")
+            recv.setdefault(key, now)
+            out_ts.setdefault(key, int(stamp) / 1000.0)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    producer = subprocess.Popen([kcat, "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-X", "linger.ms=0"],
+                                stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)  # fmt: skip
+    time.sleep(1.0)  # both clients connected
+    sent_at, due_at = {}, {}
+
+    class Pipe:  # offer()'s producer interface over kcat's stdin
+        def send(self, _topic, key, value):
+            producer.stdin.write(key.decode() + "\t" + value.decode() + "\n")
+
+        def flush(self):
+            producer.stdin.flush()
+
+    offer(Pipe(), topic, docs, rate, seconds, offset, sent_at=sent_at, due_at=due_at)
+    producer.stdin.close()
+    producer.wait(60)
+    deadline = time.monotonic() + min(30.0, 3.0 + seconds / 5)
+    while time.monotonic() < deadline and len(recv.keys() & sent_at.keys()) < len(sent_at):
+        time.sleep(0.2)
+    consumer.terminate()
+    consumer.wait(30)
+    reader.join(5)
+    return {"due": due_at, "sent": sent_at, "out_ts": out_ts, "recv": recv}
 
 
 def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, warmup_seconds=0.0, **trigger):
@@ -248,12 +414,12 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
     from ntm_spark.spark.stream_query import start_stream
 
     topic = f"lat-{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, topic, partitions=INPUT_PARTITIONS)
+    create_input_topic(bootstrap, topic, INPUT_PARTITIONS)
     cfg = stream_cfg(bootstrap, topic, model, kind, work, starting_offsets="latest", **trigger)
     query = start_stream(spark, cfg, score=lda_score(model, cfg) if kind == "lda" else None, drift_topics=DRIFT_TOPICS if kind == "ntm" else None)
     consumer = KafkaConsumer(cfg.output_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=500,
-                             group_id=f"b-{uuid.uuid4().hex[:6]}", fetch_max_wait_ms=10)  # fmt: skip
-    latencies, sent_at = [], {}
+                             group_id=f"b-{uuid.uuid4().hex[:6]}", fetch_max_wait_ms=CONSUMER_FETCH_MAX_WAIT_MS)  # fmt: skip
+    sent_at, due_at, out_ts, recv = {}, {}, {}, {}
     warm = [f"warm-{i}" for i in range(20)]
     prod = KafkaProducer(bootstrap_servers=bootstrap, key_serializer=DefaultSerializer(), value_serializer=DefaultSerializer(), linger_ms=0)
     time.sleep(3)
@@ -267,7 +433,8 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
     stop = threading.Event()
 
     def produce(duration, measured, offset=0):
-        return offer(prod, topic, docs, rate, duration, offset, "" if measured else "w", sent_at if measured else None, stop)
+        return offer(prod, topic, docs, rate, duration, offset, "" if measured else "w", sent_at if measured else None, stop,
+                     due_at if measured else None)  # fmt: skip
 
     n_warm = 0
     if warmup_seconds:  # same rate, not timed; then let the stream catch up before measuring
@@ -277,10 +444,17 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
             if sum(1 for _ in consumer):
                 last_new = time.monotonic()
 
-    if SEPARATE_PROCESSES:
+    ticks = cpu_ticks(PIDS)
+    t_window = time.monotonic()
+    load_before = os.getloadavg()
+    if CLIENTS == "kcat":
         consumer.close()
         prod.close()
-        latencies, offered = _measure_in_processes(bootstrap, topic, cfg.output_topic, docs, rate, seconds, n_warm)
+        times = _measure_with_kcat(bootstrap, topic, cfg.output_topic, docs, rate, seconds, n_warm)
+    elif SEPARATE_PROCESSES:
+        consumer.close()
+        prod.close()
+        times = _measure_in_processes(bootstrap, topic, cfg.output_topic, docs, rate, seconds, n_warm)
     else:
         thread = threading.Thread(target=produce, args=(seconds, True, n_warm))
         thread.start()
@@ -289,24 +463,32 @@ def measure_latency(spark, bootstrap, model, kind, docs, rate, seconds, work, wa
             for msg in consumer:
                 key = msg.key.decode()
                 if key in sent_at:
-                    latencies.append(time.time() - sent_at[key])
-            if not thread.is_alive() and len(latencies) >= len(sent_at):
+                    recv.setdefault(key, time.time())
+                    out_ts.setdefault(key, msg.timestamp / 1000.0)
+            if not thread.is_alive() and len(recv) >= len(sent_at):
                 break
         stop.set()
         thread.join()
         consumer.close()
         prod.close()
-        offered = len(sent_at)
+        times = {"due": due_at, "sent": sent_at, "out_ts": out_ts, "recv": recv}
+    cpu = cpu_share(ticks, cpu_ticks(PIDS), time.monotonic() - t_window)
     batches = [p for p in query.recentProgress if p.numInputRows > 0]
     query.stop()
+    latencies = [times["recv"][k] - t for k, t in times["sent"].items() if k in times["recv"]]
+    offered = len(times["sent"])
     out = percentiles(latencies)
+    times["in_ts"] = read_timestamps(bootstrap, topic, times["sent"])
+    out["stages"] = stage_times(times)
+    out["cores_used"] = cpu
+    out["loadavg_1m"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     if batches:  # where a micro-batch's time goes (medians over the last progress reports)
         import numpy as np
 
         keys = sorted({k for p in batches for k in p.durationMs})
         out["batch_ms_median"] = {k: float(np.median([p.durationMs.get(k, 0) for p in batches])) for k in keys}
         out["batch_rows_median"] = float(np.median([p.numInputRows for p in batches]))
-    out.update({"offered": offered, "received": len(latencies), "separate_processes": SEPARATE_PROCESSES, "input_partitions": INPUT_PARTITIONS, "rate": rate, "kind": kind, **{k: str(v) for k, v in trigger.items()}})
+    out.update({"offered": offered, "received": len(latencies), "clients": CLIENTS, "separate_processes": SEPARATE_PROCESSES, "input_partitions": INPUT_PARTITIONS, "rate": rate, "kind": kind, **{k: str(v) for k, v in trigger.items()}})
     return out
 
 
@@ -366,6 +548,16 @@ def main(argv=None):
     parser.add_argument("--warmup-run-seconds", type=float, default=20,
                         help="one discarded NTM run at the highest rate first (JIT, workers): the first run of a process is always slower")  # fmt: skip
     parser.add_argument("--triggers", nargs="*", default=["processing_time:100 milliseconds", "processing_time:500 milliseconds"])
+    parser.add_argument("--vary", nargs="*", default=[{}], type=json.loads, metavar="JSON",
+                        help="NTM stream-config overrides measured in turn, each a JSON object, e.g. '{}' "
+                             "'{\"real_time_sink_options\": {}}'")  # fmt: skip
+    parser.add_argument("--lda-set", nargs="*", default={}, metavar="KEY=JSON",
+                        type=lambda kv: (kv.partition("=")[0], json.loads(kv.partition("=")[2])),
+                        help="stream-config overrides for the LDA peer's queries only, e.g. max_tasks_per_batch=2 "
+                             "(its best on 2 cores when --master gives the NTM more slots)")  # fmt: skip
+    parser.add_argument("--lda-triggers", nargs="*", default=None,
+                        help="the LDA peer's triggers when they differ from --triggers (its scorer is Python: no "
+                             "real_time_jvm), e.g. 'processing_time:100 milliseconds'")  # fmt: skip
     parser.add_argument("--drain-docs", type=int, default=20000)
     parser.add_argument("--drain-batch", type=int, default=5000, help="maxOffsetsPerTrigger while draining")
     parser.add_argument("--arrow-batch", type=int, default=None, help="stream.arrow_batch_size (default: the config's)")
@@ -385,12 +577,24 @@ def main(argv=None):
     parser.add_argument("--max-tasks-per-batch", nargs="*", default=[None], type=lambda v: v if v == "auto" else int(v),
                         help="stream.max_tasks_per_batch values measured in turn (auto; 0: null, one task per Kafka "
                              "partition); none given: the config's default")  # fmt: skip
+    parser.add_argument("--consumer-fetch-max-wait-ms", type=int, default=10,
+                        help="the benchmark's output consumer's fetch_max_wait_ms (kafka-python; its default is 500)")  # fmt: skip
+    parser.add_argument("--master", default="local[2]", help="the benchmark's Spark master")
+    parser.add_argument("--kafka-options", nargs="*", default=[None], type=json.loads, metavar="JSON",
+                        help="stream.kafka_options values measured in turn, e.g. '{}' '{\"linger.ms\": 5}'; none given: "
+                             "the config's")  # fmt: skip
+    parser.add_argument("--clients", default="kafka-python", choices=["kafka-python", "kcat"],
+                        help="the measured window's producer and consumer: kafka-python (threads of the driver's "
+                             "process) or kcat (librdkafka, each in its own process)")  # fmt: skip
     parser.add_argument("--scoring-threads", type=int, nargs="*", default=[None],
                         help="stream.scoring_threads values measured in turn (give each explicitly, e.g. 2 1: a Python "
                              "worker keeps the last count it was set to); none given: the config's default")  # fmt: skip
     args = parser.parse_args(argv)
-    global SEPARATE_PROCESSES, INPUT_PARTITIONS, DRIFT_TOPICS
+    args.lda_set = dict(args.lda_set)
+    global SEPARATE_PROCESSES, INPUT_PARTITIONS, DRIFT_TOPICS, CONSUMER_FETCH_MAX_WAIT_MS, CLIENTS
+    CLIENTS = args.clients
     SEPARATE_PROCESSES = args.separate_processes
+    CONSUMER_FETCH_MAX_WAIT_MS = args.consumer_fetch_max_wait_ms
     INPUT_PARTITIONS = args.input_partitions[0]
     for item in args.overrides:
         key, _, value = item.partition("=")
@@ -408,8 +612,11 @@ def main(argv=None):
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     bootstrap, broker = ensure_broker(args.bootstrap, work)
-    spark = build_spark_session(SparkConfig(master="local[2]", conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false", **dict(c.split("=", 1) for c in args.spark_conf)}))
-    results = {"machine": f"{os.cpu_count()} cores", "overrides": STREAM_OVERRIDES, "spark_conf": args.spark_conf, "latency": [], "drain": [], "backfill": []}
+    spark = build_spark_session(SparkConfig(master=args.master, conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false", **dict(c.split("=", 1) for c in args.spark_conf)}))
+    PIDS["spark_jvm"] = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+    if broker is not None and broker.proc.pid():
+        PIDS["broker"] = broker.proc.pid()
+    results = {"machine": f"{os.cpu_count()} cores", "master": args.master, "overrides": STREAM_OVERRIDES, "spark_conf": args.spark_conf, "latency": [], "drain": [], "backfill": []}
     try:
         spark.sparkContext.addPyFile(str(ROOT / "bench" / "lda_peer.py"))  # the Python workers import it
         train_docs = read_docs(limit=3000, split="20news-bydate-train")
@@ -427,14 +634,20 @@ def main(argv=None):
             DRIFT_TOPICS = 20 if drift == "on" else None  # build_models' K
             for kind in args.kinds:
                 udfs = args.scoring_udfs if kind == "ntm" else [None]  # the LDA peer has no scoring UDF choice
-                for trig in args.triggers:
+                for trig in args.lda_triggers if kind == "lda" and args.lda_triggers else args.triggers:
                     extra = trigger_kwargs(trig)
                     for udf in udfs:
                         kw = {**extra, "scoring_udf": udf} if udf else extra
-                        combos = itertools.product(args.rates, args.input_partitions, args.max_tasks_per_batch, args.scoring_threads)
-                        for rate, parts, tasks, threads in combos:
+                        combos = itertools.product(args.rates, args.input_partitions, args.kafka_options, args.vary if kind == "ntm" else [{}],
+                                                   args.max_tasks_per_batch, args.scoring_threads)  # fmt: skip
+                        for rate, parts, kafka_opts, varied, tasks, threads in combos:
                             INPUT_PARTITIONS = parts
                             tasks_kw = {} if tasks is None else {"max_tasks_per_batch": tasks or None}
+                            if kafka_opts is not None:
+                                tasks_kw["kafka_options"] = kafka_opts
+                            tasks_kw.update(varied)
+                            if kind == "lda":
+                                tasks_kw.update(args.lda_set)
                             if threads is not None:
                                 tasks_kw["scoring_threads"] = threads
                             r = measure_latency(spark, bootstrap, models[kind], kind, test_docs, rate, args.seconds, work,
@@ -443,6 +656,8 @@ def main(argv=None):
                             r["max_tasks_per_batch"] = tasks_kw.get("max_tasks_per_batch", STREAM_OVERRIDES.get("max_tasks_per_batch", "config"))
                             r["scoring_threads"] = tasks_kw.get("scoring_threads", STREAM_OVERRIDES.get("scoring_threads", "config"))
                             r["drift"] = drift
+                            r["kafka_options"] = kafka_opts if kafka_opts is not None else STREAM_OVERRIDES.get("kafka_options", "config")
+                            r["varied"] = varied
                             print(json.dumps(r), flush=True)
                             results["latency"].append(r)
                 for udf in udfs if args.drain_docs else []:

@@ -21,8 +21,16 @@ import logging
 import sys
 from typing import Optional
 
-from ntm_spark.core.config import ConfigError, StreamConfig, load_config
-from ntm_spark.spark.session import add_spark_args, build_spark_session, spark_config_from_args, stop_spark_session
+from ntm_spark.core.config import ConfigError, SparkConfig, StreamConfig, load_config
+from ntm_spark.spark.session import (
+    add_spark_args,
+    build_spark_session,
+    local_master_threads,
+    local_master_with_slots,
+    spark_config_from_args,
+    stop_spark_session,
+    submitted_spark_conf,
+)
 from ntm_spark.spark.stream_query import run_stream
 from ntm_spark.spark.stream_supervisor import StreamFailedError
 
@@ -112,6 +120,39 @@ def drift_sinks(cfg: StreamConfig) -> list:
     return [drift_metrics_sink(cfg.tracking_uri or resolve_tracking_uri())]
 
 
+def size_real_time_master(cfg: StreamConfig, spark_cfg: SparkConfig) -> Optional[str]:
+    """``trigger: real_time`` on a local master: at least one task slot per input partition.
+
+    Real-time mode holds a slot per Kafka partition for the whole batch; the tasks mostly wait on
+    Kafka, so more slots than cores is fine (docs/streaming.md, "Task slots"). A master given to
+    spark-submit, or a cluster master, is left alone (the stream warns at start instead).
+    Returns the new master, or ``None`` when it was left as it was.
+    """
+    if cfg.trigger != "real_time" or submitted_spark_conf().get("spark.master") or local_master_threads(spark_cfg.master) is None:
+        return None
+    topics = [t.strip() for t in (cfg.input_topics or "").split(",") if t.strip()]
+    if not topics:  # input_pattern: the topics are not known before the query starts
+        return None
+    from ntm_spark.tools.kafka_client import (
+        KafkaClientConfigError,
+        bootstrap_timeout,
+        count_partitions,
+        options_from_config,
+    )
+
+    try:
+        options = options_from_config(cfg)
+    except KafkaClientConfigError as err:
+        log.info("real-time task slots: the partitions cannot be counted from Python (%s); the stream checks at start", err)
+        return None
+    sized = local_master_with_slots(spark_cfg.master, count_partitions({**options, **bootstrap_timeout(cfg, options)}, topics) or 0)
+    if sized == spark_cfg.master:
+        return None
+    log.warning("trigger=real_time: --master %s -> %s, one task slot per input partition (docs/streaming.md)", spark_cfg.master, sized)
+    spark_cfg.master = sized
+    return sized
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run ``ntm stream``; return the exit code."""
     from pyspark.sql import SparkSession
@@ -132,6 +173,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(json.dumps(status, indent=2))
         return 0
     spark_cfg = spark_config_from_args(args)
+    size_real_time_master(cfg, spark_cfg)
     created = SparkSession.getActiveSession() is None
     spark = build_spark_session(spark_cfg, app_name="ntm-stream")
     try:

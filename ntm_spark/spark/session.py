@@ -148,6 +148,37 @@ def is_local_master(master: Optional[str]) -> bool:
     return master is None or master == "local" or master.startswith("local[")
 
 
+def local_master_threads(master: Optional[str]) -> Optional[int]:
+    """Return the task slots of a local master (``local``: 1, ``local[N]``/``local[N,F]``: N, ``local[*]``: the cores).
+
+    ``None`` for any other master (its slots are its executors' cores) and for ``None`` itself.
+    """
+    if master == "local":
+        return 1
+    if master is None or not master.startswith("local[") or not master.endswith("]"):
+        return None
+    threads = master[len("local[") : -1].split(",")[0].strip()
+    if threads == "*":
+        return os.cpu_count() or 1
+    try:
+        return int(threads)
+    except ValueError:
+        return None
+
+
+def local_master_with_slots(master: Optional[str], slots: int) -> Optional[str]:
+    """``master`` with at least ``slots`` task slots when it is local (``local[2]`` -> ``local[4]``), else unchanged.
+
+    A ``local[N,F]`` master keeps its ``F`` (task retries).
+    """
+    threads = local_master_threads(master)
+    if threads is None or threads >= slots:
+        return master
+    inside = master[len("local[") : -1] if master and master.startswith("local[") else ""
+    retries = inside.split(",", 1)[1] if "," in inside else None
+    return f"local[{slots},{retries}]" if retries else f"local[{slots}]"
+
+
 def is_loopback_master(master: Optional[str]) -> bool:
     """Return whether every JVM of ``master`` runs on this machine: local, ``local-cluster[...]``, a loopback ``spark://``.
 

@@ -25,17 +25,31 @@ if TYPE_CHECKING:  # pragma: no cover
 ScoreFn = Callable[["DataFrame"], "DataFrame"]
 
 
-def kafka_options(cfg: "StreamConfig") -> dict:
-    """Return the ``kafka.*`` options of the source and sinks: ``bootstrap_servers`` plus ``cfg.kafka_options``."""
+def kafka_options(cfg: "StreamConfig", role: Optional[str] = None) -> dict:
+    """Return the ``kafka.*`` options of the source and sinks: ``bootstrap_servers`` plus ``cfg.kafka_options``.
+
+    With ``trigger: real_time``, ``role="source"`` (the query's Kafka source) adds
+    ``real_time_source_options`` and ``role="sink"`` (its Kafka sink) ``real_time_sink_options``,
+    under ``kafka_options``, which win.
+    """
+    extra: dict = {}
+    if cfg.trigger == "real_time" and role is not None:
+        if role not in ("source", "sink"):
+            raise ValueError(f"role={role!r}: use 'source', 'sink' or None.")
+        extra = (cfg.real_time_source_options if role == "source" else cfg.real_time_sink_options) or {}
     opts = {"kafka.bootstrap.servers": cfg.bootstrap_servers}
-    for key, value in cfg.kafka_options.items():
-        opts[key if key.startswith("kafka.") else f"kafka.{key}"] = str(value)
+    for key, value in {**_prefixed(extra), **_prefixed(cfg.kafka_options)}.items():
+        opts[key] = str(value)
     return opts
+
+
+def _prefixed(options: dict) -> dict:
+    return {key if key.startswith("kafka.") else f"kafka.{key}": value for key, value in options.items()}
 
 
 def read_messages(spark: "SparkSession", cfg: "StreamConfig") -> "DataFrame":
     """``spark.readStream.format("kafka")`` with the configured subscription and options."""
-    reader = spark.readStream.format("kafka").options(**kafka_options(cfg))
+    reader = spark.readStream.format("kafka").options(**kafka_options(cfg, "source"))
     if cfg.input_pattern:
         reader = reader.option("subscribePattern", cfg.input_pattern)
     else:
@@ -63,6 +77,39 @@ def max_tasks(spark: "SparkSession", cfg: "StreamConfig") -> Optional[int]:
     if cfg.max_tasks_per_batch == "auto":
         return max(1, int(spark.sparkContext.defaultParallelism))
     return int(cfg.max_tasks_per_batch)
+
+
+def real_time_slots_problem(partitions: Optional[int], slots: int) -> Optional[str]:
+    """Why real-time mode cannot serve every input partition with ``slots`` task slots, or ``None``.
+
+    Real-time mode runs one long-running task per Kafka partition for the whole batch
+    (``real_time_batch_duration``), each holding a task slot: with fewer slots than partitions
+    the partitions left over wait for the next batch (measured: half of a 4-partition topic's
+    records arrived within a 60 s batch on ``local[2]``; docs/streaming.md).
+    """
+    if partitions is None or partitions <= slots:
+        return None
+    return (
+        f"trigger=real_time needs a task slot per input partition: the input topics have {partitions} partitions "
+        f"but Spark has {slots} task slots, so {partitions - slots} partitions wait for the next real-time batch. "
+        f"Give the stream at least {partitions} slots: --master local[{partitions}] (ntm stream sizes a local master "
+        "itself), or on a cluster spark.executor.cores x executors >= partitions (docs/streaming.md)."
+    )
+
+
+def check_real_time_slots(spark: "SparkSession", cfg: "StreamConfig") -> Optional[str]:
+    """Warn (and return the warning) when the session has fewer task slots than the input topics have partitions."""
+    from ntm_spark.spark.session import local_master_threads
+    from ntm_spark.spark.stream_supervisor import count_partitions
+
+    topics = [t.strip() for t in (cfg.input_topics or "").split(",") if t.strip()]
+    # A local master's slots are its threads (spark.default.parallelism may say otherwise); on a
+    # cluster, defaultParallelism is the executors' cores unless it was set.
+    slots = local_master_threads(spark.sparkContext.master) or int(spark.sparkContext.defaultParallelism)
+    problem = real_time_slots_problem(count_partitions(spark, kafka_options(cfg), topics, cfg.broker_probe_timeout_s), slots)
+    if problem:
+        log.warning("%s", problem)
+    return problem
 
 
 def build_scored(
@@ -210,6 +257,7 @@ def start_stream(
             )
         if cfg.real_time_allow_python:
             spark.conf.set("spark.sql.streaming.realTimeMode.allowlistCheck", "false")
+        check_real_time_slots(spark, cfg)
     # Rows per Arrow batch: the unit between hot-swap checks and the scorer's batch.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.arrow_batch_size))
     scored = build_scored(spark, read_messages(spark, cfg), cfg, score, drift_topics)
@@ -219,7 +267,7 @@ def start_stream(
         writer = (
             to_kafka_records(scored, cfg.output_topic, cfg.dead_letter_topic)
             .writeStream.format("kafka")
-            .options(**kafka_options(cfg))
+            .options(**kafka_options(cfg, "sink"))
         )
     writer = writer.option("checkpointLocation", cfg.checkpoint_location)
     if query_name:

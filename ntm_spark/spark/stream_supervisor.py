@@ -125,6 +125,42 @@ def probe_kafka(spark: Any, kafka_options: dict, topics: Sequence[str] = (), tim
     return KafkaProbe(True, tuple(t for t in topics if t not in names))
 
 
+def count_partitions(spark: Any, kafka_options: dict, topics: Sequence[str], timeout_s: float = 5.0) -> Optional[int]:
+    """Return how many partitions ``topics`` have together (Kafka's ``Admin`` in the driver JVM), or ``None``.
+
+    ``None`` when the broker does not answer or a topic does not exist (yet): the caller then
+    decides nothing from it (the supervisor waits for the broker and the topics itself).
+    """
+    if not topics:
+        return None
+    jvm = spark.sparkContext._jvm
+    props = jvm.java.util.Properties()
+    for key, value in kafka_options.items():
+        props.put(key[len("kafka."):] if key.startswith("kafka.") else key, str(value))
+    ms = max(1000, int(timeout_s * 1000))
+    props.put("request.timeout.ms", str(ms))
+    props.put("default.api.timeout.ms", str(ms))
+    names = jvm.java.util.ArrayList()
+    for topic in topics:
+        names.add(topic)
+    try:
+        admin = jvm.org.apache.kafka.clients.admin.Admin.create(props)
+    except Exception:  # noqa: BLE001 - py4j wraps every JVM error; no count, the caller goes on without it
+        log.debug("counting the partitions of %s: no Kafka admin client", list(topics), exc_info=True)
+        return None
+    try:
+        described = admin.describeTopics(names).allTopicNames().get(ms, jvm.java.util.concurrent.TimeUnit.MILLISECONDS)
+        return sum(int(described.get(topic).partitions().size()) for topic in topics)
+    except Exception:  # noqa: BLE001 - an unreachable broker or a missing topic: no count
+        log.debug("counting the partitions of %s failed", list(topics), exc_info=True)
+        return None
+    finally:
+        try:
+            admin.close(jvm.java.time.Duration.ofMillis(500))
+        except Exception:  # noqa: BLE001 - closing a client of an unreachable broker may itself fail
+            log.debug("closing the Kafka admin client failed", exc_info=True)
+
+
 def _cause(err: Any) -> str:
     text = str(err)
     match = re.search(r"(org\.apache\.kafka\.common\.errors\.\w+: [^\n]*)", text)

@@ -170,6 +170,24 @@ def bytes_consumer(options: dict[str, Any], **overrides: Any) -> Any:
     return KafkaConsumer(**{"group_id": None, "enable_auto_commit": False, **consumer_opts, **overrides})
 
 
+def count_partitions(options: dict[str, Any], topics: Iterable[str]) -> Optional[int]:
+    """How many partitions ``topics`` have together, or ``None`` when the broker does not answer or a topic is missing."""
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = bytes_consumer(options, allow_auto_create_topics=False)  # counting never creates a topic
+    except KafkaError as err:  # NoBrokersAvailable: no count; the stream's supervisor waits for the broker
+        log.info("cannot count the partitions of %s: %s", ", ".join(topics), error_text(err))
+        return None
+    try:
+        found = [consumer.partitions_for_topic(topic) for topic in topics]
+    finally:
+        consumer.close()
+    if not found or not all(found):
+        return None
+    return sum(len(parts) for parts in found)
+
+
 def json_producer(bootstrap: str, **options: Any) -> Any:
     """Return a producer of JSON values keyed by a string (kafka-python 3.x serializer objects)."""
     from kafka import KafkaProducer

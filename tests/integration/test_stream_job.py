@@ -356,3 +356,24 @@ def test_real_time_moving_champion_restarts_with_the_new_version(spark, kafka_bo
     assert set(by_id) == {d for d, _ in docs}  # none lost across the restart
     versions = [by_id[d]["model_version"] for d, _ in docs]
     assert set(versions[:150]) == {"1"} and set(versions[-100:]) == {"2"}
+
+
+def test_real_time_warns_when_the_input_has_more_partitions_than_task_slots(spark, kafka_bootstrap, tmp_path):
+    # Real-time mode holds a task slot per partition: on local[2], 2 of 3 partitions would be served.
+    from ntm_spark.core.config import load_config
+    from ntm_spark.spark.stream_query import check_real_time_slots
+
+    wide, narrow = f"rt-wide-{uuid.uuid4().hex[:6]}", f"rt-narrow-{uuid.uuid4().hex[:6]}"
+    create_topics(kafka_bootstrap, wide, partitions=3)
+    create_topics(kafka_bootstrap, narrow, partitions=2)
+
+    def cfg(topics):
+        return load_config("stream", overrides=[f"bootstrap_servers={json.dumps(kafka_bootstrap)}", f"input_topics={json.dumps(topics)}",
+                                                "trigger=real_time", f"checkpoint_location={json.dumps(str(tmp_path / 'ckpt'))}"])  # fmt: skip
+
+    assert spark.sparkContext.master == "local[2]"
+    problem = check_real_time_slots(spark, cfg(wide))
+    assert problem and "3 partitions but Spark has 2 task slots" in problem and "--master local[3]" in problem
+    assert check_real_time_slots(spark, cfg(narrow)) is None
+    assert check_real_time_slots(spark, cfg(f"{narrow},{wide}")) is not None  # 5 partitions together
+    assert check_real_time_slots(spark, cfg(f"rt-missing-{uuid.uuid4().hex[:6]}")) is None  # not there yet: the supervisor waits

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from ntm_spark.core.config import ConfigError
@@ -9,6 +11,8 @@ from ntm_spark.spark.session import (
     connector_packages,
     is_local_master,
     local_connector_jars,
+    local_master_threads,
+    local_master_with_slots,
     spark_config_from_args,
 )
 
@@ -57,6 +61,23 @@ def test_cli_flags_override_spark_config():
     assert cfg.conf["spark.sql.shuffle.partitions"] == "3"
     with pytest.raises(ConfigError, match="--spark-conf"):
         spark_config_from_args(parser.parse_args(["--spark-conf", "nokey"]))
+
+
+def test_local_master_threads():
+    assert local_master_threads("local") == 1
+    assert local_master_threads("local[2]") == 2 and local_master_threads("local[3,4]") == 3
+    assert local_master_threads("local[*]") == (os.cpu_count() or 1)
+    for other in (None, "yarn", "local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "local[x]"):
+        assert local_master_threads(other) is None, other
+
+
+def test_local_master_with_slots_only_grows_a_local_master():
+    assert local_master_with_slots("local[2]", 4) == "local[4]"
+    assert local_master_with_slots("local", 3) == "local[3]"
+    assert local_master_with_slots("local[2,3]", 4) == "local[4,3]"  # task retries kept
+    assert local_master_with_slots("local[4]", 2) == "local[4]"  # never fewer slots
+    assert local_master_with_slots("local[2]", 0) == "local[2]"  # partitions unknown
+    assert local_master_with_slots("yarn", 8) == "yarn" and local_master_with_slots(None, 8) is None
 
 
 def test_is_local_master():

@@ -71,3 +71,27 @@ def test_error_text_names_the_error_once():
     assert error_text(KafkaTimeoutError("Unable to bootstrap")) == "KafkaTimeoutError: Unable to bootstrap"
     assert error_text(MessageSizeTooLargeError("too big")) == "MessageSizeTooLargeError: too big"
     assert error_text(ValueError("x")) == "ValueError: x"
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+def test_count_partitions_on_the_real_broker_never_creates_a_topic(kafka_bootstrap):
+    import uuid
+
+    from kafka.admin import KafkaAdminClient
+
+    from ntm_spark.tools.kafka_client import count_partitions
+    from ntm_spark.tools.services import create_topics
+
+    a, b, missing = (f"parts-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    create_topics(kafka_bootstrap, a, partitions=3)
+    create_topics(kafka_bootstrap, b, partitions=1)
+    opts = client_options(kafka_bootstrap)
+    assert count_partitions(opts, [a]) == 3 and count_partitions(opts, [a, b]) == 4
+    assert count_partitions(opts, [a, missing]) is None  # a topic not there yet: no count
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        assert missing not in admin.list_topics()
+    finally:
+        admin.close()
+    assert count_partitions({**client_options("127.0.0.1:1"), "bootstrap_timeout_ms": 1000}, [a]) is None  # no broker
