@@ -25,32 +25,55 @@ def test_bad_drift_settings_are_config_errors(args, match, capsys):
     assert match in capsys.readouterr().err
 
 
-def _real_time(partitions, monkeypatch, master="local[2]", args=("--trigger", "real_time", "--input-topics", "docs")):
+@pytest.fixture(scope="module")
+def partitioned_topics(kafka_bootstrap):
+    """Real topics on the real broker: ``two`` with 2 partitions, ``four`` with 4 (``missing`` is never created)."""
+    import uuid
+
+    from ntm_spark.tools.services import create_topics
+
+    tag = uuid.uuid4().hex[:8]
+    names = {"two": f"slots-two-{tag}", "four": f"slots-four-{tag}", "missing": f"slots-missing-{tag}"}
+    create_topics(kafka_bootstrap, names["two"], partitions=2)
+    create_topics(kafka_bootstrap, names["four"], partitions=4)
+    return kafka_bootstrap, names
+
+
+def _real_time(topics, which, master="local[2]", trigger=("--trigger", "real_time"), bootstrap=None):
     from ntm_spark.core.config import SparkConfig
-    from ntm_spark.tools import kafka_client
 
-    counted = []
-    monkeypatch.setattr(kafka_client, "count_partitions", lambda options, topics: counted.append(list(topics)) or partitions)
-    cfg = stream_config_from_args(build_parser().parse_args(list(args)))
+    server, names = topics
+    args = [*trigger, "--input-topics", names[which], "--bootstrap-servers", bootstrap or server]
+    cfg = stream_config_from_args(build_parser().parse_args(args))
     spark_cfg = SparkConfig(master=master)
-    return size_real_time_master(cfg, spark_cfg), spark_cfg.master, counted
+    return size_real_time_master(cfg, spark_cfg), spark_cfg.master
 
 
-def test_real_time_sizes_a_local_master_to_the_input_partitions(monkeypatch):
+@pytest.mark.kafka
+def test_real_time_sizes_a_local_master_to_the_input_partitions(partitioned_topics):
     # Real-time mode holds one task slot per Kafka partition: local[2] serves only 2 of 4 partitions.
-    assert _real_time(4, monkeypatch) == ("local[4]", "local[4]", [["docs"]])
-    assert _real_time(2, monkeypatch)[:2] == (None, "local[2]")  # enough slots: unchanged
-    assert _real_time(None, monkeypatch)[:2] == (None, "local[2]")  # broker down / topic missing: unchanged
-    assert _real_time(8, monkeypatch, master="yarn")[:2] == (None, "yarn")  # a cluster: the stream warns instead
+    assert _real_time(partitioned_topics, "four") == ("local[4]", "local[4]")
+    assert _real_time(partitioned_topics, "two") == (None, "local[2]")  # enough slots: unchanged
+    assert _real_time(partitioned_topics, "missing") == (None, "local[2]")  # topic missing: unchanged, not created
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=partitioned_topics[0])
+    try:
+        assert partitioned_topics[1]["missing"] not in admin.list_topics()
+    finally:
+        admin.close()
+    assert _real_time(partitioned_topics, "four", bootstrap="127.0.0.1:1") == (None, "local[2]")  # broker down
+    assert _real_time(partitioned_topics, "four", master="yarn") == (None, "yarn")  # a cluster: the stream warns instead
     # Other triggers coalesce partitions into tasks (max_tasks_per_batch) and never need the slots.
-    assert _real_time(8, monkeypatch, args=("--input-topics", "docs")) == (None, "local[2]", [])
+    assert _real_time(partitioned_topics, "four", trigger=()) == (None, "local[2]")
 
 
-def test_real_time_keeps_a_master_given_to_spark_submit(monkeypatch):
+@pytest.mark.kafka
+def test_real_time_keeps_a_master_given_to_spark_submit(partitioned_topics, monkeypatch):
     import jobs.stream_score as job
 
-    monkeypatch.setattr(job, "submitted_spark_conf", lambda: {"spark.master": "local[2]"})
-    assert _real_time(4, monkeypatch) == (None, "local[2]", [])
+    monkeypatch.setattr(job, "submitted_spark_conf", lambda: {"spark.master": "local[2]"})  # what spark-submit hands the job
+    assert _real_time(partitioned_topics, "four") == (None, "local[2]")
 
 
 @pytest.mark.parametrize("partitions, slots, expect", [(4, 2, "4 partitions but Spark has 2 task slots"), (2, 2, None), (None, 2, None)])
