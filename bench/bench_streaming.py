@@ -518,7 +518,9 @@ def measure_drain(spark, bootstrap, model, kind, docs, n, work, per_batch=5000, 
     steady = progress[1:] or progress
     steady_ms = sum(p.durationMs.get("triggerExecution", 0) for p in steady)
     return {"kind": kind, "messages": rows, "per_batch": per_batch, "wall_s": wall, "docs_per_s_wall": rows / wall,
-            "docs_per_s_sustained": sum(p.numInputRows for p in steady) / (steady_ms / 1000.0) if steady_ms else None}  # fmt: skip
+            "docs_per_s_sustained": sum(p.numInputRows for p in steady) / (steady_ms / 1000.0) if steady_ms else None,
+            "batches": [{"rows": p.numInputRows, **{k: p.durationMs.get(k) for k in ("triggerExecution", "addBatch", "queryPlanning", "latestOffset")}}
+                        for p in progress]}  # fmt: skip
 
 
 def measure_backfill(spark, model, work, scale):
@@ -660,13 +662,18 @@ def main(argv=None):
                             r["varied"] = varied
                             print(json.dumps(r), flush=True)
                             results["latency"].append(r)
-                for udf in udfs if args.drain_docs else []:
+                drains = itertools.product(udfs if args.drain_docs else [], args.vary if kind == "ntm" else [{}])
+                for udf, varied in drains:
                     extra = {"arrow_batch_size": args.arrow_batch} if args.arrow_batch and kind == "ntm" else {}
                     if udf:
                         extra["scoring_udf"] = udf
+                    extra.update(varied)
+                    if kind == "lda":
+                        extra.update(args.lda_set)
                     r = measure_drain(spark, bootstrap, models[kind], kind, test_docs, args.drain_docs, work, args.drain_batch, **extra)
                     r["scoring_udf"] = udf
                     r["drift"] = drift
+                    r["varied"] = varied
                     print(json.dumps(r), flush=True)
                     results["drain"].append(r)
         for scale in args.backfill_scales:

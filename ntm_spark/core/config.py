@@ -393,6 +393,11 @@ class StreamConfig:
     #: Real-time mode rejects Python operators: false scores with the JVM scorer (ntm-scorer.jar); true runs the
     #: Python scorer past Spark's allowlist check, which only emits at the end of each batch (docs/streaming.md).
     real_time_allow_python: bool = False
+    #: Which scorer the stream runs: ``jvm`` (ntm-scorer.jar, ``make jars``: no Python worker, the model's
+    #: ``jvm/`` export), ``python`` (the definition, :class:`~ntm_spark.serving.scoring.TopicScorer`, in
+    #: ``scoring_udf``), or ``auto``: the JVM scorer for ``real_time`` (unless ``real_time_allow_python``) and
+    #: for micro-batches (measured faster, docs/streaming.md), the Python scorer when the jar or export is missing.
+    scorer: Literal["auto", "python", "jvm"] = "auto"
     #: ``trigger: real_time`` only: the Kafka source's consumer and the Kafka sink's producer settings, under
     #: ``kafka_options`` (which win); null: none. Fewer, fuller fetches (at most 5 ms more at the median) left the
     #: broker and the JVM a third of their CPU on a loaded 2-core box (docs/streaming.md, "Where the time goes");

@@ -24,6 +24,7 @@ columns, computed in the JVM.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -132,6 +133,29 @@ def register_jvm_scorer(spark: "SparkSession") -> None:
         ) from err
 
 
+def ship_model_folder(spark: "SparkSession", model_dir: Union[str, Path], force: bool = False) -> Optional[str]:
+    """Ship the model folder to the executors as ``<folder name>.zip`` (``SparkContext.addArchive``); return the archive.
+
+    The JVM scorer reads the folder by its driver path; an executor on another host has no such
+    folder and reads this unpacked copy instead (``NtmScorer.resolveFolder``). A ``local[...]`` or
+    ``local-cluster[...]`` master shares the driver's disk, so nothing is shipped unless ``force``.
+    The archive is written once beside the folder (a new model version is a new folder).
+    """
+    import shutil
+
+    master = str(spark.sparkContext.master)
+    if master.startswith("local") and not force:
+        return None
+    folder = Path(model_dir).resolve()
+    archive = folder.with_name(f"{folder.name}.zip")
+    if not archive.is_file():
+        work = folder.with_name(f".{folder.name}.{os.getpid()}.zipping")
+        shutil.make_archive(str(work), "zip", root_dir=str(folder))
+        os.replace(f"{work}.zip", archive)
+    spark.sparkContext.addArchive(str(archive))
+    return str(archive)
+
+
 def check_jvm_model(spark: "SparkSession", model_dir: Union[str, Path]) -> dict:
     """Load the model folder in the driver's JVM scorer, so a bad model fails before a query starts.
 
@@ -170,6 +194,7 @@ def score_batch_jvm(
     input_col: str = TEXT_COL,
     model_name: Optional[str] = None,
     model_version: Optional[str] = None,
+    keep_input: bool = False,
 ) -> "DataFrame":
     """:func:`~ntm_spark.spark.streaming.score_batch` with the JVM scorer: the same columns, no Python worker.
 
@@ -184,12 +209,13 @@ def score_batch_jvm(
         top_k: Topics listed in ``top_topics``.
         top_words: Words listed per top topic.
         max_text_bytes: Texts larger than this are ``too_large``.
-        input_col: The text column; it is dropped from the result.
+        input_col: The text column; it is dropped from the result unless ``keep_input``.
         model_name: The model's name for the output records.
         model_version: The model's version for the output records.
+        keep_input: Keep ``input_col`` (the stream's Parquet sink does: the next warm start retrains on it).
 
     Returns:
-        ``df`` without ``input_col``; ``raw_value`` kept only for dead letters; ``error_code`` and
+        ``df`` without ``input_col`` (unless ``keep_input``); ``raw_value`` kept only for dead letters; ``error_code`` and
         ``error_message`` updated; ``topic_weights``, ``top_topics``, ``model_name``,
         ``model_version``, ``scored_at``, ``n_tokens`` and ``n_oov_tokens`` added (in
         :func:`~ntm_spark.spark.streaming.score_batch`'s order).
@@ -207,7 +233,7 @@ def score_batch_jvm(
             raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
     folder = str(Path(model_dir).resolve())
     new_names = {ERROR_CODE_COL, ERROR_MESSAGE_COL, TOPIC_WEIGHTS_COL, TOP_TOPICS_COL, MODEL_NAME_COL, MODEL_VERSION_COL, SCORED_AT_COL}
-    keep = [c for c in df.columns if c != input_col and c not in new_names]
+    keep = [c for c in df.columns if (keep_input or c != input_col) and c not in new_names]
     code, message = F.col(ERROR_CODE_COL), F.col(ERROR_MESSAGE_COL)
     if RAW_VALUE_COL in df.columns:
         trailing = F.when(~code.isin(NOT_JSON, TOO_LARGE) | code.isNull(), F.call_function(JSON_FUNCTION, F.col(RAW_VALUE_COL)))

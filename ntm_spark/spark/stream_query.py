@@ -137,10 +137,18 @@ def build_scored(
     if score is not None:
         scored = score(parsed)
     else:
+        from ntm_spark.spark.jvm_scoring import JvmScorerError
+
         spec = model_spec(cfg)
+        scored = None
         if uses_jvm_scorer(cfg):
-            scored = score_with_jvm(spark, parsed, spec, cfg)
-        else:
+            try:
+                scored = score_with_jvm(spark, parsed, spec, cfg)
+            except JvmScorerError as err:
+                if cfg.scorer == "jvm" or cfg.trigger == "real_time":
+                    raise
+                log.warning("stream.scorer=auto: the JVM scorer cannot run, so the Python scorer scores instead: %s", err)
+        if scored is None:
             # The Parquet sink keeps each document's text: the next warm start retrains on it (docs/train.md "Warm start").
             scored = score_batch(parsed, spec, cfg.top_k, cfg.top_words, cfg.scoring_udf, keep_input=bool(cfg.parquet_path))
     return observe_metrics(scored, drift_topics=drift_topics)
@@ -176,8 +184,15 @@ def jvm_model_moved(cfg: "StreamConfig") -> Optional[str]:
 
 
 def uses_jvm_scorer(cfg: "StreamConfig") -> bool:
-    """Whether the stream scores in the JVM: real-time mode, unless ``real_time_allow_python`` asks for the Python scorer."""
-    return cfg.trigger == "real_time" and not cfg.real_time_allow_python
+    """Whether the stream tries the JVM scorer (``stream.scorer``).
+
+    ``auto``: yes, except ``trigger: real_time`` with ``real_time_allow_python``. A micro-batch
+    query under ``auto`` falls back to the Python scorer when the JVM one cannot run (no jar, a
+    model without a usable ``jvm/`` export); ``jvm`` and real-time mode fail instead, naming the fix.
+    """
+    if cfg.scorer != "auto":
+        return cfg.scorer == "jvm"
+    return not (cfg.trigger == "real_time" and cfg.real_time_allow_python)
 
 
 def score_with_jvm(spark: "SparkSession", parsed: "DataFrame", spec: Any, cfg: "StreamConfig") -> "DataFrame":
@@ -190,18 +205,20 @@ def score_with_jvm(spark: "SparkSession", parsed: "DataFrame", spec: Any, cfg: "
     import logging
 
     from ntm_spark.serving.model_loader import jvm_model_folder
-    from ntm_spark.spark.jvm_scoring import check_jvm_model, register_jvm_scorer, score_batch_jvm
+    from ntm_spark.spark.jvm_scoring import check_jvm_model, register_jvm_scorer, score_batch_jvm, ship_model_folder
 
     folder, name, version = jvm_model_folder(spec)
-    _JVM_VERSIONS[spec.model_uri] = version
     register_jvm_scorer(spark)
     facts = check_jvm_model(spark, folder)
+    ship_model_folder(spark, folder)  # executors on other hosts read this copy
+    _JVM_VERSIONS[spec.model_uri] = version
     logging.getLogger(__name__).info(
-        "real-time mode scores in the JVM: model %s version %s (%s topics, text rules %s, %s) from %s",
+        "the stream scores in the JVM: model %s version %s (%s topics, text rules %s, %s) from %s",
         name, version, facts["num_topics"], facts["text_rules"], facts["unicode"], folder,
     )  # fmt: skip
     return score_batch_jvm(
-        parsed, folder, cfg.top_k, cfg.top_words, cfg.max_message_bytes, model_name=name, model_version=version
+        parsed, folder, cfg.top_k, cfg.top_words, cfg.max_message_bytes, model_name=name, model_version=version,
+        keep_input=bool(cfg.parquet_path),
     )
 
 

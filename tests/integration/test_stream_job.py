@@ -179,6 +179,7 @@ def test_max_tasks_per_batch_coalesces_the_kafka_partitions(spark, kafka_bootstr
 
 @pytest.mark.mlflow
 def test_moving_champion_swaps_the_model_without_a_restart(spark, kafka_bootstrap, stream_model_folder, newsgroups_test_docs, good_docs, mlflow_tracking, tmp_path):
+    """The Python scorer (``scorer: python``) re-resolves the alias in its workers: the swap needs no restart (the JVM scorer's restarts, below)."""
     import mlflow
     from conftest import make_stream_model_folder
     from mlflow import MlflowClient
@@ -199,7 +200,7 @@ def test_moving_champion_swaps_the_model_without_a_restart(spark, kafka_bootstra
     create_topics(kafka_bootstrap, topic)
     cfg = stream_cfg(
         tmp_path, kafka_bootstrap, topic, f"models:/{name}@champion", trigger="processing_time",
-        processing_time="300 milliseconds", model_refresh_interval_s=1.0, tracking_uri=mlflow_tracking,
+        processing_time="300 milliseconds", model_refresh_interval_s=1.0, tracking_uri=mlflow_tracking, scorer="python",
     )  # fmt: skip
     query = start_stream(spark, cfg)
     prod = producer(kafka_bootstrap)
@@ -305,8 +306,9 @@ def test_real_time_trigger_scores_in_the_jvm(spark, kafka_bootstrap, input_topic
     assert all(w["oov_rate"] is not None and len(w["prevalence"]) == scorer.num_topics for w in windows if w["scored"])
 
 
-def test_real_time_moving_champion_restarts_with_the_new_version(spark, kafka_bootstrap, stream_model_folder, newsgroups_test_docs, good_docs, mlflow_tracking, tmp_path, monkeypatch):
-    """Real-time mode resolves the alias per query: when it moves, the query restarts from its checkpoint with the new version, losing nothing."""
+@pytest.mark.parametrize("trigger", ["real_time", "processing_time"])
+def test_jvm_scorer_moving_champion_restarts_with_the_new_version(spark, kafka_bootstrap, stream_model_folder, newsgroups_test_docs, good_docs, mlflow_tracking, tmp_path, monkeypatch, trigger):
+    """The JVM scorer (real-time mode, and micro-batches by default) resolves the alias per query: when it moves, the query restarts from its checkpoint with the new version, losing nothing."""
     import threading
 
     import mlflow
@@ -327,9 +329,10 @@ def test_real_time_moving_champion_restarts_with_the_new_version(spark, kafka_bo
     client.set_registered_model_alias(name, "champion", "1")
     topic = f"rt-swap-{uuid.uuid4().hex[:8]}"
     create_topics(kafka_bootstrap, topic, partitions=1)
+    timing = {"real_time_batch_duration": "30 seconds"} if trigger == "real_time" else {"processing_time": "300 milliseconds"}
     cfg = stream_cfg(
-        tmp_path, kafka_bootstrap, topic, f"models:/{name}@champion", trigger="real_time", real_time_batch_duration="30 seconds",
-        model_refresh_interval_s=1.0, tracking_uri=mlflow_tracking,
+        tmp_path, kafka_bootstrap, topic, f"models:/{name}@champion", trigger=trigger, **timing,
+        model_refresh_interval_s=1.0, tracking_uri=mlflow_tracking, scorer="jvm",
     )  # fmt: skip
     runner = threading.Thread(target=run_stream, args=(spark, cfg), kwargs={"timeout": 100}, daemon=True)
     runner.start()

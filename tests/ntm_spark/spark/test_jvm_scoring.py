@@ -408,3 +408,78 @@ def test_single_json_check_matches_python(jvm_spark):
     ]  # fmt: skip
     for raw in values:
         assert single.check(raw) == check_single_json(raw), raw
+
+
+def test_keep_input_keeps_the_text_as_the_python_path_does(jvm_spark, registered_stream_model):
+    """With keep_input (the stream's Parquet sink), both scorers keep ``text`` in the same place, unchanged."""
+    from ntm_spark.serving.model_loader import ModelSpec
+    from ntm_spark.spark.jvm_scoring import score_batch_jvm
+    from ntm_spark.spark.streaming import parse_messages, score_batch
+
+    parsed = parse_messages(_kafka_frame(jvm_spark, _stream_messages("space orbit launch nasa")), max_message_bytes=1000)
+    folder = str(registered_stream_model)
+    python = score_batch(parsed, ModelSpec(folder, max_text_bytes=1000), keep_input=True)
+    jvm = score_batch_jvm(parsed, folder, max_text_bytes=1000, keep_input=True)
+    assert jvm.columns == python.columns and "text" in jvm.columns
+    want = {r.source_offset: r.text for r in python.select("source_offset", "text").collect()}
+    assert {r.source_offset: r.text for r in jvm.select("source_offset", "text").collect()} == want
+    assert "text" not in score_batch_jvm(parsed, folder, max_text_bytes=1000).columns
+
+
+def test_an_executor_without_the_folder_reads_the_shipped_archive(jvm_spark, registered_stream_model, tmp_path):
+    """On another host the driver's folder path does not exist: the JVM scorer reads the copy ship_model_folder sent."""
+    from ntm_spark.spark.jvm_scoring import score_batch_jvm, ship_model_folder
+    from ntm_spark.spark.streaming import parse_messages
+
+    folder = tmp_path / "ntm-shipped-7"
+    shutil.copytree(registered_stream_model, folder)
+    assert ship_model_folder(jvm_spark, folder) is None  # a local master shares the driver's disk: nothing to ship
+    archive = ship_model_folder(jvm_spark, folder, force=True)
+    assert archive == str(folder.with_name("ntm-shipped-7.zip"))
+    parsed = parse_messages(_kafka_frame(jvm_spark, _stream_messages("space orbit launch nasa")), max_message_bytes=1000)
+    want = {r.source_offset: r.topic_weights for r in score_batch_jvm(parsed, folder, max_text_bytes=1000).collect()}
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)  # the path the query names no longer exists on this "host"
+    gone = tmp_path / "gone" / "ntm-shipped-7"
+    got = {r.source_offset: r.topic_weights for r in score_batch_jvm(parsed, gone, max_text_bytes=1000).collect()}
+    assert got == want and sum(w is not None for w in got.values()) >= 4
+    missing = tmp_path / "gone" / "never-shipped"
+    with pytest.raises(Exception, match="never-shipped"):
+        score_batch_jvm(parsed, missing, max_text_bytes=1000).collect()
+
+
+def test_stream_scorer_setting_picks_the_scorer_and_auto_falls_back(jvm_spark, stream_model_folder, tmp_path, monkeypatch, caplog):
+    """``stream.scorer``: auto and jvm plan no Python operator; python does; auto falls back when the JVM scorer cannot run, jvm and real_time fail."""
+    import json
+    import logging
+
+    from ntm_spark.core.config import load_config
+    from ntm_spark.spark import jvm_scoring
+    from ntm_spark.spark.stream_query import build_scored
+
+    monkeypatch.setenv("NTM_HOME", str(tmp_path / "home"))  # the staged jvm-models/ copy goes there
+    frame = _kafka_frame(jvm_spark, _stream_messages("space orbit launch nasa"))
+
+    def plan(**kw):
+        overrides = {"model_uri": str(stream_model_folder), "drift": False, **kw}
+        cfg = load_config("stream", overrides=[f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+        scored = build_scored(jvm_spark, frame, cfg)
+        assert scored.count() == 18
+        return scored._jdf.queryExecution().executedPlan().toString()
+
+    for scorer in ("auto", "jvm"):
+        text = plan(scorer=scorer)
+        assert "MapInPandas" not in text and "PythonUDF" not in text and "ntm_score" in text
+    assert "MapInPandas" in plan(scorer="python")
+
+    def no_jar(_spark):
+        raise jvm_scoring.JvmScorerError("cannot register the JVM scorer: build ntm-scorer.jar with `make jars`")
+
+    monkeypatch.setattr(jvm_scoring, "register_jvm_scorer", no_jar)
+    with caplog.at_level(logging.WARNING, logger="ntm_spark.spark.stream_query"):
+        assert "MapInPandas" in plan(scorer="auto")
+    assert "stream.scorer=auto: the JVM scorer cannot run" in caplog.text and "make jars" in caplog.text
+    with pytest.raises(jvm_scoring.JvmScorerError, match="make jars"):
+        plan(scorer="jvm")
+    with pytest.raises(jvm_scoring.JvmScorerError, match="make jars"):
+        plan(scorer="auto", trigger="real_time")

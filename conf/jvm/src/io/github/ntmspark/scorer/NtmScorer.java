@@ -70,18 +70,43 @@ public final class NtmScorer {
     }
   }
 
-  /** Return the scorer of a local model folder, loaded once per JVM. */
+  /**
+   * Return the scorer of a model folder, loaded once per JVM: the local folder, else (an executor on
+   * another host) the copy the driver shipped with {@code SparkContext.addArchive} as
+   * {@code <folder name>.zip} ({@code ntm_spark.spark.jvm_scoring.ship_model_folder}).
+   */
   public static NtmScorer load(String folder) {
     if (folder == null || folder.isEmpty()) {
       throw new IllegalArgumentException("model folder is empty: pass the local path of a registered model folder.");
     }
     return CACHE.computeIfAbsent(folder, f -> {
       try {
-        return new NtmScorer(f);
+        return new NtmScorer(resolveFolder(f));
       } catch (IOException e) {
         throw new UncheckedIOException("cannot load the JVM scorer from " + f + ": " + e.getMessage(), e);
       }
     });
+  }
+
+  /** The folder itself when this host has it, else the unpacked archive the driver shipped, else the folder (reported missing). */
+  static String resolveFolder(String folder) {
+    Path dir = Paths.get(folder);
+    if (Files.isDirectory(dir)) {
+      return folder;
+    }
+    Path name = dir.getFileName();
+    if (name == null) {
+      return folder;
+    }
+    try {
+      Path shipped = Paths.get(org.apache.spark.SparkFiles.get(name + ".zip"));
+      if (Files.isRegularFile(shipped.resolve("jvm").resolve("scorer.json"))) {
+        return shipped.toString();
+      }
+    } catch (RuntimeException | LinkageError e) {
+      // no SparkEnv (a plain JVM): only the local folder counts
+    }
+    return folder;
   }
 
   /** Forget the loaded scorers (tests; a new model version is a new folder anyway). */
