@@ -4,7 +4,7 @@ Usage:
     spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0 jobs/stream_score.py \\
         --bootstrap-servers HOST:PORT --input-topics documents --output-topic topic-mixtures \\
         --model models:/ntm-20newsgroups@champion [--trigger processing_time|available_now|real_time] \\
-        [--max-tasks-per-batch N] [--set checkpoint_location=PATH] [--parquet-path PATH] [--timeout S] [--max-batches N]
+        [--scorer auto|jvm|python] [--max-tasks-per-batch N] [--set checkpoint_location=PATH] [--parquet-path PATH] [--timeout S] [--max-batches N]
     ntm stream [same flags]
     ntm stream --status          print the listener's latest progress (rates, dead letters, model version, drift window)
 
@@ -48,6 +48,7 @@ FLAG_KEYS = {
     "max_tasks_per_batch": "max_tasks_per_batch",
     "trigger": "trigger",
     "processing_time": "processing_time",
+    "scorer": "scorer",
     "model": "model_uri",
     "parquet_path": "parquet_path",
     "drift_window": "drift_window",
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "cores; none: one task per partition (see docs/streaming.md)")  # fmt: skip
     parser.add_argument("--trigger", choices=["processing_time", "available_now", "real_time"], default=None)
     parser.add_argument("--processing-time", default=None, help="micro-batch interval, e.g. '100 milliseconds' (the default)")
+    parser.add_argument("--scorer", choices=["auto", "jvm", "python"], default=None,
+                        help="auto (default): the JVM scorer (make jars), the Python one if it cannot run; see docs/streaming.md")
     parser.add_argument("--model", default=None, help="models:/<name>@<alias>, models:/<name>/<version>, a model folder, runs:/...")
     parser.add_argument("--parquet-path", default=None, help="also write scored records as Parquet (idempotent per batch_id)")
     parser.add_argument("--drift-window", default=None, help="drift monitoring window, e.g. '1 minute' (see docs/streaming.md)")

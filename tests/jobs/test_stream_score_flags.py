@@ -1,4 +1,4 @@
-"""`ntm stream`'s drift flags resolve to the stream.drift* config keys (no Spark needed)."""
+"""`ntm stream`'s drift and scorer flags resolve to the stream.drift* config keys (no Spark needed)."""
 
 import pytest
 
@@ -10,6 +10,16 @@ def test_drift_is_on_by_default_and_the_flags_set_it():
     assert cfg.drift and cfg.drift_window_s == 60 and cfg.drift_topic_name == "topic-mixtures-drift"
     cfg = stream_config_from_args(build_parser().parse_args(["--no-drift", "--drift-window", "30 seconds", "--output-topic", "o"]))
     assert not cfg.drift and cfg.drift_window_s == 30 and cfg.drift_topic_name == "o-drift"
+
+
+def test_scorer_is_auto_by_default_and_the_flag_sets_it(capsys):
+    assert stream_config_from_args(build_parser().parse_args([])).scorer == "auto"
+    assert stream_config_from_args(build_parser().parse_args(["--scorer", "python"])).scorer == "python"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--scorer", "onnx"])
+    assert "invalid choice: 'onnx'" in capsys.readouterr().err
+    assert main(["--status", "--set", "scorer=fast"]) == 2
+    assert "stream.scorer" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
