@@ -126,10 +126,18 @@ def register_jvm_scorer(spark: "SparkSession") -> None:
         # Non-deterministic, so that Spark evaluates it per row (registerJavaFunction cannot say so).
         spark.sparkContext._jvm.io.github.ntmspark.scorer.NowUdf.register(spark._jsparkSession)
     except Exception as err:  # py4j/AnalysisException: the class is not on the class path
+        from ntm_spark.spark.session import scorer_jar
+
+        jar = scorer_jar()
         raise JvmScorerError(
-            f"cannot register the JVM scorer ({SCORE_CLASS}): {_java_error(err)[:300]}. Build ntm-scorer.jar with "
-            "`make jars` (it needs a JDK) and start the session with ntm_spark.spark.session.build_spark_session, "
-            "which adds it to spark.jars."
+            f"cannot register the JVM scorer ({SCORE_CLASS}): {_java_error(err)[:300]}. "
+            + (
+                f"Under spark-submit, pass the jar to the driver: --jars {jar} (a session started by "
+                "ntm_spark.spark.session.build_spark_session adds it itself)."
+                if jar is not None
+                else "Build ntm-scorer.jar with `make jars` (it needs a JDK) and start the session with "
+                "ntm_spark.spark.session.build_spark_session, which adds it to spark.jars (under spark-submit: --jars)."
+            )
         ) from err
 
 

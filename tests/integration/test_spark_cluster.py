@@ -197,8 +197,11 @@ def test_stream_on_the_cluster_survives_a_killed_worker(cluster, dist, kafka_boo
         "status_file": str(tmp_path / "status.json"),
     }  # fmt: skip
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")] + ["--timeout", "240"]
-    # Kafka's connector reaches the driver's class path only through spark-submit (--jars or --packages).
-    cmd = submit_cmd(cluster.master_url, dist, "stream_score", args, extra=["--jars", connector_jars()])
+    # Kafka's connector and the JVM scorer reach the driver's class path only through spark-submit (--jars).
+    from ntm_spark.spark.session import scorer_jar
+
+    jars = ",".join(filter(None, [connector_jars(), str(scorer_jar() or "")]))
+    cmd = submit_cmd(cluster.master_url, dist, "stream_score", args, extra=["--jars", jars])
     log = open(tmp_path / "stream.log", "w")  # noqa: SIM115 - the child's output
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=env["NTM_HOME"])
     try:
@@ -224,6 +227,11 @@ def test_stream_on_the_cluster_survives_a_killed_worker(cluster, dist, kafka_boo
         cluster.up(workers=2)  # the killed worker comes back for later tests
     assert set(keys) == {d for d, _ in docs}, (tmp_path / "stream.log").read_text()[-5000:]
     assert not consume_keys(kafka_bootstrap, out + "-dlq", 0, timeout=3)
+    # The default scorer (auto) ran in the executors' JVMs, from the model folder the driver shipped
+    # (a spark:// master: addArchive), and the executor that replaced the killed one scored too.
+    text = (tmp_path / "stream.log").read_text()
+    if scorer_jar() is not None:
+        assert "the stream scores in the JVM" in text and "the JVM scorer cannot run" not in text, text[-5000:]
 
 
 def test_train_submitted_to_the_cluster_runs_one_rank_per_executor(cluster, dist, bow_corpus, tmp_path):
