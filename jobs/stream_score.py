@@ -1,7 +1,8 @@
 r"""Tag a Kafka stream of documents with topic mixtures: Kafka -> score_batch -> Kafka (+ dead letters, + Parquet).
 
 Usage:
-    spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0 jobs/stream_score.py \\
+    spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0 --jars .ntm/jars/scorer/ntm-scorer.jar \\
+        jobs/stream_score.py \\
         --bootstrap-servers HOST:PORT --input-topics documents --output-topic topic-mixtures \\
         --model models:/ntm-20newsgroups@champion [--trigger processing_time|available_now|real_time] \\
         [--scorer auto|jvm|python] [--max-tasks-per-batch N] [--set checkpoint_location=PATH] [--parquet-path PATH] [--timeout S] [--max-batches N]
