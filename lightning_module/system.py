@@ -70,7 +70,9 @@ class NTMSystem(pl.LightningModule):
             ``sqrt(E[dx^2] + eps) / sqrt(E[g^2] + eps) * g``); ``rescale_gradient`` scales the loss
             before the backward pass and ``clip_gradient`` clips each gradient value to ``[-c, c]``;
             ``ecr_weight`` adds the embedding-clustering regularizer to each training step's loss,
-            not to the logged ``loss``/``recon``/``kl`` (``train/ecr`` is logged with the batch loss).
+            not to the logged ``loss``/``recon``/``kl`` (``train/ecr`` is logged with the batch loss), and
+            ``topic_similarity_weight`` likewise the linear decoder's :meth:`~NTMModel.topic_similarity`
+            (``train/topic_similarity``).
 
     Raises:
         TypeError: for a keyword that is neither a ``model`` nor a ``system`` hyperparameter.
@@ -93,7 +95,7 @@ class NTMSystem(pl.LightningModule):
         super().__init__()
         h = take_hparams({"num_topics": num_topics, **hparams}, (MODEL, SYSTEM), "NTMSystem")
         optimizer, learning_rate, adam_beta1 = h["optimizer"], h["learning_rate"], h["adam_beta1"]
-        kl_warmup_epochs, ecr_weight = h["kl_warmup_epochs"], h["ecr_weight"]
+        kl_warmup_epochs, ecr_weight, similarity_weight = h["kl_warmup_epochs"], h["ecr_weight"], h["topic_similarity_weight"]
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r}: choose one of {list(OPTIMIZERS)}.")
         if not learning_rate > 0:
@@ -104,6 +106,10 @@ class NTMSystem(pl.LightningModule):
             raise ValueError(f"adam_beta1={adam_beta1!r}: use a number in [0, 1) such as 0.9 or 0.99.")
         if not ecr_weight >= 0 or math.isinf(ecr_weight):
             raise ValueError(f"ecr_weight={ecr_weight!r}: use a number >= 0 such as 1000 (0 turns the regularizer off).")
+        if not similarity_weight >= 0 or math.isinf(similarity_weight):
+            raise ValueError(
+                f"topic_similarity_weight={similarity_weight!r}: use a number >= 0 such as 30 (0 turns the penalty off)."
+            )
         self.save_hyperparameters(
             {
                 "vocab_size": vocab_size,
@@ -173,6 +179,10 @@ class NTMSystem(pl.LightningModule):
         if train and self.hparams.ecr_weight and self.model.decoder_kind == "embedding":
             ecr = self.model.clustering_cost()
             loss = loss + self.hparams.ecr_weight * ecr
+        similarity = None
+        if train and self.hparams.get("topic_similarity_weight") and self.model.decoder_kind == "linear":
+            similarity = self.model.topic_similarity()
+            loss = loss + self.hparams.topic_similarity_weight * similarity
         # One fused weighted sum of (recon, kl, docs, words): few kernels, no host sync per step.
         terms = torch.stack([recon.detach(), kl.detach(), torch.ones_like(recon), x.sum(dim=1)], dim=1)  # (B, 4)
         self._acc[stage] += (terms * weight[:, None]).sum(dim=0).to(torch.float64)  # not a matmul: TF32 would round it
@@ -183,6 +193,8 @@ class NTMSystem(pl.LightningModule):
             self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=x.shape[0])
             if ecr is not None:
                 self.log("train/ecr", ecr.detach(), on_step=True, on_epoch=False, batch_size=x.shape[0])
+            if similarity is not None:
+                self.log("train/topic_similarity", similarity.detach(), on_step=True, on_epoch=False, batch_size=x.shape[0])
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:

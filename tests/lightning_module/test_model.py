@@ -144,6 +144,29 @@ def test_invalid_model_args_name_the_parameter(kwargs, match):
         NTMModel(**args)
 
 
+def test_topic_similarity_is_the_mean_squared_cosine_of_the_raised_words():
+    model = NTMModel(6, 3)
+    with torch.no_grad():
+        model.decoder.weight.copy_(torch.eye(6)[:, :3] * 2.0)  # orthogonal columns, any length
+    assert float(model.topic_similarity().detach()) == 0.0
+    with torch.no_grad():
+        model.decoder.weight.copy_(torch.ones(6, 3))  # every topic the same vector
+    assert abs(float(model.topic_similarity().detach()) - 1.0) < 1e-6
+    with torch.no_grad():
+        model.decoder.weight.copy_(torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] + [[0.0] * 3] * 3))
+    # cos(W0, W1) = 1/sqrt(2), the other pairs 0: the mean over the 6 ordered pairs of cos^2 is 2 * 0.5 / 6.
+    assert abs(float(model.topic_similarity().detach()) - 1 / 6) < 1e-6
+    with torch.no_grad():  # only the words a topic raises above the background (W > 0) count
+        model.decoder.weight.copy_(torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, -5.0], [-5.0, 0.0, 1.0]] + [[0.0] * 3] * 3))
+    assert float(model.topic_similarity().detach()) == pytest.approx(2 * 0.5 / 6, abs=1e-6)  # the -5s would make W0, W2 and W1, W2 anti-similar
+    with torch.no_grad():
+        model.decoder.weight.copy_(torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] + [[0.0] * 3] * 3))
+    model.topic_similarity().backward()
+    assert model.decoder.weight.grad.abs().sum() > 0  # a penalty the optimizer can follow
+    embedding, _ = _embedding_model()
+    assert float(embedding.topic_similarity()) == 0.0
+
+
 def test_resolve_encoder_layers_auto():
     assert resolve_encoder_layers("auto", 20) == [60, 40]
 

@@ -76,6 +76,7 @@ def test_callback_stops_training_at_the_right_epoch(tmp_path):
         ("decoder=mlp", "train.decoder='mlp'"),
         ("word_embeddings=glove.txt", "train.word_embeddings='glove.txt'"),
         ("ecr_weight=-1", "train.ecr_weight=-1.0"),
+        ("topic_similarity_weight=-1", "train.topic_similarity_weight=-1.0"),
         ("beta_temperature=0", "train.beta_temperature=0.0"),
         ("num_topic=20", "unknown config key 'train.num_topic'"),
     ],
@@ -197,6 +198,19 @@ def test_clip_gradient_changes_the_updates(bow_corpus, tmp_path):
     train_model(_cfg(bow_corpus, tmp_path / "a", **kw))
     train_model(_cfg(bow_corpus, tmp_path / "b", clip_gradient=0.001, **kw))
     assert not np.allclose(np.load(tmp_path / "a" / "topic_word.npy"), np.load(tmp_path / "b" / "topic_word.npy"))
+
+
+def test_topic_similarity_weight_pushes_the_linear_decoders_topics_apart(bow_corpus, tmp_path):
+    from lightning_module.model_folder import load_model_folder
+    from lightning_module.system import NTMSystem
+
+    kw = {"epochs": 3, "checkpoint": False, "optimizer": "adam", "learning_rate": 0.01, "preset": "sagemaker", "min_epochs": 0}
+    train_model(_cfg(bow_corpus, tmp_path / "off", topic_similarity_weight=0.0, **kw))
+    train_model(_cfg(bow_corpus, tmp_path / "on", topic_similarity_weight=1000.0, **kw))
+    off, on = (float(load_model_folder(tmp_path / name)[0].topic_similarity()) for name in ("off", "on"))
+    assert on < 0.5 * off, (on, off)
+    with pytest.raises(ValueError, match="topic_similarity_weight=-1.0"):
+        NTMSystem(vocab_size=30, num_topics=4, topic_similarity_weight=-1.0)
 
 
 def test_no_validation_split_monitors_train_loss(tmp_path):
