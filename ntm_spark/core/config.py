@@ -404,6 +404,11 @@ class StreamConfig:
     #: the sink's ``linger.ms: 5`` saved no more and added to the median, so the sink has none by default.
     real_time_source_options: Optional[dict] = field(default_factory=lambda: {"fetch.min.bytes": 65536, "fetch.max.wait.ms": 5})
     real_time_sink_options: Optional[dict] = field(default_factory=dict)
+    #: ``processing_time`` / ``available_now``: the Kafka source's consumer and the Kafka sink's producer settings, under
+    #: ``kafka_options`` (which win); null: none. Larger fetches per partition (a 10,000-document batch of 20NG is ~9 MB
+    #: per partition, 1 MiB by default) and fuller produce requests drained a backlog 1.4-1.8x faster (docs/streaming.md).
+    micro_batch_source_options: Optional[dict] = field(default_factory=lambda: {"max.partition.fetch.bytes": 16777216})
+    micro_batch_sink_options: Optional[dict] = field(default_factory=lambda: {"batch.size": 524288, "linger.ms": 20})
     #: Write the offset and commit logs off the critical path (Kafka sink, processing_time trigger only).
     async_progress_tracking: bool = True
     async_progress_interval_ms: int = 1000

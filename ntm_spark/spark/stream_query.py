@@ -28,15 +28,19 @@ ScoreFn = Callable[["DataFrame"], "DataFrame"]
 def kafka_options(cfg: "StreamConfig", role: Optional[str] = None) -> dict:
     """Return the ``kafka.*`` options of the source and sinks: ``bootstrap_servers`` plus ``cfg.kafka_options``.
 
-    With ``trigger: real_time``, ``role="source"`` (the query's Kafka source) adds
-    ``real_time_source_options`` and ``role="sink"`` (its Kafka sink) ``real_time_sink_options``,
-    under ``kafka_options``, which win.
+    ``role="source"`` (the query's Kafka source) adds ``real_time_source_options`` with
+    ``trigger: real_time``, else ``micro_batch_source_options``; ``role="sink"`` (its Kafka sink)
+    ``real_time_sink_options`` or ``micro_batch_sink_options``; all under ``kafka_options``, which win.
+    ``role=None`` (the broker probes, the drift sink) gets ``kafka_options`` alone.
     """
     extra: dict = {}
-    if cfg.trigger == "real_time" and role is not None:
+    if role is not None:
         if role not in ("source", "sink"):
             raise ValueError(f"role={role!r}: use 'source', 'sink' or None.")
-        extra = (cfg.real_time_source_options if role == "source" else cfg.real_time_sink_options) or {}
+        if cfg.trigger == "real_time":
+            extra = (cfg.real_time_source_options if role == "source" else cfg.real_time_sink_options) or {}
+        else:
+            extra = (cfg.micro_batch_source_options if role == "source" else cfg.micro_batch_sink_options) or {}
     opts = {"kafka.bootstrap.servers": cfg.bootstrap_servers}
     for key, value in {**_prefixed(extra), **_prefixed(cfg.kafka_options)}.items():
         opts[key] = str(value)
@@ -237,7 +241,7 @@ def write_batch(batch: "DataFrame", batch_id: int, cfg: "StreamConfig") -> None:
     batch.persist()
     try:
         to_kafka_records(batch, cfg.output_topic, cfg.dead_letter_topic).write.format("kafka").options(
-            **kafka_options(cfg)
+            **kafka_options(cfg, "sink")
         ).save()
         target = f"{cfg.parquet_path.rstrip('/')}/batch_id={batch_id}"
         staged = staging_path(target)

@@ -10,11 +10,18 @@ def _cfg(*overrides):
     return load_config("stream", overrides=["bootstrap_servers=\"b:9092\"", *overrides])
 
 
-def test_micro_batch_triggers_get_kafka_options_alone():
+def test_micro_batch_defaults_fetch_and_produce_in_larger_requests():
+    # Measured on the 2-core box (docs/streaming.md): a backlog drained 1.4-1.8x faster.
     for trigger in ("processing_time", "available_now"):
         cfg = _cfg(f"trigger=\"{trigger}\"", "kafka_options={\"client.id\": \"x\"}")
-        expected = {"kafka.bootstrap.servers": "b:9092", "kafka.client.id": "x"}
-        assert kafka_options(cfg) == kafka_options(cfg, "source") == kafka_options(cfg, "sink") == expected
+        base = {"kafka.bootstrap.servers": "b:9092", "kafka.client.id": "x"}
+        assert kafka_options(cfg) == base  # the broker probes and the drift sink
+        assert kafka_options(cfg, "source") == {**base, "kafka.max.partition.fetch.bytes": "16777216"}
+        assert kafka_options(cfg, "sink") == {**base, "kafka.batch.size": "524288", "kafka.linger.ms": "20"}
+    cfg = _cfg("micro_batch_source_options=null", "micro_batch_sink_options=null", "kafka_options={\"linger.ms\": 0}")
+    assert kafka_options(cfg, "source") == kafka_options(cfg) == {"kafka.bootstrap.servers": "b:9092", "kafka.linger.ms": "0"}
+    cfg = _cfg("kafka_options={\"linger.ms\": 0}")
+    assert kafka_options(cfg, "sink")["kafka.linger.ms"] == "0"  # kafka_options win
 
 
 def test_real_time_defaults_batch_the_sources_fetches():
