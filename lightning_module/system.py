@@ -180,7 +180,7 @@ class NTMSystem(pl.LightningModule):
             ecr = self.model.clustering_cost()
             loss = loss + self.hparams.ecr_weight * ecr
         similarity = None
-        if train and self.hparams.get("topic_similarity_weight") and self.model.decoder_kind == "linear":
+        if train and self.hparams.topic_similarity_weight and self.model.decoder_kind == "linear":
             similarity = self.model.topic_similarity()
             loss = loss + self.hparams.topic_similarity_weight * similarity
         # One fused weighted sum of (recon, kl, docs, words): few kernels, no host sync per step.
