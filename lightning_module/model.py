@@ -124,7 +124,14 @@ def ppmi_word_vectors(cooccurrence: Tensor, n_docs: int, dim: int) -> Tensor:
     return F.normalize(vec, dim=1).float()
 
 
-def sinkhorn_transport_cost(cost: Tensor, alpha: float = SINKHORN_ALPHA, max_iter: int = SINKHORN_MAX_ITER, tol: float = SINKHORN_TOL) -> Tensor:
+def sinkhorn_transport_cost(
+    cost: Tensor,
+    alpha: float = SINKHORN_ALPHA,
+    max_iter: int = SINKHORN_MAX_ITER,
+    tol: float = SINKHORN_TOL,
+    background_cost: Optional[Tensor] = None,
+    background_mass: float = 0.0,
+) -> Tensor:
     """Entropic optimal-transport cost ``<P, C>`` between uniform rows and uniform columns.
 
     Sinkhorn iterations on ``exp(-alpha * C)``, differentiated through (as ECRTM does); the
@@ -136,22 +143,37 @@ def sinkhorn_transport_cost(cost: Tensor, alpha: float = SINKHORN_ALPHA, max_ite
         alpha: Inverse entropic regularization.
         max_iter: Iteration cap.
         tol: Stop when the column marginals are off by less than this (L1).
+        background_cost: With ``background_mass`` > 0, the cost of sending each column to one
+            extra row, shape ``(V,)``: that row takes ``background_mass`` of the columns' mass and
+            the ``K`` rows share the rest equally (partial transport); its share of the plan is
+            left out of the returned cost.
+        background_mass: The extra row's share, in ``[0, 1)``; 0 is the balanced transport.
 
     Returns:
         A scalar tensor.
     """
     k, v = cost.shape
-    a = torch.full((k, 1), 1.0 / k, dtype=cost.dtype, device=cost.device)
+    topics = cost
+    if background_mass > 0.0:
+        if background_cost is None or tuple(background_cost.shape) != (v,):
+            raise ValueError(f"background_mass={background_mass!r} needs a background_cost of shape ({v},).")
+        cost = torch.cat([cost, background_cost.to(cost.dtype)[None, :]], dim=0)  # (K + 1, V)
+        a = torch.cat([
+            torch.full((k, 1), (1.0 - background_mass) / k, dtype=cost.dtype, device=cost.device),
+            torch.full((1, 1), background_mass, dtype=cost.dtype, device=cost.device),
+        ])
+    else:
+        a = torch.full((k, 1), 1.0 / k, dtype=cost.dtype, device=cost.device)
     b = torch.full((v, 1), 1.0 / v, dtype=cost.dtype, device=cost.device)
-    kern = torch.exp(-cost * alpha)  # (K, V)
+    kern = torch.exp(-cost * alpha)  # (K [+ 1], V)
     u = a.clone()
     for it in range(max_iter):
         w = b / (kern.t() @ u + 1e-16)  # (V, 1)
         u = a / (kern @ w + 1e-16)  # (K, 1)
         if it and it % 50 == 0 and float((w * (kern.t() @ u) - b).abs().sum().detach()) < tol:
             break
-    plan = u * kern * w.t()  # (K, V)
-    return (plan * cost).sum()
+    plan = u * kern * w.t()  # (K [+ 1], V)
+    return (plan[:k] * topics).sum()
 
 
 def _activation(name: str) -> nn.Module:
@@ -424,12 +446,22 @@ class NTMModel(nn.Module):
         """Return the embedding decoder's ``W`` as ``(K, V)``: ``softmax`` over topics of ``-cost / temperature``."""
         return F.softmax(-self.embedding_cost() / self.beta_temperature, dim=0)
 
-    def clustering_cost(self) -> Tensor:
-        """ECRTM's embedding-clustering regularizer, float32; 0 for the linear decoder."""
+    def clustering_cost(self, background_mass: float = 0.0) -> Tensor:
+        """ECRTM's embedding-clustering regularizer, float32; 0 for the linear decoder.
+
+        ``background_mass`` (``ecr_background_mass``): that share of the vocabulary goes to a
+        background point, the mean word vector, instead of the topics. ECRTM's balanced transport
+        (0) makes every topic take ``V / K`` words, so at K = 50 the topics beyond the corpus's
+        clusters took generic words ("probably likely doubt strong"); the background takes those.
+        """
         if self.decoder_kind == "linear":
             return torch.zeros((), device=self.prior_mu.device)
         with torch.autocast(device_type=self.prior_mu.device.type, enabled=False):
-            return sinkhorn_transport_cost(self.embedding_cost().float())
+            background = None
+            if background_mass > 0.0:
+                e = self.word_embeddings.float()
+                background = (e - e.mean(dim=0, keepdim=True)).pow(2).sum(dim=1)  # (V,)
+            return sinkhorn_transport_cost(self.embedding_cost().float(), background_cost=background, background_mass=background_mass)
 
     def topic_similarity(self) -> Tensor:
         """Mean squared cosine similarity between the topics' raised words; 0 for the embedding decoder.

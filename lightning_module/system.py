@@ -106,6 +106,9 @@ class NTMSystem(pl.LightningModule):
             raise ValueError(f"adam_beta1={adam_beta1!r}: use a number in [0, 1) such as 0.9 or 0.99.")
         if not ecr_weight >= 0 or math.isinf(ecr_weight):
             raise ValueError(f"ecr_weight={ecr_weight!r}: use a number >= 0 such as 1000 (0 turns the regularizer off).")
+        background_mass = h["ecr_background_mass"]
+        if not 0.0 <= background_mass < 1.0:
+            raise ValueError(f"ecr_background_mass={background_mass!r}: use a number in [0, 1) such as 0.3 (0: every word goes to the topics).")
         if not similarity_weight >= 0 or math.isinf(similarity_weight):
             raise ValueError(
                 f"topic_similarity_weight={similarity_weight!r}: use a number >= 0 such as 30 (0 turns the penalty off)."
@@ -177,7 +180,7 @@ class NTMSystem(pl.LightningModule):
         loss = ((recon + kl_w * kl) * weight).sum() / denom
         ecr = None
         if train and self.hparams.ecr_weight and self.model.decoder_kind == "embedding":
-            ecr = self.model.clustering_cost()
+            ecr = self.model.clustering_cost(self.hparams.ecr_background_mass)
             loss = loss + self.hparams.ecr_weight * ecr
         similarity = None
         if train and self.hparams.topic_similarity_weight and self.model.decoder_kind == "linear":

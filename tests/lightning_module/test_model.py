@@ -226,6 +226,27 @@ def test_sinkhorn_cost_follows_the_transport_plan():
     assert sinkhorn_transport_cost(torch.ones(3, 5)) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_background_mass_takes_the_words_no_topic_is_near():
+    from lightning_module.model import sinkhorn_transport_cost
+
+    # Two topics near words 0-1, none near words 2-3 (generic words): balanced transport makes
+    # a topic take them (cost 0.5 * 0.5); a background point that is cheap for 2-3 and holding
+    # half the mass takes them instead, and its share is not counted.
+    shared = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5]])
+    background = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    assert sinkhorn_transport_cost(shared) == pytest.approx(0.25, abs=1e-3)
+    assert sinkhorn_transport_cost(shared, background_cost=background, background_mass=0.5) < 1e-3
+    # 0 is the balanced transport exactly; a missing or misshapen background is refused.
+    assert sinkhorn_transport_cost(shared, background_cost=background, background_mass=0.0) == sinkhorn_transport_cost(shared)
+    with pytest.raises(ValueError, match=r"background_cost of shape \(4,\)"):
+        sinkhorn_transport_cost(shared, background_mass=0.3)
+    # The model's background is the mean word vector, and the regularizer still moves the topics.
+    model, _ = _embedding_model(v=12, k=3, d=4, encoder_layers=[5], prior="dirichlet")
+    cost = model.clustering_cost(background_mass=0.3)
+    cost.backward()
+    assert 0 < cost < model.clustering_cost() and model.topic_embeddings.grad.abs().sum() > 0
+
+
 def test_ppmi_word_vectors_put_co_occurring_words_together():
     from lightning_module.model import ppmi_word_vectors
 

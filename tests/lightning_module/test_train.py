@@ -77,6 +77,7 @@ def test_callback_stops_training_at_the_right_epoch(tmp_path):
         ("word_embeddings=glove.txt", "train.word_embeddings='glove.txt'"),
         ("ecr_weight=-1", "train.ecr_weight=-1.0"),
         ("topic_similarity_weight=-1", "train.topic_similarity_weight=-1.0"),
+        ("ecr_background_mass=1", "train.ecr_background_mass=1.0"),
         ("beta_temperature=0", "train.beta_temperature=0.0"),
         ("num_topic=20", "unknown config key 'train.num_topic'"),
     ],
@@ -211,6 +212,8 @@ def test_topic_similarity_weight_pushes_the_linear_decoders_topics_apart(bow_cor
     assert on < 0.5 * off, (on, off)
     with pytest.raises(ValueError, match="topic_similarity_weight=-1.0"):
         NTMSystem(vocab_size=30, num_topics=4, topic_similarity_weight=-1.0)
+    with pytest.raises(ValueError, match=r"ecr_background_mass=1.0: use a number in \[0, 1\)"):
+        NTMSystem(vocab_size=30, num_topics=4, ecr_background_mass=1.0)
 
 
 def test_no_validation_split_monitors_train_loss(tmp_path):

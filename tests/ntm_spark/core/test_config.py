@@ -98,7 +98,7 @@ def test_train_config_keys_and_defaults_are_unchanged():
         "sub_sample": 1.0, "encoder_input": None, "topic_activation": None, "prior": None, "dirichlet_alpha": None,
         "decoder_batch_norm": None, "dropout": None, "kl_warmup_epochs": None, "adam_beta1": None, "min_epochs": None,
         "decoder": None, "word_embeddings": None, "embedding_dim": None, "beta_temperature": None, "ecr_weight": None,
-        "topic_similarity_weight": None, "sample_latent": True, "reader": "arrow", "shuffle": True, "num_workers": 2, "shuffle_buffer": 4096, "drop_last": False,
+        "ecr_background_mass": None, "topic_similarity_weight": None, "sample_latent": True, "reader": "arrow", "shuffle": True, "num_workers": 2, "shuffle_buffer": 4096, "drop_last": False,
         "resident": False, "steps_per_execution": 1, "accelerator": "auto", "devices": "auto", "num_nodes": 1,
         "strategy": "auto", "precision": "32-true", "threads_per_process": None, "seed": 42, "deterministic": False,
         "checkpoint": True, "resume": None, "progress_bar": None, "log_every_n_steps": 50, "top_n_words": 10,
