@@ -28,7 +28,7 @@ def test_bench_streaming_tiny_run_measures_every_stage(kafka_bootstrap, tmp_path
             "--drain-docs", "600", "--drain-batch", "300", "--backfill-scales", "1", "--kinds", "ntm", "lda",
             "--json", str(out),
         ],
-        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=1800, env=env, cwd=ROOT,  # a hang guard: 256 s idle, 620 s on a loaded 2-core box
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(out.read_text())
