@@ -267,8 +267,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ecr_weight": 1000.0,
         # 30% of the vocabulary goes to a background point instead of the topics (partial transport):
         # ECRTM's balanced transport made every topic take V/K words, and at K = 50 about a fifth of the
-        # topics held generic words. NPMI on short documents K=20 0.354 -> 0.379, K=50 0.309 -> 0.327
-        # (3 seeds; issue 18, BENCHMARKS.md).
+        # topics held generic words. NPMI, 3 seeds: short documents K=20 0.354 -> 0.379, K=50 0.309 -> 0.326;
+        # full-length K=50 0.301 -> 0.327, K=20 0.367 -> 0.360 (issue 18, BENCHMARKS.md).
         "ecr_background_mass": 0.3,
         "topic_similarity_weight": 0.0,  # inert with the embedding decoder (ECR keeps its topics apart)
     },
