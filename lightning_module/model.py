@@ -153,19 +153,15 @@ def sinkhorn_transport_cost(
         A scalar tensor.
     """
     k, v = cost.shape
-    topics = cost
+    a = torch.full((k, 1), (1.0 - background_mass) / k, dtype=cost.dtype, device=cost.device)
+    rows = cost  # (K [+ 1], V)
     if background_mass > 0.0:
         if background_cost is None or tuple(background_cost.shape) != (v,):
             raise ValueError(f"background_mass={background_mass!r} needs a background_cost of shape ({v},).")
-        cost = torch.cat([cost, background_cost.to(cost.dtype)[None, :]], dim=0)  # (K + 1, V)
-        a = torch.cat([
-            torch.full((k, 1), (1.0 - background_mass) / k, dtype=cost.dtype, device=cost.device),
-            torch.full((1, 1), background_mass, dtype=cost.dtype, device=cost.device),
-        ])
-    else:
-        a = torch.full((k, 1), 1.0 / k, dtype=cost.dtype, device=cost.device)
+        rows = torch.cat([cost, background_cost.to(cost.dtype)[None, :]], dim=0)
+        a = torch.cat([a, torch.full((1, 1), background_mass, dtype=cost.dtype, device=cost.device)])
     b = torch.full((v, 1), 1.0 / v, dtype=cost.dtype, device=cost.device)
-    kern = torch.exp(-cost * alpha)  # (K [+ 1], V)
+    kern = torch.exp(-rows * alpha)  # (K [+ 1], V)
     u = a.clone()
     for it in range(max_iter):
         w = b / (kern.t() @ u + 1e-16)  # (V, 1)
@@ -173,7 +169,7 @@ def sinkhorn_transport_cost(
         if it and it % 50 == 0 and float((w * (kern.t() @ u) - b).abs().sum().detach()) < tol:
             break
     plan = u * kern * w.t()  # (K [+ 1], V)
-    return (plan[:k] * topics).sum()
+    return (plan[:k] * cost).sum()
 
 
 def _activation(name: str) -> nn.Module:

@@ -25,6 +25,7 @@ columns, computed in the JVM.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -149,8 +150,6 @@ def ship_model_folder(spark: "SparkSession", model_dir: Union[str, Path], force:
     ``local-cluster[...]`` master shares the driver's disk, so nothing is shipped unless ``force``.
     The archive is written once beside the folder (a new model version is a new folder).
     """
-    import shutil
-
     master = str(spark.sparkContext.master)
     if master.startswith("local") and not force:
         return None
